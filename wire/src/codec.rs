@@ -1,0 +1,474 @@
+//! `decode`: a checked frame into typed parts; `Encoder`: typed parts into bytes.
+//!
+//! Decoding happens once, at the edge of the router. It verifies the
+//! flatbuffer meta with explicit [`VerifierOptions`] limits, validates every
+//! subject and queue name, and hands out `Bytes` that point into the frame
+//! (the payload is never copied). Anything wrong becomes a [`WireError`],
+//! never a panic. The frame must already have passed [`crate::check`].
+//!
+//! Encoding writes whole frames into a caller's `BytesMut`, so many frames to
+//! one peer end up in one buffer and go out in one write.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use flatbuffers::{FlatBufferBuilder, VerifierOptions, WIPOffset};
+
+use crate::error::{ErrorCode, WireError};
+use crate::frame::{parse_header, FrameHeader, Op, FRAME_HEADER_BYTES};
+use crate::schema;
+use crate::subject::{validate_pattern, validate_publish_subject, validate_queue_group};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest structured part a frame can carry (the header's meta_len is a u16).
+pub const META_BYTES_MAX: usize = u16::MAX as usize;
+/// Default largest payload, in bytes (1 MiB, as NATS).
+pub const PAYLOAD_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
+/// Most entries in one header block.
+pub const HEADER_ENTRIES_MAX: usize = 256;
+/// Status of a Deliver that answers a request nobody could receive.
+pub const STATUS_NO_RESPONDERS: u16 = 503;
+
+/// What one side accepts from the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub payload_bytes_max: usize,
+}
+
+impl Limits {
+    /// Largest whole frame: header, largest meta, largest payload.
+    pub fn frame_bytes_max(&self) -> usize {
+        FRAME_HEADER_BYTES + META_BYTES_MAX + self.payload_bytes_max
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT }
+    }
+}
+
+/// Verifier limits for one meta part: small tables, bounded depth, and no
+/// more apparent size than the bytes actually there.
+fn verifier_options(meta_len: usize) -> VerifierOptions {
+    VerifierOptions {
+        max_depth: 8,
+        max_tables: 2 * HEADER_ENTRIES_MAX + 16,
+        max_apparent_size: meta_len.max(1),
+        ignore_missing_null_terminator: false,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub version_min: u16,
+    pub version_max: u16,
+    pub client_name: Option<String>,
+    pub auth_token: Option<String>,
+    pub ack_mode: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    pub version: u16,
+    pub server_name: String,
+    pub shard: u16,
+    pub shards: u16,
+    pub payload_bytes_max: u32,
+    pub meta_bytes_max: u32,
+    pub pending_bytes_max: u64,
+    pub subscriptions_max: u32,
+}
+
+/// A message on its way in. Subjects are validated UTF-8 bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publish {
+    pub subject: Bytes,
+    pub reply: Option<Bytes>,
+    /// An encoded, verified `Headers` flatbuffer; opaque to routing.
+    pub headers: Option<Bytes>,
+    pub payload: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscribe {
+    pub pattern: Bytes,
+    pub queue: Option<Bytes>,
+    pub subscription_id: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsubscribe {
+    pub subscription_id: u64,
+    pub after_messages: u64,
+}
+
+/// A message on its way out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deliver {
+    pub subscription_id: u64,
+    pub subject: Bytes,
+    pub reply: Option<Bytes>,
+    pub headers: Option<Bytes>,
+    pub status: u16,
+    pub payload: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorFrame {
+    /// The raw code; [`ErrorCode::from_u16`] names it if this version knows it.
+    pub code: u16,
+    pub message: String,
+}
+
+/// A decoded frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    Hello(Hello),
+    Welcome(Welcome),
+    Publish(Publish),
+    Subscribe(Subscribe),
+    Unsubscribe(Unsubscribe),
+    Deliver(Deliver),
+    Ping,
+    Pong,
+    Ok,
+    Error(ErrorFrame),
+}
+
+fn invalid(table: &'static str, error: flatbuffers::InvalidFlatbuffer) -> WireError {
+    WireError::InvalidFlatbuffer { table, reason: error.to_string() }
+}
+
+/// `Bytes` for a string that lives inside `meta`, without copying.
+fn sub_bytes(meta: &Bytes, text: &str) -> Bytes {
+    meta.slice_ref(text.as_bytes())
+}
+
+fn check_payload(payload: &Bytes, limits: &Limits) -> Result<(), WireError> {
+    if payload.len() > limits.payload_bytes_max {
+        return Err(WireError::PayloadTooLarge {
+            payload_bytes: payload.len() as u64,
+            limit_bytes: limits.payload_bytes_max as u64,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies a nested header block and returns it as `Bytes` inside `meta`.
+fn nested_headers(meta: &Bytes, headers: Option<flatbuffers::Vector<'_, u8>>) -> Result<Option<Bytes>, WireError> {
+    let Some(vector) = headers else { return Ok(None) };
+    let block = meta.slice_ref(vector.bytes());
+    verify_headers(&block)?;
+    Ok(Some(block))
+}
+
+fn verify_headers(block: &[u8]) -> Result<(), WireError> {
+    let headers = flatbuffers::root_with_opts::<schema::Headers>(&verifier_options(block.len()), block)
+        .map_err(|_| WireError::InvalidHeaders("header block fails verification"))?;
+    if headers.entries().map_or(0, |entries| entries.len()) > HEADER_ENTRIES_MAX {
+        return Err(WireError::InvalidHeaders("more than HEADER_ENTRIES_MAX entries"));
+    }
+    Ok(())
+}
+
+/// Decodes one whole frame (as accepted by [`crate::check`]).
+pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
+    let header = parse_header(&frame)?;
+    if frame.len() != header.frame_len() {
+        return Err(WireError::MalformedFrame("frame length differs from body_len"));
+    }
+    let meta_end = FRAME_HEADER_BYTES + header.meta_len as usize;
+    let meta = frame.slice(FRAME_HEADER_BYTES..meta_end);
+    let payload = frame.slice(meta_end..);
+    let options = verifier_options(meta.len());
+    let decoded = match header.op {
+        Op::Ping => Frame::Ping,
+        Op::Pong => Frame::Pong,
+        Op::Ok => Frame::Ok,
+        Op::Hello => {
+            let hello =
+                flatbuffers::root_with_opts::<schema::Hello>(&options, &meta).map_err(|e| invalid("Hello", e))?;
+            Frame::Hello(Hello {
+                version_min: hello.version_min(),
+                version_max: hello.version_max(),
+                client_name: hello.client_name().map(str::to_owned),
+                auth_token: hello.auth_token().map(str::to_owned),
+                ack_mode: hello.ack_mode(),
+            })
+        }
+        Op::Welcome => {
+            let welcome =
+                flatbuffers::root_with_opts::<schema::Welcome>(&options, &meta).map_err(|e| invalid("Welcome", e))?;
+            Frame::Welcome(Welcome {
+                version: welcome.version(),
+                server_name: welcome.server_name().unwrap_or_default().to_owned(),
+                shard: welcome.shard(),
+                shards: welcome.shards(),
+                payload_bytes_max: welcome.payload_bytes_max(),
+                meta_bytes_max: welcome.meta_bytes_max(),
+                pending_bytes_max: welcome.pending_bytes_max(),
+                subscriptions_max: welcome.subscriptions_max(),
+            })
+        }
+        Op::Publish => {
+            let publish =
+                flatbuffers::root_with_opts::<schema::Publish>(&options, &meta).map_err(|e| invalid("Publish", e))?;
+            let subject = sub_bytes(&meta, publish.subject());
+            validate_publish_subject(&subject)?;
+            let reply = publish.reply().map(|reply| sub_bytes(&meta, reply));
+            if let Some(reply) = &reply {
+                validate_publish_subject(reply)?;
+            }
+            let headers = nested_headers(&meta, publish.headers())?;
+            check_payload(&payload, limits)?;
+            Frame::Publish(Publish { subject, reply, headers, payload })
+        }
+        Op::Subscribe => {
+            let subscribe = flatbuffers::root_with_opts::<schema::Subscribe>(&options, &meta)
+                .map_err(|e| invalid("Subscribe", e))?;
+            let pattern = sub_bytes(&meta, subscribe.subject());
+            validate_pattern(&pattern)?;
+            let queue = subscribe.queue().map(|queue| sub_bytes(&meta, queue));
+            if let Some(queue) = &queue {
+                validate_queue_group(queue)?;
+            }
+            Frame::Subscribe(Subscribe { pattern, queue, subscription_id: subscribe.subscription_id() })
+        }
+        Op::Unsubscribe => {
+            let unsubscribe = flatbuffers::root_with_opts::<schema::Unsubscribe>(&options, &meta)
+                .map_err(|e| invalid("Unsubscribe", e))?;
+            Frame::Unsubscribe(Unsubscribe {
+                subscription_id: unsubscribe.subscription_id(),
+                after_messages: unsubscribe.after_messages(),
+            })
+        }
+        Op::Deliver => {
+            let deliver =
+                flatbuffers::root_with_opts::<schema::Deliver>(&options, &meta).map_err(|e| invalid("Deliver", e))?;
+            let subject = sub_bytes(&meta, deliver.subject());
+            validate_publish_subject(&subject)?;
+            let reply = deliver.reply().map(|reply| sub_bytes(&meta, reply));
+            let headers = nested_headers(&meta, deliver.headers())?;
+            check_payload(&payload, limits)?;
+            Frame::Deliver(Deliver {
+                subscription_id: header.tag,
+                subject,
+                reply,
+                headers,
+                status: deliver.status(),
+                payload,
+            })
+        }
+        Op::Error => {
+            let error =
+                flatbuffers::root_with_opts::<schema::Error>(&options, &meta).map_err(|e| invalid("Error", e))?;
+            Frame::Error(ErrorFrame { code: error.code(), message: error.message().unwrap_or_default().to_owned() })
+        }
+    };
+    Ok(decoded)
+}
+
+/// Encodes a header block from key/value pairs.
+pub fn encode_headers(entries: &[(&str, &str)]) -> Result<Bytes, WireError> {
+    if entries.len() > HEADER_ENTRIES_MAX {
+        return Err(WireError::InvalidHeaders("more than HEADER_ENTRIES_MAX entries"));
+    }
+    let mut builder = FlatBufferBuilder::new();
+    let offsets: Vec<_> = entries
+        .iter()
+        .map(|(key, value)| {
+            let key = builder.create_string(key);
+            let value = builder.create_string(value);
+            schema::Header::create(&mut builder, &schema::HeaderArgs { key: Some(key), value: Some(value) })
+        })
+        .collect();
+    let entries = builder.create_vector(&offsets);
+    let root = schema::Headers::create(&mut builder, &schema::HeadersArgs { entries: Some(entries) });
+    builder.finish_minimal(root);
+    Ok(Bytes::copy_from_slice(builder.finished_data()))
+}
+
+/// Decodes a header block into key/value pairs, in order.
+pub fn decode_headers(block: &[u8]) -> Result<Vec<(String, String)>, WireError> {
+    verify_headers(block)?;
+    let headers = flatbuffers::root_with_opts::<schema::Headers>(&verifier_options(block.len()), block)
+        .map_err(|_| WireError::InvalidHeaders("header block fails verification"))?;
+    Ok(headers
+        .entries()
+        .map(|entries| entries.iter().map(|entry| (entry.key().to_owned(), entry.value().to_owned())).collect())
+        .unwrap_or_default())
+}
+
+/// Subjects inside a frame are UTF-8 by construction (validated on decode, or
+/// typed as `&str` by callers); this turns bytes that are not into an error.
+fn text(bytes: &[u8]) -> Result<&str, WireError> {
+    std::str::from_utf8(bytes).map_err(|_| WireError::InvalidSubject("not UTF-8"))
+}
+
+/// Writes frames. Holds one reusable flatbuffers builder, so encoding
+/// allocates nothing once the builder has grown to the largest meta seen.
+pub struct Encoder {
+    builder: FlatBufferBuilder<'static>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder { builder: FlatBufferBuilder::with_capacity(1024) }
+    }
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Encoder")
+    }
+}
+
+/// Appends one frame: header, meta, payload.
+fn put_frame(out: &mut BytesMut, op: Op, tag: u64, meta: &[u8], payload: &[u8]) -> Result<(), WireError> {
+    if meta.len() > META_BYTES_MAX {
+        return Err(WireError::MalformedFrame("meta part above META_BYTES_MAX"));
+    }
+    let body_len = u32::try_from(meta.len() + payload.len())
+        .map_err(|_| WireError::MalformedFrame("body above u32::MAX bytes"))?;
+    let header = FrameHeader { body_len, op, meta_len: meta.len() as u16, tag };
+    out.reserve(FRAME_HEADER_BYTES + body_len as usize);
+    out.put_slice(&header.to_bytes());
+    out.put_slice(meta);
+    out.put_slice(payload);
+    Ok(())
+}
+
+impl Encoder {
+    fn finish<T>(&mut self, root: WIPOffset<T>) -> &[u8] {
+        self.builder.finish_minimal(root);
+        self.builder.finished_data()
+    }
+
+    fn optional_string(&mut self, value: Option<&[u8]>) -> Result<Option<WIPOffset<&'static str>>, WireError> {
+        match value {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(self.builder.create_string(text(bytes)?))),
+        }
+    }
+
+    pub fn hello(&mut self, out: &mut BytesMut, hello: &Hello) -> Result<(), WireError> {
+        self.builder.reset();
+        let client_name = hello.client_name.as_deref().map(|name| self.builder.create_string(name));
+        let auth_token = hello.auth_token.as_deref().map(|token| self.builder.create_string(token));
+        let root = schema::Hello::create(
+            &mut self.builder,
+            &schema::HelloArgs {
+                version_min: hello.version_min,
+                version_max: hello.version_max,
+                client_name,
+                auth_token,
+                ack_mode: hello.ack_mode,
+            },
+        );
+        let meta = self.finish(root);
+        put_frame(out, Op::Hello, 0, meta, &[])
+    }
+
+    pub fn welcome(&mut self, out: &mut BytesMut, welcome: &Welcome) -> Result<(), WireError> {
+        self.builder.reset();
+        let server_name = Some(self.builder.create_string(&welcome.server_name));
+        let root = schema::Welcome::create(
+            &mut self.builder,
+            &schema::WelcomeArgs {
+                version: welcome.version,
+                server_name,
+                shard: welcome.shard,
+                shards: welcome.shards,
+                payload_bytes_max: welcome.payload_bytes_max,
+                meta_bytes_max: welcome.meta_bytes_max,
+                pending_bytes_max: welcome.pending_bytes_max,
+                subscriptions_max: welcome.subscriptions_max,
+            },
+        );
+        let meta = self.finish(root);
+        put_frame(out, Op::Welcome, 0, meta, &[])
+    }
+
+    pub fn publish(
+        &mut self,
+        out: &mut BytesMut,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<(), WireError> {
+        self.builder.reset();
+        let subject = Some(self.builder.create_string(text(subject)?));
+        let reply = self.optional_string(reply)?;
+        let headers = headers.map(|block| self.builder.create_vector(block));
+        let root = schema::Publish::create(&mut self.builder, &schema::PublishArgs { subject, reply, headers });
+        let meta = self.finish(root);
+        put_frame(out, Op::Publish, 0, meta, payload)
+    }
+
+    pub fn subscribe(
+        &mut self,
+        out: &mut BytesMut,
+        pattern: &[u8],
+        queue: Option<&[u8]>,
+        subscription_id: u64,
+    ) -> Result<(), WireError> {
+        self.builder.reset();
+        let subject = Some(self.builder.create_string(text(pattern)?));
+        let queue = self.optional_string(queue)?;
+        let root =
+            schema::Subscribe::create(&mut self.builder, &schema::SubscribeArgs { subject, queue, subscription_id });
+        let meta = self.finish(root);
+        put_frame(out, Op::Subscribe, 0, meta, &[])
+    }
+
+    pub fn unsubscribe(&mut self, out: &mut BytesMut, unsubscribe: Unsubscribe) -> Result<(), WireError> {
+        self.builder.reset();
+        let root = schema::Unsubscribe::create(
+            &mut self.builder,
+            &schema::UnsubscribeArgs {
+                subscription_id: unsubscribe.subscription_id,
+                after_messages: unsubscribe.after_messages,
+            },
+        );
+        let meta = self.finish(root);
+        put_frame(out, Op::Unsubscribe, 0, meta, &[])
+    }
+
+    /// Builds the meta part of a Deliver once; [`Encoder::deliver`] then writes
+    /// it for each subscription, changing only the tag. This is what lets a
+    /// router fan one message out to many subscriptions with one encode.
+    pub fn deliver_meta(
+        &mut self,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        status: u16,
+    ) -> Result<&[u8], WireError> {
+        self.builder.reset();
+        let subject = Some(self.builder.create_string(text(subject)?));
+        let reply = self.optional_string(reply)?;
+        let headers = headers.map(|block| self.builder.create_vector(block));
+        let root = schema::Deliver::create(&mut self.builder, &schema::DeliverArgs { subject, reply, headers, status });
+        Ok(self.finish(root))
+    }
+
+    /// Writes a Deliver frame from a meta built by [`Encoder::deliver_meta`].
+    pub fn deliver(out: &mut BytesMut, subscription_id: u64, meta: &[u8], payload: &[u8]) -> Result<(), WireError> {
+        put_frame(out, Op::Deliver, subscription_id, meta, payload)
+    }
+
+    pub fn error(&mut self, out: &mut BytesMut, code: ErrorCode, message: &str) -> Result<(), WireError> {
+        self.builder.reset();
+        let message = Some(self.builder.create_string(message));
+        let root = schema::Error::create(&mut self.builder, &schema::ErrorArgs { code: code.as_u16(), message });
+        let meta = self.finish(root);
+        put_frame(out, Op::Error, 0, meta, &[])
+    }
+
+    /// Ping, Pong and Ok carry nothing but the header.
+    pub fn bare(out: &mut BytesMut, op: Op) {
+        debug_assert!(!op.has_meta());
+        out.put_slice(&FrameHeader { body_len: 0, op, meta_len: 0, tag: 0 }.to_bytes());
+    }
+}

@@ -1,0 +1,155 @@
+//! Error codes carried in Error frames, and the typed error of this crate.
+//!
+//! Codes are part of the protocol: never renumber one, only add. They are
+//! grouped by hundreds: 1xx the frame itself, 2xx a request's content, 3xx
+//! limits and server state, 4xx reserved for authentication. docs/PROTOCOL.md
+//! lists them all; a test there keeps the list and this enum in step.
+
+use std::fmt;
+
+/// A numeric error code as sent in an Error frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The fixed header is inconsistent (reserved bits set, meta longer than body).
+    MalformedFrame = 100,
+    /// The length prefix is above the negotiated maximum. Sent before reading the body.
+    FrameTooLarge = 101,
+    /// The structured part failed flatbuffers verification.
+    InvalidFlatbuffer = 102,
+    /// The op byte names no operation this version knows.
+    UnknownOp = 103,
+    /// The peer closed its side in the middle of a frame.
+    TruncatedFrame = 104,
+    /// A known op at the wrong moment (anything before Hello, a second Hello,
+    /// a server-only op sent by a client).
+    UnexpectedOp = 105,
+    /// No protocol version in common.
+    UnsupportedVersion = 106,
+    /// A subject or pattern breaks the subject rules.
+    InvalidSubject = 200,
+    /// A queue group name is empty, too long or holds whitespace.
+    InvalidQueueGroup = 201,
+    /// The payload is larger than the negotiated `payload_bytes_max`.
+    PayloadTooLarge = 202,
+    /// A subscribe reused a subscription id still active on this connection.
+    DuplicateSubscriptionId = 203,
+    /// A header block is malformed.
+    InvalidHeaders = 204,
+    /// The connection's outbound queue passed `pending_bytes_max`.
+    SlowConsumer = 300,
+    /// The connection holds `subscriptions_max` subscriptions already.
+    TooManySubscriptions = 301,
+    /// The server holds its maximum number of connections.
+    TooManyConnections = 302,
+    /// The server is shutting down.
+    ShuttingDown = 303,
+    /// Reserved: authentication failed.
+    AuthenticationFailed = 400,
+    /// Reserved: the identity may not publish or subscribe to that subject.
+    PermissionDenied = 401,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order (used by docs checks and tests).
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::MalformedFrame,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::InvalidFlatbuffer,
+        ErrorCode::UnknownOp,
+        ErrorCode::TruncatedFrame,
+        ErrorCode::UnexpectedOp,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::InvalidSubject,
+        ErrorCode::InvalidQueueGroup,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::DuplicateSubscriptionId,
+        ErrorCode::InvalidHeaders,
+        ErrorCode::SlowConsumer,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::TooManyConnections,
+        ErrorCode::ShuttingDown,
+        ErrorCode::AuthenticationFailed,
+        ErrorCode::PermissionDenied,
+    ];
+
+    /// The number on the wire.
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The code for a number received on the wire, if this version knows it.
+    pub fn from_u16(value: u16) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|code| code.as_u16() == value)
+    }
+
+    /// A short stable name, as used in docs, logs and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedFrame => "malformed_frame",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::InvalidFlatbuffer => "invalid_flatbuffer",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::TruncatedFrame => "truncated_frame",
+            ErrorCode::UnexpectedOp => "unexpected_op",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::InvalidSubject => "invalid_subject",
+            ErrorCode::InvalidQueueGroup => "invalid_queue_group",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::DuplicateSubscriptionId => "duplicate_subscription_id",
+            ErrorCode::InvalidHeaders => "invalid_headers",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::AuthenticationFailed => "authentication_failed",
+            ErrorCode::PermissionDenied => "permission_denied",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{} ({})", self.name(), self.as_u16())
+    }
+}
+
+/// Why bytes could not be turned into a frame, or a frame's content is invalid.
+/// Every variant maps to exactly one [`ErrorCode`]; none is recoverable on the
+/// connection that produced it (the server answers with an Error frame and closes).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    #[error("malformed frame header: {0}")]
+    MalformedFrame(&'static str),
+    #[error("frame of {claimed_bytes} bytes is above the limit of {limit_bytes} bytes")]
+    FrameTooLarge { claimed_bytes: u64, limit_bytes: u64 },
+    #[error("invalid flatbuffer in {table}: {reason}")]
+    InvalidFlatbuffer { table: &'static str, reason: String },
+    #[error("unknown op {0}")]
+    UnknownOp(u8),
+    #[error("invalid subject: {0}")]
+    InvalidSubject(&'static str),
+    #[error("invalid queue group: {0}")]
+    InvalidQueueGroup(&'static str),
+    #[error("payload of {payload_bytes} bytes is above the limit of {limit_bytes} bytes")]
+    PayloadTooLarge { payload_bytes: u64, limit_bytes: u64 },
+    #[error("invalid headers: {0}")]
+    InvalidHeaders(&'static str),
+}
+
+impl WireError {
+    /// The code an Error frame carries for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            WireError::MalformedFrame(_) => ErrorCode::MalformedFrame,
+            WireError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            WireError::InvalidFlatbuffer { .. } => ErrorCode::InvalidFlatbuffer,
+            WireError::UnknownOp(_) => ErrorCode::UnknownOp,
+            WireError::InvalidSubject(_) => ErrorCode::InvalidSubject,
+            WireError::InvalidQueueGroup(_) => ErrorCode::InvalidQueueGroup,
+            WireError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            WireError::InvalidHeaders(_) => ErrorCode::InvalidHeaders,
+        }
+    }
+}
