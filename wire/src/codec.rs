@@ -47,13 +47,18 @@ impl Default for Limits {
     }
 }
 
-/// Verifier limits for one meta part: small tables, bounded depth, and no
-/// more apparent size than the bytes actually there.
-fn verifier_options(meta_len: usize) -> VerifierOptions {
+/// Most bytes the verifier may account for in one meta part. The verifier
+/// counts every table, vtable and string it visits, shared ones once per
+/// visit, so the count exceeds the buffer's length; this bounds the work a
+/// crafted buffer with many references to the same bytes can cause.
+pub const VERIFIER_APPARENT_BYTES_MAX: usize = 1024 * 1024;
+
+/// Verifier limits for one meta part: bounded depth, table count and work.
+fn verifier_options() -> VerifierOptions {
     VerifierOptions {
         max_depth: 8,
         max_tables: 2 * HEADER_ENTRIES_MAX + 16,
-        max_apparent_size: meta_len.max(1),
+        max_apparent_size: VERIFIER_APPARENT_BYTES_MAX,
         ignore_missing_null_terminator: false,
     }
 }
@@ -163,7 +168,7 @@ fn nested_headers(meta: &Bytes, headers: Option<flatbuffers::Vector<'_, u8>>) ->
 }
 
 fn verify_headers(block: &[u8]) -> Result<(), WireError> {
-    let headers = flatbuffers::root_with_opts::<schema::Headers>(&verifier_options(block.len()), block)
+    let headers = flatbuffers::root_with_opts::<schema::Headers>(&verifier_options(), block)
         .map_err(|_| WireError::InvalidHeaders("header block fails verification"))?;
     if headers.entries().map_or(0, |entries| entries.len()) > HEADER_ENTRIES_MAX {
         return Err(WireError::InvalidHeaders("more than HEADER_ENTRIES_MAX entries"));
@@ -180,7 +185,7 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
     let meta_end = FRAME_HEADER_BYTES + header.meta_len as usize;
     let meta = frame.slice(FRAME_HEADER_BYTES..meta_end);
     let payload = frame.slice(meta_end..);
-    let options = verifier_options(meta.len());
+    let options = verifier_options();
     let decoded = match header.op {
         Op::Ping => Frame::Ping,
         Op::Pong => Frame::Pong,
@@ -291,7 +296,7 @@ pub fn encode_headers(entries: &[(&str, &str)]) -> Result<Bytes, WireError> {
 /// Decodes a header block into key/value pairs, in order.
 pub fn decode_headers(block: &[u8]) -> Result<Vec<(String, String)>, WireError> {
     verify_headers(block)?;
-    let headers = flatbuffers::root_with_opts::<schema::Headers>(&verifier_options(block.len()), block)
+    let headers = flatbuffers::root_with_opts::<schema::Headers>(&verifier_options(), block)
         .map_err(|_| WireError::InvalidHeaders("header block fails verification"))?;
     Ok(headers
         .entries()

@@ -1,0 +1,95 @@
+//! `flit pub`, `flit sub`, `flit req`, `flit reply`: thin command-line
+//! wrappers around the blocking client, for scripts and for trying flit by hand.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use flit_client::{Client, ClientError};
+
+use crate::cli::{PublishArguments, ReplyArguments, RequestArguments, SubscribeArguments};
+
+/// Turns a command's result into an exit code and one line on stderr.
+pub fn exit(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("flit: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn connect(server: &str) -> Result<Client> {
+    Client::connect(server).with_context(|| format!("cannot connect to flit at {server} (is `flit serve` running?)"))
+}
+
+pub fn publish(arguments: PublishArguments) -> Result<()> {
+    let client = connect(&arguments.server.server)?;
+    for _ in 0..arguments.count {
+        client.publish(&arguments.subject, arguments.payload.as_bytes())?;
+    }
+    // The flush round trip proves the server has read every publish.
+    client.flush()?;
+    Ok(())
+}
+
+pub fn subscribe(arguments: SubscribeArguments) -> Result<()> {
+    let client = connect(&arguments.server.server)?;
+    let subscription = match &arguments.queue {
+        Some(queue) => client.queue_subscribe(&arguments.subject, queue)?,
+        None => client.subscribe(&arguments.subject)?,
+    };
+    client.flush()?;
+    let mut stdout = std::io::stdout().lock();
+    let mut received = 0u64;
+    while arguments.count.is_none_or(|count| received < count) {
+        let Some(message) = subscription.next() else {
+            anyhow::bail!("the connection to the server was closed");
+        };
+        writeln!(stdout, "{} {}", message.subject, String::from_utf8_lossy(&message.payload))?;
+        stdout.flush()?;
+        received += 1;
+    }
+    Ok(())
+}
+
+pub fn request(arguments: RequestArguments) -> Result<()> {
+    let client = connect(&arguments.server.server)?;
+    let timeout = Duration::from_millis(arguments.timeout_ms);
+    match client.request(&arguments.subject, arguments.payload.as_bytes(), timeout) {
+        Ok(reply) => {
+            println!("{}", String::from_utf8_lossy(&reply.payload));
+            Ok(())
+        }
+        Err(ClientError::NoResponders) => anyhow::bail!("no responders on `{}`", arguments.subject),
+        Err(ClientError::Timeout) => anyhow::bail!("no reply on `{}` within {timeout:?}", arguments.subject),
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub fn reply(arguments: ReplyArguments) -> Result<()> {
+    let client = connect(&arguments.server.server)?;
+    let subscription = match &arguments.queue {
+        Some(queue) => client.queue_subscribe(&arguments.subject, queue)?,
+        None => client.subscribe(&arguments.subject)?,
+    };
+    client.flush()?;
+    eprintln!("flit: answering requests on `{}`", arguments.subject);
+    let mut answered = 0u64;
+    while arguments.count.is_none_or(|count| answered < count) {
+        let Some(request) = subscription.next() else {
+            anyhow::bail!("the connection to the server was closed");
+        };
+        let Some(reply_subject) = &request.reply else { continue };
+        let payload: &[u8] = match (&arguments.payload, arguments.echo) {
+            (Some(payload), _) => payload.as_bytes(),
+            (None, _) => &request.payload,
+        };
+        client.publish(reply_subject, payload)?;
+        client.flush()?;
+        answered += 1;
+    }
+    Ok(())
+}

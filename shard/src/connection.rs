@@ -1,0 +1,211 @@
+//! One client connection as its shard sees it, and the slab that holds them.
+//!
+//! A connection owns its socket, a read buffer (frames are split off it as
+//! `Bytes`, so payloads are never copied on the way in) and a write buffer
+//! (every frame for this client in one loop pass goes out in one `send`).
+//! Both buffers are released when empty and large, so an idle connection
+//! costs little memory.
+//!
+//! Keys carry a generation: a completion or a subscription that names a
+//! connection already closed and whose slot was reused is recognised and
+//! ignored. On shutdown the shard drops the slab, closing every socket.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+/// Identifies a connection on its shard: generation in the high 24 bits of the
+/// low 56 (ring tokens use the top 8), slot in the low 32.
+pub type ConnectionKey = u64;
+
+const GENERATION_MASK: u32 = (1 << 24) - 1;
+
+fn make_key(slot: u32, generation: u32) -> ConnectionKey {
+    (u64::from(generation & GENERATION_MASK) << 32) | u64::from(slot)
+}
+
+fn key_slot(key: ConnectionKey) -> usize {
+    (key & 0xffff_ffff) as usize
+}
+
+fn key_generation(key: ConnectionKey) -> u32 {
+    (key >> 32) as u32
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Connected; the only acceptable frame is Hello.
+    AwaitingHello,
+    Open,
+    /// An error was sent (or the server is stopping): nothing more is read
+    /// as frames; the write buffer is flushed, then the socket is closed.
+    Closing,
+}
+
+/// A reply that must wait until earlier interest changes are acknowledged by
+/// every shard, so that it cannot overtake them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeferredReply {
+    Pong,
+    Ok,
+}
+
+/// Read buffer growth: start small (a memset of the chunk precedes each read),
+/// double while reads fill it, up to the largest chunk.
+pub const READ_CHUNK_BYTES_MIN: usize = 4 * 1024;
+pub const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
+/// An empty buffer larger than this is released rather than kept.
+pub const IDLE_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub struct Connection {
+    pub key: ConnectionKey,
+    pub stream: TcpStream,
+    pub state: ConnectionState,
+    pub read_buffer: BytesMut,
+    pub read_chunk_bytes: usize,
+    pub write_buffer: BytesMut,
+    pub ack_mode: bool,
+    /// Subscription id (chosen by the client) to subscription slot.
+    pub subscriptions: HashMap<u64, u32>,
+    /// Replies held back behind an interest barrier: (epoch needed, reply).
+    pub deferred_replies: VecDeque<(u64, DeferredReply)>,
+    /// Queued in the shard's ready list (may have unread input).
+    pub in_ready_queue: bool,
+    /// Listed in the shard's dirty list (has output to write).
+    pub in_dirty_list: bool,
+    /// A one-shot POLLOUT is armed.
+    pub waiting_writable: bool,
+    /// Closing: when the socket is closed even if the peer has not hung up.
+    pub close_deadline: Option<Instant>,
+    /// Closing: our write side is shut down (after the last byte went out).
+    pub write_shut_down: bool,
+}
+
+impl Connection {
+    pub fn new(key: ConnectionKey, stream: TcpStream) -> Connection {
+        Connection {
+            key,
+            stream,
+            state: ConnectionState::AwaitingHello,
+            read_buffer: BytesMut::new(),
+            read_chunk_bytes: READ_CHUNK_BYTES_MIN,
+            write_buffer: BytesMut::new(),
+            ack_mode: false,
+            subscriptions: HashMap::new(),
+            deferred_replies: VecDeque::new(),
+            in_ready_queue: false,
+            in_dirty_list: false,
+            waiting_writable: false,
+            close_deadline: None,
+            write_shut_down: false,
+        }
+    }
+
+    /// Frees buffers that are empty but hold a lot of memory.
+    pub fn release_idle_buffers(&mut self) {
+        if self.read_buffer.is_empty() && self.read_buffer.capacity() > IDLE_BUFFER_BYTES_MAX {
+            self.read_buffer = BytesMut::new();
+        }
+        if self.write_buffer.is_empty() && self.write_buffer.capacity() > IDLE_BUFFER_BYTES_MAX {
+            self.write_buffer = BytesMut::new();
+        }
+    }
+}
+
+/// Connections of one shard, by key.
+#[derive(Debug, Default)]
+pub struct Connections {
+    slots: Vec<Option<Connection>>,
+    generations: Vec<u32>,
+    free_slots: Vec<u32>,
+    len: usize,
+}
+
+impl Connections {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Stores a connection built by `make` from its new key.
+    pub fn insert(&mut self, make: impl FnOnce(ConnectionKey) -> Connection) -> ConnectionKey {
+        let slot = match self.free_slots.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let key = make_key(slot, self.generations[slot as usize]);
+        let connection = make(key);
+        debug_assert_eq!(connection.key, key);
+        self.slots[slot as usize] = Some(connection);
+        self.len += 1;
+        key
+    }
+
+    pub fn get(&self, key: ConnectionKey) -> Option<&Connection> {
+        let slot = key_slot(key);
+        if self.generations.get(slot).copied()? & GENERATION_MASK != key_generation(key) {
+            return None;
+        }
+        self.slots[slot].as_ref()
+    }
+
+    pub fn get_mut(&mut self, key: ConnectionKey) -> Option<&mut Connection> {
+        let slot = key_slot(key);
+        if self.generations.get(slot).copied()? & GENERATION_MASK != key_generation(key) {
+            return None;
+        }
+        self.slots[slot].as_mut()
+    }
+
+    /// Removes a connection; its slot's next occupant gets a new generation.
+    pub fn remove(&mut self, key: ConnectionKey) -> Option<Connection> {
+        self.get(key)?;
+        let slot = key_slot(key);
+        let connection = self.slots[slot].take()?;
+        self.generations[slot] = self.generations[slot].wrapping_add(1) & GENERATION_MASK;
+        self.free_slots.push(slot as u32);
+        self.len -= 1;
+        Some(connection)
+    }
+
+    /// Keys of every live connection.
+    pub fn keys(&self) -> Vec<ConnectionKey> {
+        self.slots.iter().flatten().map(|connection| connection.key).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn socket() -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        TcpStream::connect(listener.local_addr().expect("addr")).expect("connect")
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_answer_to_the_old_key() {
+        let mut connections = Connections::default();
+        let first = connections.insert(|key| Connection::new(key, socket()));
+        assert!(connections.remove(first).is_some());
+        let second = connections.insert(|key| Connection::new(key, socket()));
+        assert_eq!(key_slot(first), key_slot(second));
+        assert_ne!(first, second);
+        assert!(connections.get(first).is_none());
+        assert!(connections.get(second).is_some());
+        assert!(connections.remove(first).is_none());
+        assert_eq!(connections.len(), 1);
+    }
+}

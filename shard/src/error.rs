@@ -1,0 +1,56 @@
+//! Why a router could not start or a shard stopped. Each variant's message is
+//! one line for a person: the cause, then the fix.
+
+use std::io;
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error(
+        "cannot listen on {address}: address already in use; stop the process holding it or choose another --listen"
+    )]
+    AddressInUse { address: SocketAddr },
+    #[error("cannot listen on {address}: {source}; check the address belongs to this host and the port is allowed")]
+    Bind { address: SocketAddr, source: io::Error },
+    #[error(
+        "io_uring is not available ({source}); enable it with `sysctl kernel.io_uring_disabled=0`, or run outside a \
+         container whose seccomp profile blocks io_uring_setup"
+    )]
+    IoUringDenied { source: io::Error },
+    #[error("io_uring rejected SINGLE_ISSUER|DEFER_TASKRUN ({source}); flit needs Linux 6.1 or newer")]
+    KernelTooOld { source: io::Error },
+    #[error(
+        "locked memory limit too low for io_uring ({source}); raise it with `ulimit -l` or LimitMEMLOCK= in the \
+         systemd unit"
+    )]
+    MemlockTooLow { source: io::Error },
+    #[error("io_uring setup failed: {source}")]
+    IoUring { source: io::Error },
+    #[error("cannot start shard threads: {0}")]
+    Thread(io::Error),
+}
+
+impl StartError {
+    /// Names the cause of a failed `io_uring_setup`.
+    pub fn from_ring_error(source: io::Error) -> StartError {
+        match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::ENOSYS) | Some(libc::EACCES) => StartError::IoUringDenied { source },
+            Some(libc::EINVAL) => StartError::KernelTooOld { source },
+            Some(libc::ENOMEM) => StartError::MemlockTooLow { source },
+            _ => StartError::IoUring { source },
+        }
+    }
+}
+
+/// Why a shard's loop ended other than by a requested shutdown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    #[error("shard {shard}: io_uring failed: {source}")]
+    Ring { shard: usize, source: io::Error },
+    #[error("shard {shard} panicked")]
+    Panicked { shard: usize },
+}

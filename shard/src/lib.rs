@@ -1,0 +1,49 @@
+//! # flit-shard: one core's world
+//!
+//! flit runs one shard per core. A shard is a thread pinned to its core that
+//! owns everything it touches: a listener (SO_REUSEPORT, so the kernel spreads
+//! connections), its connections, their subscriptions, a replicated table of
+//! every shard's interest, and an io_uring ring through which it learns of
+//! socket readiness. Shards share no memory on the message path; they talk
+//! over bounded single-producer single-consumer queues, one per ordered pair.
+//!
+//! Why not glommio's executor and TCP streams: measured on this machine
+//! (../shared/PLATFORM.md), glommio 0.9's rings carry no flags, so every
+//! network completion interrupts the spinning core, and its TCP path costs
+//! 2.6-5x the loopback floor; a ring of our own with SINGLE_ISSUER |
+//! DEFER_TASKRUN reached 1.1x. A glommio task that blocks in such a ring would
+//! starve glommio's own reactor (its channels and timers), so the shard owns
+//! its loop outright, pinned with `core_affinity`, and nothing of glommio is
+//! left to pay for. The durable log will use this same ring for disk IO.
+//!
+//! ## Layout
+//! - [`server`]: startup (listeners, mesh, pinned threads), stop, join.
+//! - `shard`: the event loop; `shard::io` (sockets), `shard::dispatch`
+//!   (frames), `shard::routing` (publish, deliver, subscribe, mesh traffic).
+//! - [`ring`]: the io_uring wrapper; the only `unsafe` in flit.
+//! - [`mesh`]: cross-shard queues, the routed message type, wakers.
+//! - [`interest`]: which shards want which subjects; queue-group picks.
+//! - [`trie`]: the subject matcher; [`subscriptions`]: local subscriptions.
+//! - [`connection`]: per-connection state; [`config`], [`error`], [`stats`].
+//!
+//! The routing core (`shard::routing`, `interest`, `subscriptions`) handles
+//! [`mesh::RoutedMessage`], not wire frames, so another protocol front end can
+//! feed it.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod interest;
+pub mod mesh;
+pub mod ring;
+pub mod server;
+mod shard;
+pub mod stats;
+pub mod subscriptions;
+pub mod trie;
+
+pub use config::{IdleStrategy, ServerConfig};
+pub use error::{ShardError, StartError};
+pub use server::{available_cores, Server};
+pub use stats::ShardStats;

@@ -1,0 +1,169 @@
+//! The mesh: one bounded SPSC queue for every ordered pair of shards, and a
+//! way to wake a parked shard.
+//!
+//! Shards share nothing else. A message from shard A to shard B goes through
+//! queue (A, B) only, so everything A sends B arrives in the order A sent it:
+//! that is what carries per-publisher ordering across shards.
+//!
+//! Waking: a shard about to block announces it in its `parked` flag, looks at
+//! its inbound queues once more, and only then blocks in its ring. A sender
+//! pushes, then reads the flag; if set, it writes a byte to the target's wake
+//! pipe, whose readiness is polled in the target's ring. The SeqCst fences on
+//! both sides make the classic store-then-load race impossible: either the
+//! target sees the message on its last look, or the sender sees the flag.
+//!
+//! Invariants: a full queue hands the message back (nothing is dropped here;
+//! the caller keeps it in its outbox and stops reading sockets until there is
+//! room). On shutdown the queues are dropped with the shards.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::interest::QueuePicks;
+
+/// A message routed inside the router, independent of any wire protocol.
+#[derive(Clone, Debug)]
+pub struct RoutedMessage {
+    pub subject: Bytes,
+    pub reply: Option<Bytes>,
+    /// An encoded header block, passed on untouched.
+    pub headers: Option<Bytes>,
+    pub payload: Bytes,
+    /// 0, or a status such as 503 (no responders).
+    pub status: u16,
+}
+
+/// What shards tell each other.
+#[derive(Debug)]
+pub enum MeshMessage {
+    /// Deliver to local subscribers; for the listed queue groups, to one member each.
+    Publish { message: RoutedMessage, queue_picks: QueuePicks },
+    /// The sending shard gained interest in (pattern, queue).
+    InterestAdd { pattern: Bytes, queue: Option<Bytes> },
+    /// The sending shard lost interest in (pattern, queue).
+    InterestRemove { pattern: Bytes, queue: Option<Bytes> },
+    /// The receiving shard has applied one more interest change from the sender.
+    InterestAck,
+}
+
+/// Wakes one shard from another thread.
+#[derive(Debug)]
+pub struct Waker {
+    parked: AtomicBool,
+    pipe: UnixStream,
+}
+
+impl Waker {
+    /// The write end goes here; the read end is polled by the shard's ring.
+    pub fn new(pipe: UnixStream) -> Waker {
+        Waker { parked: AtomicBool::new(false), pipe }
+    }
+
+    /// Called by the owner before its last look at its queues.
+    pub fn announce_park(&self) {
+        self.parked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Called by the owner when it runs again.
+    pub fn clear_park(&self) {
+        self.parked.store(false, Ordering::Relaxed);
+    }
+
+    /// Called by a sender after pushing: wakes the owner if it is parked.
+    pub fn wake_if_parked(&self) {
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
+            self.write_byte();
+        }
+    }
+
+    /// Wakes the owner whatever it is doing (shutdown).
+    pub fn wake(&self) {
+        self.parked.store(false, Ordering::SeqCst);
+        self.write_byte();
+    }
+
+    fn write_byte(&self) {
+        // The pipe is non-blocking: a full pipe already holds a wake-up, and
+        // any other error means the shard is gone; neither needs handling.
+        let _ = (&self.pipe).write(&[1]);
+    }
+}
+
+/// The queues one shard owns the ends of.
+pub struct MeshEnds {
+    /// `outbound[j]`: to shard j (None for itself).
+    pub outbound: Vec<Option<rtrb::Producer<MeshMessage>>>,
+    /// `inbound[j]`: from shard j (None for itself).
+    pub inbound: Vec<Option<rtrb::Consumer<MeshMessage>>>,
+}
+
+/// Builds the full mesh for `shards` shards, each queue `depth` messages deep.
+/// Returns one [`MeshEnds`] per shard, in shard order.
+pub fn build_mesh(shards: usize, depth: usize) -> Vec<MeshEnds> {
+    let mut ends: Vec<MeshEnds> = (0..shards)
+        .map(|_| MeshEnds {
+            outbound: (0..shards).map(|_| None).collect(),
+            inbound: (0..shards).map(|_| None).collect(),
+        })
+        .collect();
+    for source in 0..shards {
+        for target in 0..shards {
+            if source == target {
+                continue;
+            }
+            let (producer, consumer) = rtrb::RingBuffer::new(depth);
+            ends[source].outbound[target] = Some(producer);
+            ends[target].inbound[source] = Some(consumer);
+        }
+    }
+    ends
+}
+
+/// Everything every shard can see of the others.
+#[derive(Debug)]
+pub struct SharedState {
+    pub wakers: Vec<Waker>,
+    pub stop: AtomicBool,
+    /// Shutdown: shards whose outboxes were empty after they stopped reading.
+    pub shards_with_empty_outboxes: AtomicUsize,
+}
+
+pub type Shared = Arc<SharedState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mesh_connects_every_ordered_pair_in_order() {
+        let mut ends = build_mesh(3, 4);
+        let mut producer = ends[0].outbound[2].take().expect("0 -> 2");
+        let mut consumer = ends[2].inbound[0].take().expect("2 <- 0");
+        assert!(ends[1].outbound[1].is_none());
+        for _ in 0..4 {
+            producer.push(MeshMessage::InterestAck).expect("room");
+        }
+        assert!(producer.push(MeshMessage::InterestAck).is_err(), "a full queue hands the message back");
+        assert!(matches!(consumer.pop(), Ok(MeshMessage::InterestAck)));
+    }
+
+    #[test]
+    fn parked_waker_is_woken_once() {
+        let (write_end, mut read_end) = UnixStream::pair().expect("pair");
+        read_end.set_nonblocking(true).expect("nonblocking");
+        let waker = Waker::new(write_end);
+        waker.wake_if_parked();
+        let mut buffer = [0u8; 8];
+        assert!(std::io::Read::read(&mut read_end, &mut buffer).is_err(), "not parked: no byte");
+        waker.announce_park();
+        waker.wake_if_parked();
+        waker.wake_if_parked();
+        assert_eq!(std::io::Read::read(&mut read_end, &mut buffer).expect("one byte"), 1);
+    }
+}

@@ -1,0 +1,194 @@
+//! Starting and stopping a router: bind one SO_REUSEPORT listener per shard,
+//! build the mesh, start one pinned thread per shard, wait until every shard
+//! has its ring, then report the bound address.
+//!
+//! Why SO_REUSEPORT and not accept-and-hand-off: the kernel spreads new
+//! connections over the shards' listeners by a hash of the 4-tuple, so no
+//! shard has to accept for the others and no connection ever moves between
+//! threads. The cost: placement is by hash, not by load, so a few long-lived
+//! connections can land unevenly; and a client cannot choose its shard.
+//!
+//! Every failure before the shards run is a [`StartError`] with one line
+//! naming cause and fix. After start, [`Server::stop`] sets the shared stop
+//! flag and wakes every shard; [`Server::join`] waits for them to drain.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::ServerConfig;
+use crate::error::{ShardError, StartError};
+use crate::mesh::{build_mesh, SharedState, Waker};
+use crate::ring::Ring;
+use crate::shard::{Shard, ShardParts};
+use crate::stats::ShardStats;
+
+/// Backlog of each shard's listener.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// The cores this process may run on, in order.
+pub fn available_cores() -> Vec<core_affinity::CoreId> {
+    core_affinity::get_core_ids().unwrap_or_default()
+}
+
+fn bind_listener(address: SocketAddr) -> Result<TcpListener, StartError> {
+    let map_error = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::AddressInUse { address }
+        } else {
+            StartError::Bind { address, source }
+        }
+    };
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP)).map_err(map_error)?;
+    socket.set_reuse_address(true).map_err(map_error)?;
+    socket.set_reuse_port(true).map_err(map_error)?;
+    socket.set_nonblocking(true).map_err(map_error)?;
+    socket.bind(&address.into()).map_err(map_error)?;
+    socket.listen(LISTEN_BACKLOG).map_err(map_error)?;
+    Ok(socket.into())
+}
+
+/// A running router.
+pub struct Server {
+    local_address: SocketAddr,
+    shared: Arc<SharedState>,
+    threads: Vec<JoinHandle<Result<ShardStats, ShardError>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Server").field("local_address", &self.local_address).finish()
+    }
+}
+
+impl Server {
+    /// Binds, starts every shard, and returns once all are running.
+    pub fn start(config: ServerConfig) -> Result<Server, StartError> {
+        config.validate()?;
+        // Another process listening with SO_REUSEPORT on the same port would
+        // silently share our connections; a probe without it finds that out.
+        if config.listen.port() != 0 {
+            drop(std::net::TcpListener::bind(config.listen).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::AddrInUse {
+                    StartError::AddressInUse { address: config.listen }
+                } else {
+                    StartError::Bind { address: config.listen, source }
+                }
+            })?);
+        }
+        let first = bind_listener(config.listen)?;
+        let local_address = first.local_addr().map_err(|source| StartError::Bind { address: config.listen, source })?;
+        let mut listeners = vec![first];
+        for _ in 1..config.shards {
+            listeners.push(bind_listener(local_address)?);
+        }
+        let mut pipe_read_ends = Vec::new();
+        let mut wakers = Vec::new();
+        for _ in 0..config.shards {
+            let (write_end, read_end) = UnixStream::pair().map_err(StartError::Thread)?;
+            write_end.set_nonblocking(true).map_err(StartError::Thread)?;
+            read_end.set_nonblocking(true).map_err(StartError::Thread)?;
+            wakers.push(Waker::new(write_end));
+            pipe_read_ends.push(read_end);
+        }
+        let shared = Arc::new(SharedState {
+            wakers,
+            stop: AtomicBool::new(false),
+            shards_with_empty_outboxes: AtomicUsize::new(0),
+        });
+        let cores = available_cores();
+        let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), StartError>>();
+        let mut threads = Vec::new();
+        let parts = listeners.into_iter().zip(pipe_read_ends).zip(build_mesh(config.shards, config.mesh_channel_depth));
+        for (id, ((listener, wake_pipe), mesh)) in parts.enumerate() {
+            let parts = ShardParts { id, config: config.clone(), listener, wake_pipe, shared: shared.clone(), mesh };
+            let core = if config.pin_cores && !cores.is_empty() { Some(cores[id % cores.len()]) } else { None };
+            let ready_sender = ready_sender.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("flit-shard-{id}"))
+                .spawn(move || run_shard(parts, core, ready_sender))
+                .map_err(StartError::Thread)?;
+            threads.push(thread);
+        }
+        drop(ready_sender);
+        let server = Server { local_address, shared, threads };
+        for _ in 0..config.shards {
+            match ready_receiver.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    server.stop();
+                    let _ = server.join();
+                    return Err(error);
+                }
+                Err(_) => {
+                    server.stop();
+                    let _ = server.join();
+                    return Err(StartError::Thread(std::io::Error::other("a shard thread exited during startup")));
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    /// The address the shards listen on (the real port when 0 was asked for).
+    pub fn local_address(&self) -> SocketAddr {
+        self.local_address
+    }
+
+    /// Asks every shard to drain and stop. Returns at once.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for waker in &self.shared.wakers {
+            waker.wake();
+        }
+    }
+
+    /// A handle that can stop the server from another thread (a signal handler thread).
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || {
+            shared.stop.store(true, Ordering::SeqCst);
+            for waker in &shared.wakers {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Waits for every shard; returns each one's counters or error.
+    pub fn join(self) -> Vec<Result<ShardStats, ShardError>> {
+        self.threads
+            .into_iter()
+            .enumerate()
+            .map(|(shard, thread)| thread.join().unwrap_or(Err(ShardError::Panicked { shard })))
+            .collect()
+    }
+}
+
+fn run_shard(
+    parts: ShardParts,
+    core: Option<core_affinity::CoreId>,
+    ready: mpsc::Sender<Result<(), StartError>>,
+) -> Result<ShardStats, ShardError> {
+    let id = parts.id;
+    if let Some(core) = core {
+        // Pinning is best effort: a container may forbid it. The shard still
+        // runs, only without the cache and scheduling benefits.
+        if !core_affinity::set_for_current(core) {
+            eprintln!("flit: shard {id}: could not pin to core {}", core.id);
+        }
+    }
+    let shard = match Ring::new().and_then(|ring| Shard::new(parts, ring)) {
+        Ok(shard) => shard,
+        Err(source) => {
+            let _ = ready.send(Err(StartError::from_ring_error(source)));
+            return Ok(ShardStats::default());
+        }
+    };
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    shard.run()
+}

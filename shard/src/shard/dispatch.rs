@@ -1,0 +1,190 @@
+//! What each frame from a client does. Decoding already happened (once, at
+//! the edge, in `flit-wire`); here a frame becomes a routing action, and the
+//! protocol's state rules are enforced: Hello first and once, only client ops
+//! from clients, replies in the order requests came.
+
+use flit_wire::{
+    Encoder, ErrorCode, Frame, Op, Publish, Subscribe, Unsubscribe, Welcome, META_BYTES_MAX, PROTOCOL_VERSION,
+};
+
+use super::Shard;
+use crate::connection::{ConnectionKey, ConnectionState, DeferredReply};
+use crate::mesh::RoutedMessage;
+
+impl Shard {
+    pub(super) fn handle_frame(&mut self, key: ConnectionKey, frame: Frame) {
+        let Some(connection) = self.connections.get(key) else { return };
+        let state = connection.state;
+        match (state, frame) {
+            (ConnectionState::Closing, _) => {}
+            (ConnectionState::AwaitingHello, Frame::Hello(hello)) => {
+                if hello.version_min > PROTOCOL_VERSION || hello.version_max < PROTOCOL_VERSION {
+                    let message = format!(
+                        "client speaks versions {}..={}, server speaks {PROTOCOL_VERSION}",
+                        hello.version_min, hello.version_max
+                    );
+                    return self.protocol_error(key, ErrorCode::UnsupportedVersion, &message);
+                }
+                self.welcome(key, hello.ack_mode);
+            }
+            (ConnectionState::AwaitingHello, _) => {
+                self.protocol_error(key, ErrorCode::UnexpectedOp, "the first frame must be Hello")
+            }
+            (ConnectionState::Open, Frame::Publish(publish)) => self.on_publish(key, publish),
+            (ConnectionState::Open, Frame::Subscribe(subscribe)) => self.on_subscribe(key, subscribe),
+            (ConnectionState::Open, Frame::Unsubscribe(unsubscribe)) => self.on_unsubscribe(key, unsubscribe),
+            (ConnectionState::Open, Frame::Ping) => self.reply(key, DeferredReply::Pong, true),
+            // The server sends no pings yet; a pong is harmless.
+            (ConnectionState::Open, Frame::Pong) => {}
+            // A client that reports an error is done talking.
+            (ConnectionState::Open, Frame::Error(_)) => self.begin_close(key, None),
+            (ConnectionState::Open, other) => {
+                let message = format!("{} is not a client operation here", frame_name(&other));
+                self.protocol_error(key, ErrorCode::UnexpectedOp, &message)
+            }
+        }
+    }
+
+    fn welcome(&mut self, key: ConnectionKey, ack_mode: bool) {
+        let welcome = Welcome {
+            version: PROTOCOL_VERSION,
+            server_name: self.config.server_name.clone(),
+            shard: self.id as u16,
+            shards: self.shard_count as u16,
+            payload_bytes_max: self.config.payload_bytes_max as u32,
+            meta_bytes_max: META_BYTES_MAX as u32,
+            pending_bytes_max: self.config.pending_bytes_max as u64,
+            subscriptions_max: self.config.subscriptions_per_connection_max as u32,
+        };
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        connection.state = ConnectionState::Open;
+        connection.ack_mode = ack_mode;
+        let _ = self.encoder.welcome(&mut connection.write_buffer, &welcome);
+        self.mark_dirty(key);
+    }
+
+    fn on_publish(&mut self, key: ConnectionKey, publish: Publish) {
+        self.stats.messages_in += 1;
+        let message = RoutedMessage {
+            subject: publish.subject,
+            reply: publish.reply,
+            headers: publish.headers,
+            payload: publish.payload,
+            status: 0,
+        };
+        self.route_message(message);
+        self.acknowledge(key, false);
+    }
+
+    fn on_subscribe(&mut self, key: ConnectionKey, subscribe: Subscribe) {
+        let Some(connection) = self.connections.get(key) else { return };
+        if connection.subscriptions.contains_key(&subscribe.subscription_id) {
+            let message = format!("subscription id {} is already in use", subscribe.subscription_id);
+            return self.protocol_error(key, ErrorCode::DuplicateSubscriptionId, &message);
+        }
+        if connection.subscriptions.len() >= self.config.subscriptions_per_connection_max {
+            let message =
+                format!("at most {} subscriptions per connection", self.config.subscriptions_per_connection_max);
+            return self.protocol_error(key, ErrorCode::TooManySubscriptions, &message);
+        }
+        self.add_subscription(key, subscribe);
+        self.acknowledge(key, true);
+    }
+
+    fn on_unsubscribe(&mut self, key: ConnectionKey, unsubscribe: Unsubscribe) {
+        let Some(connection) = self.connections.get(key) else { return };
+        // An unknown id is not an error: the subscription may have ended by
+        // itself (auto-unsubscribe) while this frame was on its way.
+        if let Some(slot) = connection.subscriptions.get(&unsubscribe.subscription_id).copied() {
+            if unsubscribe.after_messages == 0 {
+                self.remove_subscription(slot);
+            } else if let Some(subscription) = self.subscriptions.get_mut(slot) {
+                subscription.remaining = Some(unsubscribe.after_messages);
+            }
+        }
+        self.acknowledge(key, true);
+    }
+
+    /// In ack mode, one Ok per publish, subscribe and unsubscribe.
+    /// Subscribe and unsubscribe may have changed interest: their Ok waits
+    /// for the barrier like a Pong does. A publish's Ok only keeps its place
+    /// in the queue behind earlier replies.
+    fn acknowledge(&mut self, key: ConnectionKey, needs_barrier: bool) {
+        if self.connections.get(key).is_some_and(|connection| connection.ack_mode) {
+            self.reply(key, DeferredReply::Ok, needs_barrier);
+        }
+    }
+
+    /// Sends Pong or Ok now, or queues it behind the interest barrier: the
+    /// reply goes out only once every shard has applied every interest change
+    /// this shard broadcast before it, so a client that saw the reply knows
+    /// its subscriptions are visible to publishers on all shards.
+    pub(super) fn reply(&mut self, key: ConnectionKey, reply: DeferredReply, needs_barrier: bool) {
+        let epoch_needed = if needs_barrier { self.interest_epoch } else { 0 };
+        let barrier_passed = epoch_needed <= self.acknowledged_epoch_min();
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        if barrier_passed && connection.deferred_replies.is_empty() {
+            write_reply(&mut connection.write_buffer, reply);
+            self.mark_dirty(key);
+            return;
+        }
+        if connection.deferred_replies.is_empty() {
+            self.barrier_waiters.push(key);
+        }
+        connection.deferred_replies.push_back((epoch_needed, reply));
+    }
+
+    pub(super) fn acknowledged_epoch_min(&self) -> u64 {
+        self.acknowledged_epochs.iter().copied().min().unwrap_or(u64::MAX)
+    }
+
+    /// Sends the deferred replies whose barrier has now passed.
+    pub(super) fn release_barrier_waiters(&mut self) {
+        let passed = self.acknowledged_epoch_min();
+        let mut waiters = std::mem::take(&mut self.barrier_waiters);
+        waiters.retain(|key| {
+            let Some(connection) = self.connections.get_mut(*key) else { return false };
+            let mut released = false;
+            while let Some((epoch_needed, reply)) = connection.deferred_replies.front().copied() {
+                if epoch_needed > passed {
+                    break;
+                }
+                connection.deferred_replies.pop_front();
+                write_reply(&mut connection.write_buffer, reply);
+                released = true;
+            }
+            let still_waiting = !connection.deferred_replies.is_empty();
+            if released {
+                if !connection.in_dirty_list {
+                    connection.in_dirty_list = true;
+                    self.dirty.push(*key);
+                }
+            }
+            still_waiting
+        });
+        waiters.append(&mut self.barrier_waiters);
+        self.barrier_waiters = waiters;
+    }
+}
+
+fn write_reply(buffer: &mut bytes::BytesMut, reply: DeferredReply) {
+    match reply {
+        DeferredReply::Pong => Encoder::bare(buffer, Op::Pong),
+        DeferredReply::Ok => Encoder::bare(buffer, Op::Ok),
+    }
+}
+
+fn frame_name(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Hello(_) => "Hello",
+        Frame::Welcome(_) => "Welcome",
+        Frame::Publish(_) => "Publish",
+        Frame::Subscribe(_) => "Subscribe",
+        Frame::Unsubscribe(_) => "Unsubscribe",
+        Frame::Deliver(_) => "Deliver",
+        Frame::Ping => "Ping",
+        Frame::Pong => "Pong",
+        Frame::Ok => "Ok",
+        Frame::Error(_) => "Error",
+    }
+}

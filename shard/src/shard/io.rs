@@ -1,0 +1,385 @@
+//! The socket side of a shard: accepting, reading frames off ready sockets,
+//! writing dirty connections, and closing.
+//!
+//! Reads are bounded per connection per pass (fairness: one busy client
+//! cannot starve the others), and skipped entirely while a mesh outbox is
+//! backed up (backpressure reaches publishers through TCP instead of growing
+//! queues here). Writes go out once per pass per connection, so every frame
+//! queued for it during the pass shares one `send`.
+//!
+//! Closing is two-step. An error frame is queued, the state becomes Closing,
+//! the connection's subscriptions are removed at once; once the frame is
+//! written our side is shut down, and the socket is dropped when the peer
+//! hangs up or `CLOSE_LINGER` passes. Lingering lets the error frame arrive
+//! instead of being destroyed by a reset caused by unread input.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use flit_wire::{check, decode, Check, ErrorCode, Frame, WireError};
+
+use super::Shard;
+use crate::connection::{Connection, ConnectionKey, ConnectionState, READ_CHUNK_BYTES_MAX, READ_CHUNK_BYTES_MIN};
+use crate::ring::{Completion, Token};
+
+/// Most bytes read from one connection in one pass.
+pub const READ_BYTES_PER_PASS_MAX: usize = 256 * 1024;
+/// Most connections accepted in one pass.
+pub const ACCEPTS_PER_PASS_MAX: usize = 64;
+/// How long a closing connection waits for its peer to hang up.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// Most bytes a closing connection reads and discards before it is dropped.
+pub const CLOSE_DISCARD_BYTES_MAX: usize = 1024 * 1024;
+
+enum ReadOutcome {
+    /// Bytes were appended; more may be waiting.
+    Data {
+        bytes: usize,
+        filled_chunk: bool,
+    },
+    WouldBlock,
+    Closed,
+}
+
+impl Shard {
+    pub(super) fn accept_connections(&mut self) -> std::io::Result<()> {
+        for _ in 0..ACCEPTS_PER_PASS_MAX {
+            let Some(listener) = &self.listener else { break };
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    return Ok(());
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // EMFILE and friends: keep serving; the listener stays
+                    // ready and is tried again on the next pass.
+                    eprintln!("flit: shard {}: accept failed: {error}", self.id);
+                    return Ok(());
+                }
+            };
+            self.adopt(stream)?;
+        }
+        Ok(())
+    }
+
+    fn adopt(&mut self, stream: std::net::TcpStream) -> std::io::Result<()> {
+        if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
+            return Ok(());
+        }
+        if self.connections.len() >= self.config.connections_per_shard_max {
+            self.stats.connections_refused += 1;
+            let mut frame = bytes::BytesMut::new();
+            let _ = self.encoder.error(&mut frame, ErrorCode::TooManyConnections, "connection limit reached");
+            let _ = (&stream).write(&frame);
+            return Ok(());
+        }
+        let fd = stream.as_raw_fd();
+        let key = self.connections.insert(|key| Connection::new(key, stream));
+        self.stats.connections_accepted += 1;
+        self.ring.poll_readable(fd, Token::Readable(key))
+    }
+
+    pub(super) fn on_readable(&mut self, key: ConnectionKey, completion: Completion) -> std::io::Result<()> {
+        let Some(connection) = self.connections.get_mut(key) else { return Ok(()) };
+        if completion.result == -libc::ECANCELED {
+            return Ok(());
+        }
+        if !completion.more {
+            let fd = connection.stream.as_raw_fd();
+            self.ring.poll_readable(fd, Token::Readable(key))?;
+        }
+        self.mark_ready(key);
+        Ok(())
+    }
+
+    fn mark_ready(&mut self, key: ConnectionKey) {
+        if let Some(connection) = self.connections.get_mut(key) {
+            if !connection.in_ready_queue {
+                connection.in_ready_queue = true;
+                self.ready.push_back(key);
+            }
+        }
+    }
+
+    pub(super) fn mark_dirty(&mut self, key: ConnectionKey) {
+        if let Some(connection) = self.connections.get_mut(key) {
+            if !connection.in_dirty_list {
+                connection.in_dirty_list = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Reads and handles frames from ready connections; true if any were read.
+    pub(super) fn read_ready_connections(&mut self) -> std::io::Result<bool> {
+        let mut did_work = false;
+        for _ in 0..self.ready.len() {
+            if self.outboxes.iter().any(|outbox| !outbox.is_empty()) || self.draining_since.is_some() {
+                break;
+            }
+            let Some(key) = self.ready.pop_front() else { break };
+            let Some(connection) = self.connections.get_mut(key) else { continue };
+            connection.in_ready_queue = false;
+            did_work = true;
+            if connection.state == ConnectionState::Closing {
+                self.discard_input(key);
+                continue;
+            }
+            if self.read_connection(key) {
+                self.mark_ready(key);
+            }
+        }
+        Ok(did_work)
+    }
+
+    /// Reads up to the per-pass budget and handles every whole frame.
+    /// Returns true when the connection may still have input waiting.
+    fn read_connection(&mut self, key: ConnectionKey) -> bool {
+        let mut bytes_read = 0;
+        while bytes_read < READ_BYTES_PER_PASS_MAX {
+            match self.read_some(key) {
+                ReadOutcome::Data { bytes, filled_chunk } => {
+                    bytes_read += bytes;
+                    self.handle_buffered_frames(key);
+                    if !filled_chunk {
+                        // A short read: the socket is empty for now. Another
+                        // readiness completion comes when more arrives.
+                        return false;
+                    }
+                }
+                ReadOutcome::WouldBlock => return false,
+                ReadOutcome::Closed => {
+                    self.on_peer_closed(key);
+                    return false;
+                }
+            }
+            if self.connections.get(key).is_none_or(|c| c.state == ConnectionState::Closing) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn read_some(&mut self, key: ConnectionKey) -> ReadOutcome {
+        let Some(connection) = self.connections.get_mut(key) else { return ReadOutcome::Closed };
+        let chunk = connection.read_chunk_bytes;
+        let start = connection.read_buffer.len();
+        connection.read_buffer.resize(start + chunk, 0);
+        let result = connection.stream.read(&mut connection.read_buffer[start..]);
+        let read = match result {
+            Ok(read) => read,
+            Err(error) => {
+                connection.read_buffer.truncate(start);
+                return match error.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::Interrupted => ReadOutcome::WouldBlock,
+                    _ => ReadOutcome::Closed,
+                };
+            }
+        };
+        connection.read_buffer.truncate(start + read);
+        if read == 0 {
+            return ReadOutcome::Closed;
+        }
+        self.stats.bytes_in += read as u64;
+        let filled_chunk = read == chunk;
+        connection.read_chunk_bytes =
+            if filled_chunk { (chunk * 2).min(READ_CHUNK_BYTES_MAX) } else { (chunk / 2).max(READ_CHUNK_BYTES_MIN) };
+        ReadOutcome::Data { bytes: read, filled_chunk }
+    }
+
+    fn handle_buffered_frames(&mut self, key: ConnectionKey) {
+        let frame_bytes_max = self.limits.frame_bytes_max();
+        loop {
+            let Some(connection) = self.connections.get_mut(key) else { return };
+            if connection.state == ConnectionState::Closing {
+                return;
+            }
+            let decoded: Result<Frame, WireError> = match check(&connection.read_buffer, frame_bytes_max) {
+                Check::Incomplete => {
+                    connection.release_idle_buffers();
+                    return;
+                }
+                Check::Invalid(error) => Err(error),
+                Check::Complete(length) => decode(connection.read_buffer.split_to(length).freeze(), &self.limits),
+            };
+            match decoded {
+                Ok(frame) => self.handle_frame(key, frame),
+                Err(error) => self.protocol_error(key, error.code(), &error.to_string()),
+            }
+        }
+    }
+
+    fn on_peer_closed(&mut self, key: ConnectionKey) {
+        let Some(connection) = self.connections.get(key) else { return };
+        if connection.read_buffer.is_empty() || connection.state == ConnectionState::Closing {
+            self.finish_close(key);
+        } else {
+            // The peer hung up in the middle of a frame: say so, then close.
+            let message = format!("connection closed with {} bytes of a frame unread", connection.read_buffer.len());
+            self.protocol_error(key, ErrorCode::TruncatedFrame, &message);
+        }
+    }
+
+    /// Sends an error frame and starts closing the connection.
+    pub(super) fn protocol_error(&mut self, key: ConnectionKey, code: ErrorCode, message: &str) {
+        self.stats.protocol_errors += 1;
+        self.begin_close(key, Some((code, message)));
+    }
+
+    /// Starts closing: optional error frame, subscriptions removed, linger.
+    pub(super) fn begin_close(&mut self, key: ConnectionKey, error: Option<(ErrorCode, &str)>) {
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        if connection.state == ConnectionState::Closing {
+            return;
+        }
+        connection.state = ConnectionState::Closing;
+        connection.read_buffer.clear();
+        connection.deferred_replies.clear();
+        connection.close_deadline = Some(Instant::now() + CLOSE_LINGER);
+        if let Some((code, message)) = error {
+            if code == ErrorCode::SlowConsumer {
+                // The client is not reading: what is queued will not arrive
+                // in time anyway, and keeping it costs pending_bytes_max.
+                connection.write_buffer.clear();
+            }
+            let _ = self.encoder.error(&mut connection.write_buffer, code, message);
+        }
+        self.closing.push(key);
+        self.remove_connection_subscriptions(key);
+        self.mark_dirty(key);
+    }
+
+    fn discard_input(&mut self, key: ConnectionKey) {
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        let mut sink = [0u8; 4096];
+        let mut discarded = 0;
+        loop {
+            match connection.stream.read(&mut sink) {
+                Ok(0) => return self.finish_close(key),
+                Ok(read) => {
+                    discarded += read;
+                    if discarded >= CLOSE_DISCARD_BYTES_MAX {
+                        return self.finish_close(key);
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return self.finish_close(key),
+            }
+        }
+    }
+
+    /// Drops closing connections whose linger has passed.
+    pub(super) fn reap_closing(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<ConnectionKey> = self
+            .closing
+            .iter()
+            .copied()
+            .filter(|key| {
+                self.connections.get(*key).is_none_or(|c| c.close_deadline.is_some_and(|deadline| deadline <= now))
+            })
+            .collect();
+        for key in expired {
+            self.finish_close(key);
+        }
+    }
+
+    pub(super) fn closing_deadline_soonest(&self) -> Option<Instant> {
+        self.closing.iter().filter_map(|key| self.connections.get(*key)?.close_deadline).min()
+    }
+
+    /// Removes the connection for good: cancels its polls, closes the socket.
+    pub(super) fn finish_close(&mut self, key: ConnectionKey) {
+        if self.connections.get(key).is_none() {
+            return;
+        }
+        self.remove_connection_subscriptions(key);
+        let Some(connection) = self.connections.remove(key) else { return };
+        let _ = self.ring.cancel(Token::Readable(key));
+        if connection.waiting_writable {
+            let _ = self.ring.cancel(Token::Writable(key));
+        }
+        self.closing.retain(|closing| *closing != key);
+        self.barrier_waiters.retain(|waiter| *waiter != key);
+        self.stats.connections_closed += 1;
+        drop(connection);
+    }
+
+    /// Writes every dirty connection once; true if any bytes went out.
+    pub(super) fn write_dirty_connections(&mut self) -> std::io::Result<bool> {
+        let mut did_work = false;
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in &dirty {
+            let Some(connection) = self.connections.get_mut(*key) else { continue };
+            connection.in_dirty_list = false;
+            if connection.write_buffer.is_empty() {
+                continue;
+            }
+            did_work = true;
+            match write_out(connection) {
+                Ok(written) => self.stats.bytes_out += written as u64,
+                Err(_) => {
+                    self.finish_close(*key);
+                    continue;
+                }
+            }
+            let Some(connection) = self.connections.get_mut(*key) else { continue };
+            if !connection.write_buffer.is_empty() {
+                if !connection.waiting_writable {
+                    connection.waiting_writable = true;
+                    let fd = connection.stream.as_raw_fd();
+                    self.ring.poll_writable(fd, Token::Writable(*key))?;
+                }
+                continue;
+            }
+            connection.release_idle_buffers();
+            if connection.state == ConnectionState::Closing && !connection.write_shut_down {
+                connection.write_shut_down = true;
+                let _ = connection.stream.shutdown(Shutdown::Write);
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+        Ok(did_work)
+    }
+
+    /// Shutdown: tells every client why, writes what it can, closes all.
+    pub(super) fn close_all_for_shutdown(&mut self) {
+        for key in self.connections.keys() {
+            let Some(connection) = self.connections.get_mut(key) else { continue };
+            let _ = self.encoder.error(&mut connection.write_buffer, ErrorCode::ShuttingDown, "server shutting down");
+            let _ = write_out(connection);
+            let _ = connection.stream.shutdown(Shutdown::Write);
+            self.stats.connections_closed += 1;
+        }
+        self.connections = Default::default();
+    }
+}
+
+/// Writes as much of the buffer as the socket takes. Ok(bytes written), or
+/// Err for a dead socket.
+fn write_out(connection: &mut Connection) -> std::io::Result<usize> {
+    let mut written_total = 0;
+    while !connection.write_buffer.is_empty() {
+        match connection.stream.write(&connection.write_buffer) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                connection.write_buffer.advance(written);
+                written_total += written;
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(written_total)
+}

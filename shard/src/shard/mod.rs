@@ -1,0 +1,301 @@
+//! One shard: a thread pinned to a core that owns a listener, its
+//! connections, their subscriptions, a copy of every shard's interest, and an
+//! io_uring ring. Nothing here is shared with other threads except the ends of
+//! the mesh queues and the wakers.
+//!
+//! The loop, one pass:
+//! 1. run the ring's deferred work and take its completions (readiness of the
+//!    listener, sockets, the wake pipe);
+//! 2. drain the inbound mesh queues (deliveries and interest from other shards);
+//! 3. read and handle frames from ready connections, unless a mesh queue is
+//!    backed up (then the sockets wait: TCP backpressure instead of buffering);
+//! 4. push outboxes into the mesh and wake parked targets; write every dirty
+//!    connection's buffer with one `send` each.
+//! With nothing done, it spins (`--idle spin`) or, after a short spin, parks
+//! in the ring until a completion or a wake-up (`--idle park`).
+//!
+//! Shutdown: when the shared stop flag is set the shard stops accepting and
+//! reading, keeps delivering what the mesh holds, flushes every connection
+//! until done or `shutdown_flush_timeout`, sends each client a ShuttingDown
+//! error, closes everything, and returns its counters.
+
+mod dispatch;
+mod io;
+mod routing;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use flit_wire::{Encoder, Limits};
+
+use crate::config::{IdleStrategy, ServerConfig};
+use crate::connection::{ConnectionKey, Connections};
+use crate::error::ShardError;
+use crate::interest::{GroupKey, InterestTable, Route, ShardMask};
+use crate::mesh::{MeshEnds, MeshMessage, Shared};
+use crate::ring::{Completion, Ring, Token};
+use crate::stats::ShardStats;
+use crate::subscriptions::Subscriptions;
+
+/// In park mode, how long a shard keeps spinning after its last work before
+/// it blocks: a message arriving within it costs no wake-up.
+pub const IDLE_SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
+/// Most messages taken from one inbound mesh queue in one pass (fairness).
+pub const MESH_MESSAGES_PER_PASS_MAX: usize = 1024;
+
+pub struct Shard {
+    id: usize,
+    shard_count: usize,
+    config: ServerConfig,
+    limits: Limits,
+    ring: Ring,
+    listener: Option<TcpListener>,
+    listener_ready: bool,
+    wake_pipe: UnixStream,
+    shared: Shared,
+    mesh: MeshEnds,
+    /// Messages a full mesh queue handed back, per target, in order.
+    outboxes: Vec<VecDeque<MeshMessage>>,
+    /// Targets that got something this pass and may need waking.
+    targets_to_wake: ShardMask,
+    connections: Connections,
+    subscriptions: Subscriptions,
+    interest: InterestTable,
+    /// Interest changes this shard has broadcast, and acknowledgements of them
+    /// received from each shard (its own entry stays at u64::MAX).
+    interest_epoch: u64,
+    acknowledged_epochs: Vec<u64>,
+    /// Connections with replies waiting for an interest barrier.
+    barrier_waiters: Vec<ConnectionKey>,
+    /// Connections that may have unread input.
+    ready: VecDeque<ConnectionKey>,
+    /// Connections with output to write.
+    dirty: Vec<ConnectionKey>,
+    /// Connections in the Closing state.
+    closing: Vec<ConnectionKey>,
+    draining_since: Option<Instant>,
+    counted_outboxes_empty: bool,
+    encoder: Encoder,
+    completions: Vec<Completion>,
+    route: Route,
+    matched_slots: Vec<u32>,
+    queue_candidates: Vec<(GroupKey, u32)>,
+    expired_slots: Vec<u32>,
+    delivery_meta: Vec<u8>,
+    group_cursors: HashMap<GroupKey, u32>,
+    stats: ShardStats,
+}
+
+/// What [`Shard::new`] needs beyond the configuration.
+pub struct ShardParts {
+    pub id: usize,
+    pub config: ServerConfig,
+    pub listener: TcpListener,
+    pub wake_pipe: UnixStream,
+    pub shared: Shared,
+    pub mesh: MeshEnds,
+}
+
+impl Shard {
+    /// Creates the ring and arms the listener and wake pipe. Errors here are
+    /// startup errors: the ring could not be created.
+    pub fn new(parts: ShardParts, ring: Ring) -> std::io::Result<Shard> {
+        let shard_count = parts.config.shards;
+        let limits = Limits { payload_bytes_max: parts.config.payload_bytes_max };
+        let mut acknowledged_epochs = vec![0; shard_count];
+        acknowledged_epochs[parts.id] = u64::MAX;
+        let mut shard = Shard {
+            id: parts.id,
+            shard_count,
+            limits,
+            ring,
+            listener: Some(parts.listener),
+            listener_ready: false,
+            wake_pipe: parts.wake_pipe,
+            shared: parts.shared,
+            mesh: parts.mesh,
+            outboxes: (0..shard_count).map(|_| VecDeque::new()).collect(),
+            targets_to_wake: 0,
+            connections: Connections::default(),
+            subscriptions: Subscriptions::default(),
+            interest: InterestTable::default(),
+            interest_epoch: 0,
+            acknowledged_epochs,
+            barrier_waiters: Vec::new(),
+            ready: VecDeque::new(),
+            dirty: Vec::new(),
+            closing: Vec::new(),
+            draining_since: None,
+            counted_outboxes_empty: false,
+            encoder: Encoder::default(),
+            completions: Vec::with_capacity(256),
+            route: Route::default(),
+            matched_slots: Vec::new(),
+            queue_candidates: Vec::new(),
+            expired_slots: Vec::new(),
+            delivery_meta: Vec::new(),
+            group_cursors: HashMap::new(),
+            stats: ShardStats::default(),
+            config: parts.config,
+        };
+        let listener_fd = shard.listener.as_ref().map(|listener| listener.as_raw_fd()).expect("listener is set");
+        shard.ring.poll_readable(listener_fd, Token::Listener)?;
+        shard.ring.poll_readable(shard.wake_pipe.as_raw_fd(), Token::WakePipe)?;
+        shard.ring.submit()?;
+        Ok(shard)
+    }
+
+    /// Runs until shutdown; returns the shard's counters.
+    pub fn run(mut self) -> Result<ShardStats, ShardError> {
+        let mut last_work = Instant::now();
+        loop {
+            let did_work = self.pass().map_err(|source| ShardError::Ring { shard: self.id, source })?;
+            if self.draining_since.is_some()
+                && !self.counted_outboxes_empty
+                && self.outboxes.iter().all(VecDeque::is_empty)
+            {
+                self.counted_outboxes_empty = true;
+                self.shared.shards_with_empty_outboxes.fetch_add(1, Ordering::SeqCst);
+            }
+            if self.draining_since.is_some() && self.drain_finished() {
+                self.close_all_for_shutdown();
+                return Ok(self.stats);
+            }
+            if did_work {
+                last_work = Instant::now();
+                continue;
+            }
+            self.idle(&mut last_work).map_err(|source| ShardError::Ring { shard: self.id, source })?;
+        }
+    }
+
+    /// One pass of the loop; true when anything happened.
+    fn pass(&mut self) -> std::io::Result<bool> {
+        let mut did_work = false;
+        if self.ring.has_deferred_work() {
+            self.ring.submit()?;
+        }
+        let mut completions = std::mem::take(&mut self.completions);
+        self.ring.drain_completions(&mut completions);
+        did_work |= !completions.is_empty();
+        for completion in &completions {
+            self.handle_completion(*completion)?;
+        }
+        self.completions = completions;
+        if self.draining_since.is_none() && self.shared.stop.load(Ordering::Relaxed) {
+            self.begin_drain();
+            did_work = true;
+        }
+        did_work |= self.drain_mesh();
+        if self.listener_ready {
+            did_work = true;
+            self.accept_connections()?;
+        }
+        did_work |= self.read_ready_connections()?;
+        self.flush_outboxes();
+        did_work |= self.write_dirty_connections()?;
+        if !self.closing.is_empty() {
+            self.reap_closing();
+        }
+        Ok(did_work)
+    }
+
+    fn handle_completion(&mut self, completion: Completion) -> std::io::Result<()> {
+        match completion.token {
+            Token::Listener => {
+                if completion.result >= 0 {
+                    self.listener_ready = true;
+                }
+                if !completion.more {
+                    if let Some(listener) = &self.listener {
+                        self.ring.poll_readable(listener.as_raw_fd(), Token::Listener)?;
+                    }
+                }
+            }
+            Token::WakePipe => {
+                self.drain_wake_pipe();
+                if !completion.more {
+                    self.ring.poll_readable(self.wake_pipe.as_raw_fd(), Token::WakePipe)?;
+                }
+            }
+            Token::Readable(key) => self.on_readable(key, completion)?,
+            Token::Writable(key) => {
+                if let Some(connection) = self.connections.get_mut(key) {
+                    connection.waiting_writable = false;
+                    self.mark_dirty(key);
+                }
+            }
+            Token::Cancel => {}
+        }
+        Ok(())
+    }
+
+    fn drain_wake_pipe(&mut self) {
+        let mut sink = [0u8; 64];
+        while let Ok(read) = std::io::Read::read(&mut self.wake_pipe, &mut sink) {
+            if read == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Nothing happened in the last pass: spin, or park in the ring.
+    fn idle(&mut self, last_work: &mut Instant) -> std::io::Result<()> {
+        let spinning = self.config.idle == IdleStrategy::Spin
+            || self.draining_since.is_some()
+            || last_work.elapsed() < IDLE_SPIN_BEFORE_PARK;
+        if spinning {
+            std::hint::spin_loop();
+            return Ok(());
+        }
+        let waker = &self.shared.wakers[self.id];
+        waker.announce_park();
+        if self.mesh_has_input() || !self.ready.is_empty() || self.shared.stop.load(Ordering::SeqCst) {
+            waker.clear_park();
+            return Ok(());
+        }
+        let timeout =
+            self.closing_deadline_soonest().map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let result = self.ring.wait(timeout);
+        self.shared.wakers[self.id].clear_park();
+        *last_work = Instant::now();
+        result
+    }
+
+    fn mesh_has_input(&self) -> bool {
+        self.mesh.inbound.iter().flatten().any(|consumer| !consumer.is_empty())
+    }
+
+    fn begin_drain(&mut self) {
+        self.draining_since = Some(Instant::now());
+        if let Some(listener) = self.listener.take() {
+            // Cancel first: the poll holds the socket until cancelled.
+            let _ = self.ring.cancel(Token::Listener);
+            drop(listener);
+        }
+        self.listener_ready = false;
+        self.ready.clear();
+    }
+
+    /// Everything queued has been handed to the kernel, or time is up.
+    fn drain_finished(&self) -> bool {
+        let Some(since) = self.draining_since else { return false };
+        if since.elapsed() >= self.config.shutdown_flush_timeout {
+            return true;
+        }
+        // Once every shard has emptied its outboxes while draining, nothing new
+        // can enter the mesh: no socket is read any more, so no publish or
+        // interest change is made. Each shard counts itself in once.
+        let all_outboxes_empty = self.shared.shards_with_empty_outboxes.load(Ordering::SeqCst) == self.shard_count;
+        let writes_done = self
+            .connections
+            .keys()
+            .iter()
+            .all(|key| self.connections.get(*key).is_none_or(|connection| connection.write_buffer.is_empty()));
+        all_outboxes_empty && writes_done && !self.mesh_has_input()
+    }
+}

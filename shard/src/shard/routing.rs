@@ -1,0 +1,272 @@
+//! The routing core: publish, deliver, subscribe, and the mesh traffic they
+//! cause. It works on [`RoutedMessage`] and subscription slots only, so a
+//! second wire protocol (NATS text) can feed the same functions.
+//!
+//! Hot path of a publish: one trie walk over the interest table (which shards),
+//! for the local shard one trie walk over local subscriptions (which
+//! connections), for each other target shard one push of the message (four
+//! refcount increments, no copy, no allocation) onto the SPSC queue to it. A
+//! delivery encodes the Deliver meta once per message per shard and appends
+//! header + meta + payload to each subscriber's write buffer.
+
+use bytes::Bytes;
+use flit_wire::{Encoder, ErrorCode, Subscribe, STATUS_NO_RESPONDERS};
+
+use super::Shard;
+use crate::connection::ConnectionKey;
+use crate::interest::QueuePicks;
+use crate::mesh::{MeshMessage, RoutedMessage};
+use crate::subscriptions::InterestChange;
+
+impl Shard {
+    /// Sends a message to every shard with matching interest (at most one hop
+    /// each), or answers "no responders" to a request nobody can receive.
+    pub(super) fn route_message(&mut self, message: RoutedMessage) {
+        self.interest.route(&message.subject, &mut self.route);
+        if self.route.targets == 0 {
+            if let Some(reply) = message.reply {
+                self.stats.no_responders += 1;
+                let status = RoutedMessage {
+                    subject: reply,
+                    reply: None,
+                    headers: None,
+                    payload: Bytes::new(),
+                    status: STATUS_NO_RESPONDERS,
+                };
+                // The status message has no reply subject, so this recursion
+                // ends after one level.
+                self.route_message(status);
+            }
+            return;
+        }
+        let mut targets = self.route.targets;
+        while targets != 0 {
+            let target = targets.trailing_zeros() as usize;
+            targets &= targets - 1;
+            let queue_picks = self.route.picks_for(target);
+            if target == self.id {
+                self.deliver_local(&message, &queue_picks);
+            } else {
+                let message = MeshMessage::Publish { message: message.clone(), queue_picks };
+                self.send_to_shard(target, message);
+            }
+        }
+    }
+
+    /// Delivers to this shard's matching subscriptions: every plain one, and
+    /// one member of each queue group in `queue_picks`.
+    pub(super) fn deliver_local(&mut self, message: &RoutedMessage, queue_picks: &QueuePicks) {
+        let mut matched = std::mem::take(&mut self.matched_slots);
+        matched.clear();
+        self.subscriptions.trie.visit_matches(&message.subject, &mut |slot: &mut u32| matched.push(*slot));
+        if matched.is_empty() {
+            self.matched_slots = matched;
+            return;
+        }
+        let meta = self.encoder.deliver_meta(
+            &message.subject,
+            message.reply.as_deref(),
+            message.headers.as_deref(),
+            message.status,
+        );
+        // Subjects were validated on the way in, so encoding cannot fail;
+        // should it, the message is dropped rather than the shard.
+        let Ok(meta) = meta else {
+            self.matched_slots = matched;
+            return;
+        };
+        self.delivery_meta.clear();
+        self.delivery_meta.extend_from_slice(meta);
+        self.queue_candidates.clear();
+        for slot in &matched {
+            let Some(subscription) = self.subscriptions.get(*slot) else { continue };
+            if subscription.queue.is_none() {
+                self.deliver_to(*slot, &message.payload);
+            } else if queue_picks.contains(&subscription.group_key) {
+                self.queue_candidates.push((subscription.group_key, *slot));
+            }
+        }
+        self.deliver_to_queue_members(queue_picks, &message.payload);
+        self.matched_slots = matched;
+        for slot in std::mem::take(&mut self.expired_slots) {
+            self.remove_subscription(slot);
+        }
+    }
+
+    /// One member per picked group, rotating through the local members.
+    fn deliver_to_queue_members(&mut self, queue_picks: &QueuePicks, payload: &Bytes) {
+        if queue_picks.is_empty() {
+            return;
+        }
+        let mut candidates = std::mem::take(&mut self.queue_candidates);
+        candidates.sort_unstable();
+        for group in queue_picks {
+            // Candidates are sorted, so a group's members are one run.
+            let start = candidates.partition_point(|(key, _)| key < group);
+            let members = candidates[start..].iter().take_while(|(key, _)| key == group).count();
+            if members == 0 {
+                // The member that made this shard a target left meanwhile.
+                self.stats.queue_group_misses += 1;
+                continue;
+            }
+            let cursor = self.group_cursors.entry(*group).or_insert(0);
+            let (_, slot) = candidates[start + *cursor as usize % members];
+            *cursor = cursor.wrapping_add(1);
+            self.deliver_to(slot, payload);
+        }
+        candidates.clear();
+        self.queue_candidates = candidates;
+    }
+
+    /// Appends one Deliver frame to the subscriber's write buffer.
+    fn deliver_to(&mut self, slot: u32, payload: &Bytes) {
+        let Some(subscription) = self.subscriptions.get_mut(slot) else { return };
+        let key = subscription.connection;
+        let subscription_id = subscription.subscription_id;
+        if let Some(remaining) = subscription.remaining.as_mut() {
+            *remaining -= 1;
+            if *remaining == 0 {
+                self.expired_slots.push(slot);
+            }
+        }
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, &self.delivery_meta, payload);
+        self.stats.deliveries += 1;
+        let pending_bytes = connection.write_buffer.len();
+        self.mark_dirty(key);
+        if pending_bytes > self.config.pending_bytes_max {
+            self.stats.slow_consumer_evictions += 1;
+            let message = format!("more than {} bytes pending", self.config.pending_bytes_max);
+            self.begin_close(key, Some((ErrorCode::SlowConsumer, &message)));
+        }
+    }
+
+    pub(super) fn add_subscription(&mut self, key: ConnectionKey, subscribe: Subscribe) {
+        let (slot, change) =
+            self.subscriptions.add(key, subscribe.subscription_id, subscribe.pattern.clone(), subscribe.queue.clone());
+        if let Some(connection) = self.connections.get_mut(key) {
+            connection.subscriptions.insert(subscribe.subscription_id, slot);
+        }
+        if change == InterestChange::Gained {
+            self.interest.add(&subscribe.pattern, subscribe.queue.as_ref(), self.id);
+            self.broadcast_interest(|| MeshMessage::InterestAdd {
+                pattern: subscribe.pattern.clone(),
+                queue: subscribe.queue.clone(),
+            });
+        }
+    }
+
+    pub(super) fn remove_subscription(&mut self, slot: u32) {
+        let Some((subscription, change)) = self.subscriptions.remove(slot) else { return };
+        if let Some(connection) = self.connections.get_mut(subscription.connection) {
+            connection.subscriptions.remove(&subscription.subscription_id);
+        }
+        if change == InterestChange::Lost {
+            self.interest.remove(&subscription.pattern, subscription.queue.as_ref(), self.id);
+            self.broadcast_interest(|| MeshMessage::InterestRemove {
+                pattern: subscription.pattern.clone(),
+                queue: subscription.queue.clone(),
+            });
+        }
+    }
+
+    pub(super) fn remove_connection_subscriptions(&mut self, key: ConnectionKey) {
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        let slots: Vec<u32> = connection.subscriptions.drain().map(|(_, slot)| slot).collect();
+        for slot in slots {
+            self.remove_subscription(slot);
+        }
+    }
+
+    fn broadcast_interest(&mut self, make: impl Fn() -> MeshMessage) {
+        if self.shard_count == 1 {
+            return;
+        }
+        self.interest_epoch += 1;
+        for target in 0..self.shard_count {
+            if target != self.id {
+                self.send_to_shard(target, make());
+            }
+        }
+    }
+
+    /// Queues a message for another shard, preserving order: once anything
+    /// waits in the outbox, later messages wait behind it.
+    pub(super) fn send_to_shard(&mut self, target: usize, message: MeshMessage) {
+        self.stats.mesh_messages_sent += 1;
+        self.targets_to_wake |= 1 << target;
+        if !self.outboxes[target].is_empty() {
+            self.outboxes[target].push_back(message);
+            return;
+        }
+        let producer = self.mesh.outbound[target].as_mut().expect("a queue to every other shard");
+        if let Err(rtrb::PushError::Full(message)) = producer.push(message) {
+            self.stats.mesh_queue_full_events += 1;
+            self.outboxes[target].push_back(message);
+        }
+    }
+
+    /// Moves outboxes into the mesh as room allows; wakes targets.
+    pub(super) fn flush_outboxes(&mut self) {
+        for target in 0..self.shard_count {
+            let outbox = &mut self.outboxes[target];
+            if outbox.is_empty() {
+                continue;
+            }
+            let producer = self.mesh.outbound[target].as_mut().expect("a queue to every other shard");
+            while let Some(message) = outbox.pop_front() {
+                if let Err(rtrb::PushError::Full(message)) = producer.push(message) {
+                    outbox.push_front(message);
+                    break;
+                }
+            }
+        }
+        let mut targets = std::mem::take(&mut self.targets_to_wake);
+        while targets != 0 {
+            let target = targets.trailing_zeros() as usize;
+            targets &= targets - 1;
+            self.shared.wakers[target].wake_if_parked();
+        }
+        // A target with a non-empty outbox must be woken again next pass.
+        for target in 0..self.shard_count {
+            if !self.outboxes[target].is_empty() {
+                self.targets_to_wake |= 1 << target;
+            }
+        }
+    }
+
+    /// Handles what other shards sent; true if anything came.
+    pub(super) fn drain_mesh(&mut self) -> bool {
+        let mut did_work = false;
+        for source in 0..self.shard_count {
+            for _ in 0..super::MESH_MESSAGES_PER_PASS_MAX {
+                let Some(consumer) = self.mesh.inbound[source].as_mut() else { break };
+                let Ok(message) = consumer.pop() else { break };
+                did_work = true;
+                self.stats.mesh_messages_received += 1;
+                self.handle_mesh_message(source, message);
+            }
+        }
+        did_work
+    }
+
+    fn handle_mesh_message(&mut self, source: usize, message: MeshMessage) {
+        match message {
+            MeshMessage::Publish { message, queue_picks } => self.deliver_local(&message, &queue_picks),
+            MeshMessage::InterestAdd { pattern, queue } => {
+                self.interest.add(&pattern, queue.as_ref(), source);
+                self.send_to_shard(source, MeshMessage::InterestAck);
+            }
+            MeshMessage::InterestRemove { pattern, queue } => {
+                self.interest.remove(&pattern, queue.as_ref(), source);
+                self.send_to_shard(source, MeshMessage::InterestAck);
+            }
+            MeshMessage::InterestAck => {
+                self.acknowledged_epochs[source] += 1;
+                if !self.barrier_waiters.is_empty() {
+                    self.release_barrier_waiters();
+                }
+            }
+        }
+    }
+}
