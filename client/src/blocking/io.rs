@@ -1,0 +1,199 @@
+//! The blocking client's IO: connecting, the handshake, the reader thread,
+//! the flusher thread, and the std channel types the dispatcher feeds.
+//!
+//! # Threads
+//! - The reader thread owns a clone of the socket for reading. It exits when
+//!   the socket ends or the connection becomes terminal, after failing the
+//!   state so nobody waits forever.
+//! - The flusher thread writes out publishes that callers only buffered. It
+//!   sleeps on a channel of capacity one, so a burst of publishes costs one
+//!   wake-up, and exits when the client is dropped (its channel disconnects).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use flit_wire::{Limits, Welcome};
+
+use crate::connection::{dispatch_buffered, lock, Core};
+use crate::dispatch::{Channels, Completion, ConnectionState, MessageSink, Refused};
+use crate::error::ClientError;
+use crate::framing::{accept_welcome, next_frame, FrameWriter};
+use crate::message::Message;
+use crate::options::Options;
+
+/// Bytes read from the socket per `read` call.
+pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The std channel types of the blocking client.
+pub(crate) struct Blocking;
+
+impl Channels for Blocking {
+    type Sink = SyncSender<Message>;
+    type Done = SyncSender<Result<(), ClientError>>;
+    type Response = SyncSender<Result<Message, ClientError>>;
+}
+
+impl MessageSink for SyncSender<Message> {
+    fn offer(&self, message: Message) -> Result<(), Refused> {
+        self.try_send(message).map_err(|error| match error {
+            TrySendError::Full(_) => Refused::Full,
+            TrySendError::Disconnected(_) => Refused::Closed,
+        })
+    }
+}
+
+impl<T> Completion<T> for SyncSender<Result<T, ClientError>> {
+    fn complete(self, result: Result<T, ClientError>) {
+        // Capacity one and one answer per waiter: never full. A waiter that
+        // timed out has dropped its receiver; ignoring that is the point.
+        let _ = self.try_send(result);
+    }
+}
+
+/// Connects to the first address that accepts within `timeout`.
+pub(crate) fn connect_socket(addresses: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, ClientError> {
+    let mut last_error = io::Error::new(io::ErrorKind::InvalidInput, "the address resolved to nothing");
+    for address in addresses.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error.into())
+}
+
+/// Sends Hello and reads the answer within `deadline`. Returns the Welcome and
+/// whatever the server sent after it, which the reader must dispatch first.
+pub(crate) fn handshake(
+    stream: &mut TcpStream,
+    options: &Options,
+    deadline: Instant,
+) -> Result<(Welcome, BytesMut), ClientError> {
+    stream.set_nodelay(true)?;
+    let mut hello = FrameWriter::new(Limits::default());
+    hello.hello(options)?;
+    stream.write_all(&hello.take())?;
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        // The Welcome carries no payload, so the default limits are enough to read it.
+        if let Some(frame) = next_frame(&mut buffer, &Limits::default())? {
+            let welcome = accept_welcome(frame)?;
+            stream.set_read_timeout(None)?;
+            return Ok((welcome, buffer));
+        }
+        let left = deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero());
+        stream.set_read_timeout(Some(left.ok_or(ClientError::Timeout)?))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(ClientError::Disconnected),
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(ClientError::Timeout)
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// The reader thread's body. See the module header.
+pub(crate) fn run_reader(
+    mut stream: TcpStream,
+    mut buffer: BytesMut,
+    limits: Limits,
+    state: Arc<Mutex<ConnectionState<Blocking>>>,
+) {
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let error = loop {
+        if let Err(error) = dispatch_buffered(&mut buffer, &limits, &state) {
+            break error;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => break ClientError::Disconnected,
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => break error.into(),
+        }
+    };
+    lock(&state).fail(error);
+    // The server closes after an Error; if we stopped for another reason
+    // (protocol violation), make sure the peer sees us go.
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// What the client handles share: the core, the socket's write side, and the
+/// flusher's wake-up channel.
+pub(crate) struct Shared {
+    pub(crate) core: Core<Blocking>,
+    /// Held while writing, and taken while still holding the core's writer
+    /// lock, so bytes reach the socket in the order they were encoded.
+    pub(crate) stream: Mutex<TcpStream>,
+    pub(crate) wake_flusher: SyncSender<()>,
+    pub(crate) reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Writes every buffered byte to the socket now.
+    pub(crate) fn write_out(&self) -> Result<(), ClientError> {
+        let mut writer = lock(&self.core.writer);
+        if writer.buffered_bytes() == 0 {
+            return Ok(());
+        }
+        let mut stream = lock(&self.stream);
+        let bytes = writer.take();
+        drop(writer);
+        if let Err(error) = stream.write_all(&bytes) {
+            let error = ClientError::from(error);
+            self.core.fail(error.clone());
+            let _ = stream.shutdown(Shutdown::Both);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// After a frame was buffered: write at once if the buffer is over its
+    /// bound (the caller waits for the socket: backpressure), else let the
+    /// flusher thread pick the bytes up.
+    pub(crate) fn buffered(&self) -> Result<(), ClientError> {
+        if self.core.buffered_bytes() > self.core.options.write_buffer_bytes_max {
+            return self.write_out();
+        }
+        // Full means a wake-up is already pending, which is all we need.
+        let _ = self.wake_flusher.try_send(());
+        Ok(())
+    }
+
+    /// Ends the connection: nothing more is sent or received.
+    pub(crate) fn shut_down(&self, error: ClientError) {
+        let _ = self.write_out();
+        self.core.fail(error);
+        let _ = lock(&self.stream).shutdown(Shutdown::Both);
+        let reader = lock(&self.reader).take();
+        if let Some(reader) = reader {
+            // Do not join ourselves (the last handle may be dropped on the reader thread).
+            if reader.thread().id() != std::thread::current().id() {
+                let _ = reader.join();
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shut_down(ClientError::Closed);
+    }
+}
+
+/// The flusher thread's body. See the module header.
+pub(crate) fn run_flusher(wake: Receiver<()>, shared: Weak<Shared>) {
+    while wake.recv().is_ok() {
+        let Some(shared) = shared.upgrade() else { return };
+        if shared.write_out().is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `Core`: the operations both clients share, minus the IO.
+//!
+//! Every operation follows the same shape: take the writer lock, check the
+//! connection is still usable, validate and encode the frame, and register
+//! whatever waits for the server's answer, all in one critical section. The
+//! blocking and the tokio layers only differ in how they create the channels,
+//! how they wake their writer, and how they wait.
+//!
+//! # Lock order
+//! `writer` before `state`, always. The reader only ever takes `state`, so it
+//! can never wait behind a writer blocked on a full socket while holding a
+//! lock the writer needs. Registering a waiter while holding `writer` is what
+//! keeps waiters in the same order as the frames they wait for.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::BytesMut;
+use flit_wire::{Limits, Welcome};
+
+use crate::dispatch::{Channels, ConnectionState, Statistics};
+use crate::error::ClientError;
+use crate::framing::{check_subject, next_frame, FrameWriter};
+use crate::inbox::Inbox;
+use crate::options::Options;
+
+/// Locks a mutex, ignoring poisoning: every critical section here leaves the
+/// data consistent at each step, and a panicking user callback never runs
+/// under these locks.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) struct Core<C: Channels> {
+    pub(crate) writer: Arc<Mutex<FrameWriter>>,
+    pub(crate) state: Arc<Mutex<ConnectionState<C>>>,
+    pub(crate) welcome: Welcome,
+    pub(crate) limits: Limits,
+    pub(crate) options: Options,
+    /// Set once a flush has confirmed the inbox subscription is visible on
+    /// every shard; before that a fast responder's answer could be lost.
+    inbox_ready: AtomicBool,
+}
+
+impl<C: Channels> Core<C> {
+    pub(crate) fn new(welcome: Welcome, options: Options) -> Self {
+        let limits = crate::framing::limits_of(&welcome);
+        Core {
+            writer: Arc::new(Mutex::new(FrameWriter::new(limits))),
+            state: Arc::new(Mutex::new(ConnectionState::new(options.ack_mode, Inbox::random()))),
+            welcome,
+            limits,
+            options,
+            inbox_ready: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn usable(&self) -> Result<(), ClientError> {
+        lock(&self.state).usable()
+    }
+
+    pub(crate) fn statistics(&self) -> Statistics {
+        lock(&self.state).statistics()
+    }
+
+    pub(crate) fn fail(&self, error: ClientError) {
+        lock(&self.state).fail(error);
+    }
+
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        lock(&self.writer).buffered_bytes()
+    }
+
+    pub(crate) fn publish(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+        acknowledgement: Option<C::Done>,
+    ) -> Result<(), ClientError> {
+        let mut writer = lock(&self.writer);
+        let mut state = lock(&self.state);
+        state.usable()?;
+        writer.publish(subject, reply, headers, payload)?;
+        state.expect_acknowledgement(acknowledgement);
+        Ok(())
+    }
+
+    /// Registers `sink` and encodes the Subscribe; returns the subscription id.
+    pub(crate) fn subscribe(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+        sink: C::Sink,
+        acknowledgement: Option<C::Done>,
+    ) -> Result<u64, ClientError> {
+        let mut writer = lock(&self.writer);
+        let mut state = lock(&self.state);
+        state.usable()?;
+        let id = state.add_subscription(sink);
+        if let Err(error) = writer.subscribe(pattern, queue, id) {
+            state.remove_subscription(id);
+            return Err(error);
+        }
+        state.expect_acknowledgement(acknowledgement);
+        Ok(id)
+    }
+
+    pub(crate) fn unsubscribe(
+        &self,
+        id: u64,
+        after_messages: u64,
+        acknowledgement: Option<C::Done>,
+    ) -> Result<(), ClientError> {
+        let mut writer = lock(&self.writer);
+        let mut state = lock(&self.state);
+        state.usable()?;
+        writer.unsubscribe(id, after_messages)?;
+        state.close_subscription_after(id, after_messages);
+        state.expect_acknowledgement(acknowledgement);
+        Ok(())
+    }
+
+    /// What a dropped subscription does: forget it locally at once and, if
+    /// the connection is up, tell the server. Nobody waits for the answer.
+    /// Returns whether a frame was encoded (the caller then wakes its writer).
+    pub(crate) fn release(&self, id: u64) -> bool {
+        let mut writer = lock(&self.writer);
+        let mut state = lock(&self.state);
+        state.remove_subscription(id);
+        if state.usable().is_err() || writer.unsubscribe(id, 0).is_err() {
+            return false;
+        }
+        state.expect_acknowledgement(None);
+        true
+    }
+
+    /// Encodes a Ping whose Pong completes `waiter`.
+    pub(crate) fn ping(&self, waiter: C::Done) -> Result<(), ClientError> {
+        let mut writer = lock(&self.writer);
+        let mut state = lock(&self.state);
+        state.usable()?;
+        writer.ping();
+        state.add_flush_waiter(waiter);
+        Ok(())
+    }
+
+    /// Makes sure the inbox subscription exists. Returns `true` while it is
+    /// not yet known to be visible everywhere: the caller must then flush and
+    /// call [`Core::inbox_confirmed`] before sending its request.
+    pub(crate) fn prepare_inbox(&self) -> Result<bool, ClientError> {
+        if self.inbox_ready.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let mut writer = lock(&self.writer);
+        let mut state = lock(&self.state);
+        state.usable()?;
+        let (id, created) = state.inbox_subscription();
+        if created {
+            writer.subscribe(&state.inbox().pattern(), None, id)?;
+            // An Error for this Subscribe would fail the whole connection,
+            // which the following flush reports; nobody waits for the Ok.
+            state.expect_acknowledgement(None);
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn inbox_confirmed(&self) {
+        self.inbox_ready.store(true, Ordering::Release);
+    }
+
+    /// Registers `response` and encodes the request's Publish with its reply
+    /// subject; returns the request number for [`Core::cancel_request`].
+    pub(crate) fn begin_request(
+        &self,
+        subject: &str,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+        response: C::Response,
+    ) -> Result<u64, ClientError> {
+        check_subject(subject)?;
+        let mut writer = lock(&self.writer);
+        let mut state = lock(&self.state);
+        state.usable()?;
+        let request = state.add_request(response);
+        let reply = state.inbox().reply_subject(request);
+        if let Err(error) = writer.publish(subject, Some(&reply), headers, payload) {
+            state.cancel_request(request);
+            return Err(error);
+        }
+        state.expect_acknowledgement(None);
+        Ok(request)
+    }
+
+    pub(crate) fn cancel_request(&self, request: u64) {
+        lock(&self.state).cancel_request(request);
+    }
+}
+
+/// The reader's step: decode every whole frame in `buffer` and dispatch it,
+/// taking the state lock once per batch rather than once per frame. `Err`
+/// once the connection is terminal; the reader then stops.
+pub(crate) fn dispatch_buffered<C: Channels>(
+    buffer: &mut BytesMut,
+    limits: &Limits,
+    state: &Mutex<ConnectionState<C>>,
+) -> Result<(), ClientError> {
+    let mut state = lock(state);
+    state.usable()?;
+    loop {
+        match next_frame(buffer, limits) {
+            Ok(Some(frame)) => state.handle_frame(frame)?,
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                state.fail(error.clone());
+                return Err(error);
+            }
+        }
+    }
+}

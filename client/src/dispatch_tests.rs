@@ -1,0 +1,187 @@
+//! Dispatcher behaviour, driven with std channels and hand-built frames.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use bytes::{Bytes, BytesMut};
+use flit_wire::{Deliver, Encoder, ErrorCode, ErrorFrame, Frame, Limits};
+
+use super::*;
+use crate::blocking::Blocking;
+
+fn state(ack_mode: bool) -> ConnectionState<Blocking> {
+    ConnectionState::new(ack_mode, Inbox::with_random_part("test"))
+}
+
+fn deliver(subscription_id: u64, subject: &str, status: u16, payload: &'static [u8]) -> Frame {
+    Frame::Deliver(Deliver {
+        subscription_id,
+        subject: Bytes::copy_from_slice(subject.as_bytes()),
+        reply: None,
+        headers: None,
+        status,
+        payload: Bytes::from_static(payload),
+    })
+}
+
+fn subscribe(state: &mut ConnectionState<Blocking>, capacity: usize) -> (u64, Receiver<Message>) {
+    let (sink, receiver) = sync_channel(capacity);
+    (state.add_subscription(sink), receiver)
+}
+
+fn done() -> (SyncDone, Receiver<Result<(), ClientError>>) {
+    sync_channel(1)
+}
+
+type SyncDone = std::sync::mpsc::SyncSender<Result<(), ClientError>>;
+
+#[test]
+fn deliver_reaches_only_its_subscription() {
+    let mut state = state(false);
+    let (first, first_messages) = subscribe(&mut state, 8);
+    let (second, second_messages) = subscribe(&mut state, 8);
+    assert_ne!(first, second);
+    state.handle_frame(deliver(second, "orders.eu", 0, b"hello")).expect("deliver");
+    let message = second_messages.try_recv().expect("routed to the second subscription");
+    assert_eq!(message.subject, "orders.eu");
+    assert_eq!(&message.payload[..], b"hello");
+    assert!(first_messages.try_recv().is_err(), "the first subscription got nothing");
+    assert_eq!(state.statistics().messages_delivered, 1);
+}
+
+#[test]
+fn unknown_subscription_ids_are_dropped_and_counted() {
+    let mut state = state(false);
+    let (id, messages) = subscribe(&mut state, 8);
+    state.handle_frame(deliver(id + 100, "a", 0, b"")).expect("unknown id is not fatal");
+    state.remove_subscription(id);
+    state.handle_frame(deliver(id, "a", 0, b"")).expect("late delivery is not fatal");
+    assert_eq!(state.statistics().unknown_subscription_drops, 2);
+    assert!(messages.recv().is_err(), "removing a subscription closes its channel");
+}
+
+#[test]
+fn a_full_subscription_drops_and_counts_instead_of_blocking() {
+    let mut state = state(false);
+    let (id, messages) = subscribe(&mut state, 1);
+    state.handle_frame(deliver(id, "a", 0, b"1")).expect("deliver");
+    state.handle_frame(deliver(id, "a", 0, b"2")).expect("deliver");
+    assert_eq!(state.statistics().slow_consumer_drops, 1);
+    assert_eq!(&messages.try_recv().expect("first kept").payload[..], b"1");
+}
+
+#[test]
+fn unsubscribe_after_closes_the_channel_after_that_many_messages() {
+    let mut state = state(false);
+    let (id, messages) = subscribe(&mut state, 8);
+    state.close_subscription_after(id, 2);
+    for _ in 0..3 {
+        state.handle_frame(deliver(id, "a", 0, b"")).expect("deliver");
+    }
+    assert_eq!(messages.iter().count(), 2, "two delivered, then the channel closed");
+    assert_eq!(state.statistics().unknown_subscription_drops, 1);
+}
+
+#[test]
+fn pongs_wake_flush_waiters_in_order() {
+    let mut state = state(false);
+    let (first, first_answer) = done();
+    let (second, second_answer) = done();
+    state.add_flush_waiter(first);
+    state.add_flush_waiter(second);
+    state.handle_frame(Frame::Pong).expect("pong");
+    assert!(matches!(first_answer.try_recv(), Ok(Ok(()))));
+    assert!(second_answer.try_recv().is_err(), "the second waits for the second Pong");
+    state.handle_frame(Frame::Pong).expect("pong");
+    assert!(matches!(second_answer.try_recv(), Ok(Ok(()))));
+    assert!(matches!(state.handle_frame(Frame::Pong), Err(ClientError::Protocol(_))), "a Pong nobody asked for");
+}
+
+#[test]
+fn acknowledgements_answer_the_oldest_frame_and_error_poisons() {
+    let mut state = state(true);
+    let (first, first_answer) = done();
+    let (third, third_answer) = done();
+    state.expect_acknowledgement(Some(first));
+    state.expect_acknowledgement(None);
+    state.expect_acknowledgement(Some(third));
+    state.handle_frame(Frame::Ok).expect("ok");
+    state.handle_frame(Frame::Ok).expect("ok for the frame nobody waits on");
+    assert!(matches!(first_answer.try_recv(), Ok(Ok(()))));
+    let error = ErrorFrame { code: ErrorCode::InvalidSubject.as_u16(), message: "bad".to_owned() };
+    assert!(state.handle_frame(Frame::Error(error)).is_err());
+    let answer = third_answer.try_recv().expect("answered");
+    assert!(matches!(answer, Err(ClientError::Server { code: 200, .. })));
+}
+
+#[test]
+fn an_error_frame_poisons_the_connection() {
+    let mut state = state(false);
+    let (id, messages) = subscribe(&mut state, 8);
+    let (flush, flush_answer) = done();
+    state.add_flush_waiter(flush);
+    let (response, response_answer) = sync_channel(1);
+    state.add_request(response);
+    let error = ErrorFrame { code: ErrorCode::SlowConsumer.as_u16(), message: "too slow".to_owned() };
+    let result = state.handle_frame(Frame::Error(error));
+    assert!(matches!(&result, Err(ClientError::Server { code: 300, .. })));
+    assert_eq!(result.expect_err("poisoned").server_code(), Some(ErrorCode::SlowConsumer));
+    assert!(matches!(flush_answer.try_recv(), Ok(Err(ClientError::Server { code: 300, .. }))));
+    assert!(matches!(response_answer.try_recv(), Ok(Err(ClientError::Server { code: 300, .. }))));
+    assert!(messages.recv().is_err(), "subscriptions are closed");
+    assert!(matches!(state.usable(), Err(ClientError::Server { code: 300, .. })));
+    // The first terminal error sticks.
+    state.fail(ClientError::Disconnected);
+    assert!(matches!(state.usable(), Err(ClientError::Server { .. })));
+    state.handle_frame(deliver(id, "a", 0, b"")).expect("after failing, deliveries are just dropped");
+}
+
+#[test]
+fn responses_are_routed_by_the_inbox_token_and_503_means_no_responders() {
+    let mut state = state(false);
+    let (inbox_id, created) = state.inbox_subscription();
+    assert!(created);
+    assert_eq!(state.inbox_subscription(), (inbox_id, false), "one inbox subscription per client");
+    let (first, first_answer) = sync_channel(1);
+    let (second, second_answer) = sync_channel(1);
+    let first_request = state.add_request(first);
+    let second_request = state.add_request(second);
+    let second_subject = state.inbox().reply_subject(second_request);
+    let first_subject = state.inbox().reply_subject(first_request);
+    state.handle_frame(deliver(inbox_id, &second_subject, 0, b"two")).expect("deliver");
+    state.handle_frame(deliver(inbox_id, &first_subject, STATUS_NO_RESPONDERS, b"")).expect("deliver");
+    assert_eq!(&second_answer.try_recv().expect("answered").expect("a message").payload[..], b"two");
+    assert!(matches!(first_answer.try_recv(), Ok(Err(ClientError::NoResponders))));
+    state.handle_frame(deliver(inbox_id, &first_subject, 0, b"late")).expect("late answer");
+    assert_eq!(state.statistics().unmatched_responses, 1);
+}
+
+#[test]
+fn frames_a_client_never_receives_are_protocol_violations() {
+    let mut state = state(false);
+    assert!(matches!(state.handle_frame(Frame::Ping), Err(ClientError::Protocol(_))));
+}
+
+#[test]
+fn dispatch_buffered_decodes_a_byte_stream_split_anywhere() {
+    let limits = Limits::default();
+    let mut bytes = BytesMut::new();
+    let mut encoder = Encoder::default();
+    let meta = encoder.deliver_meta(b"a.b", None, None, 0).expect("meta").to_vec();
+    Encoder::deliver(&mut bytes, 1, &meta, b"payload").expect("deliver");
+    Encoder::bare(&mut bytes, flit_wire::Op::Pong);
+    let stream = bytes.freeze();
+    for split in 0..stream.len() {
+        let state = std::sync::Mutex::new(self::state(false));
+        let (id, messages) = subscribe(&mut state.lock().expect("lock"), 8);
+        assert_eq!(id, 1);
+        let (flush, flush_answer) = done();
+        state.lock().expect("lock").add_flush_waiter(flush);
+        let mut buffer = BytesMut::from(&stream[..split]);
+        crate::connection::dispatch_buffered(&mut buffer, &limits, &state).expect("first part");
+        buffer.extend_from_slice(&stream[split..]);
+        crate::connection::dispatch_buffered(&mut buffer, &limits, &state).expect("second part");
+        assert_eq!(&messages.try_recv().expect("delivered").payload[..], b"payload");
+        assert!(matches!(flush_answer.try_recv(), Ok(Ok(()))));
+        assert!(buffer.is_empty());
+    }
+}

@@ -1,0 +1,90 @@
+//! The client's error type.
+//!
+//! Every variant says whether the connection survives it. Errors that end the
+//! connection are also recorded as its *terminal error*: once one is recorded,
+//! every later call on that client (and every waiting flush, request or
+//! acknowledgement) returns a clone of it, which is why the type is `Clone`.
+
+use std::io;
+use std::sync::Arc;
+
+use flit_wire::{ErrorCode, WireError};
+
+/// Why a client call failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Reading or writing the socket failed. Fatal to the connection.
+    #[error("connection i/o failed: {0}")]
+    Io(Arc<io::Error>),
+    /// The server sent an Error frame; it closes the connection after one, so
+    /// this is fatal. [`ClientError::server_code`] names the code.
+    #[error("server error {code}: {message}")]
+    Server { code: u16, message: String },
+    /// The server closed the connection without saying why. Fatal.
+    #[error("the server closed the connection")]
+    Disconnected,
+    /// The server sent bytes or a frame this client cannot accept. Fatal.
+    #[error("protocol violation by the server: {0}")]
+    Protocol(String),
+    /// The server speaks no protocol version this client speaks. Fatal (at connect).
+    #[error("server chose protocol version {server}, this client speaks {client}")]
+    UnsupportedVersion { server: u16, client: u16 },
+    /// [`close`](crate::Client::close) was called. Fatal.
+    #[error("the connection was closed by this client")]
+    Closed,
+    /// A subject or pattern breaks the subject rules; nothing was sent. Recoverable.
+    #[error("invalid subject {subject:?}: {reason}")]
+    InvalidSubject { subject: String, reason: WireError },
+    /// A queue group name is invalid; nothing was sent. Recoverable.
+    #[error("invalid queue group {queue:?}: {reason}")]
+    InvalidQueueGroup { queue: String, reason: WireError },
+    /// Headers could not be encoded; nothing was sent. Recoverable.
+    #[error("invalid headers: {0}")]
+    InvalidHeaders(WireError),
+    /// The payload is above the server's `payload_bytes_max`; nothing was sent. Recoverable.
+    #[error("payload of {payload_bytes} bytes is above the server's limit of {limit_bytes} bytes")]
+    PayloadTooLarge { payload_bytes: usize, limit_bytes: usize },
+    /// No answer within the deadline (flush, request, connect, acknowledgement).
+    /// Recoverable: the connection is still up, a late answer is discarded.
+    #[error("timed out")]
+    Timeout,
+    /// A request reached no subscriber (the server answered with status 503). Recoverable.
+    #[error("no responders for the request")]
+    NoResponders,
+    /// [`Message::respond`](crate::Message::respond) on a message without a reply subject. Recoverable.
+    #[error("the message has no reply subject")]
+    NoReplySubject,
+    /// The subscription was unsubscribed (or its connection ended) and holds no more messages.
+    #[error("the subscription is closed")]
+    SubscriptionClosed,
+}
+
+impl ClientError {
+    /// The protocol error code of a [`ClientError::Server`], if this version knows it.
+    pub fn server_code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => ErrorCode::from_u16(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection is unusable after this error.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Io(_)
+                | ClientError::Server { .. }
+                | ClientError::Disconnected
+                | ClientError::Protocol(_)
+                | ClientError::UnsupportedVersion { .. }
+                | ClientError::Closed
+        )
+    }
+}
+
+impl From<io::Error> for ClientError {
+    fn from(error: io::Error) -> Self {
+        ClientError::Io(Arc::new(error))
+    }
+}

@@ -1,0 +1,67 @@
+//! # flit-client: talking to a flit router from Rust
+//!
+//! Two clients over one core. [`Client`] is blocking, on `std::net`, with a
+//! reader thread and a flusher thread per connection. [`AsyncClient`] is the
+//! same on tokio, with a reader task and a writer task. Neither uses io_uring
+//! or any other runtime: a client is a small thing that must run anywhere.
+//!
+//! Both speak the protocol of `flit-wire`: Hello, then Welcome (the server's
+//! limits, which this crate enforces before sending); then publishes,
+//! subscriptions, Ping/Pong. `flush()` is the barrier: it returns when the
+//! server answered a Ping, which it does only after this connection's earlier
+//! subscribes and unsubscribes are visible on every shard. Request/reply uses
+//! one wildcard inbox subscription per client (see [`inbox`]).
+//!
+//! # Layout
+//! - `dispatch`: what the reader does with each decoded frame, the routing
+//!   table and the waiter queues. No IO and no runtime; channel types are a
+//!   parameter, so it is unit-tested without a socket.
+//! - `connection`: the operations both clients share (validate, encode,
+//!   register the waiter, under one lock order).
+//! - `framing`: the encode buffer and `check`-then-`decode` on the read side.
+//! - [`blocking`] and [`asynchronous`]: only the IO: sockets, threads or tasks,
+//!   and the channel types.
+//! - [`message`], [`options`], [`error`]: the public data types.
+//!
+//! # Errors
+//! Every call returns [`ClientError`]. Errors that end the connection (an
+//! Error frame from the server, a broken socket, `close()`) are recorded; every
+//! later call, waiting flush and request, and every subscription, ends with it.
+//!
+//! # Example
+//! ```no_run
+//! use std::time::Duration;
+//! # fn main() -> Result<(), flit_client::ClientError> {
+//! let client = flit_client::Client::connect("127.0.0.1:4222")?;
+//! let subscription = client.subscribe("orders.>")?;
+//! client.flush()?; // the subscription is now visible on every shard
+//! client.publish("orders.eu.created", b"order 17")?;
+//! if let Some(message) = subscription.next_timeout(Duration::from_secs(1))? {
+//!     println!("{}: {} bytes", message.subject, message.payload.len());
+//! }
+//! let answer = client.request("time.now", b"", Duration::from_millis(500));
+//! if let Err(flit_client::ClientError::NoResponders) = answer {
+//!     println!("nobody serves time.now");
+//! }
+//! client.close()
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod asynchronous;
+pub mod blocking;
+mod connection;
+mod dispatch;
+pub mod error;
+mod framing;
+pub mod inbox;
+pub mod message;
+pub mod options;
+
+pub use asynchronous::{AsyncClient, AsyncSubscription};
+pub use blocking::{Client, Subscription};
+pub use dispatch::Statistics;
+pub use error::ClientError;
+pub use flit_wire::Welcome;
+pub use message::Message;
+pub use options::Options;

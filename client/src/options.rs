@@ -1,0 +1,43 @@
+//! Connection options.
+
+use std::time::Duration;
+
+/// How to connect. Build with struct-update syntax:
+/// `Options { name: Some("billing".into()), ..Options::default() }`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Shown in the server's logs and metrics.
+    pub name: Option<String>,
+    /// Bearer token sent in Hello (the server accepts and ignores it for now).
+    pub auth_token: Option<String>,
+    /// Ask the server to answer every publish, subscribe and unsubscribe with
+    /// Ok or Error. Each of those calls then waits for its answer, so errors are
+    /// attributed to the call that caused them, at the cost of one round trip each.
+    pub ack_mode: bool,
+    /// Bound on TCP connect plus the Hello/Welcome handshake.
+    pub connect_timeout: Duration,
+    /// Bound on `flush()` and on waiting for an acknowledgement in ack mode.
+    pub flush_timeout: Duration,
+    /// Messages a subscription buffers before further ones are dropped (and
+    /// counted in [`Statistics::slow_consumer_drops`](crate::Statistics)).
+    /// Dropping rather than blocking keeps one slow subscriber from stalling
+    /// the reader, and with it every other subscription, flush and request.
+    pub subscription_capacity: usize,
+    /// Bytes of encoded frames buffered before a publisher waits for the
+    /// socket. Bounds memory when publishing faster than the network drains.
+    pub write_buffer_bytes_max: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            name: None,
+            auth_token: None,
+            ack_mode: false,
+            connect_timeout: Duration::from_secs(5),
+            flush_timeout: Duration::from_secs(10),
+            subscription_capacity: 65_536,
+            write_buffer_bytes_max: 4 * 1024 * 1024,
+        }
+    }
+}
