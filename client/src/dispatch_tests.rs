@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use flit_wire::{Deliver, Encoder, ErrorCode, ErrorFrame, Frame, Limits};
 
 use super::*;
-use crate::blocking::Blocking;
+use crate::blocking::{message_channel, Blocking, MessageReceiver};
 
 fn state(ack_mode: bool) -> ConnectionState<Blocking> {
     ConnectionState::new(ack_mode, Inbox::with_random_part("test"))
@@ -23,8 +23,8 @@ fn deliver(subscription_id: u64, subject: &str, status: u16, payload: &'static [
     })
 }
 
-fn subscribe(state: &mut ConnectionState<Blocking>, capacity: usize) -> (u64, Receiver<Message>) {
-    let (sink, receiver) = sync_channel(capacity);
+fn subscribe(state: &mut ConnectionState<Blocking>, capacity: usize) -> (u64, MessageReceiver) {
+    let (sink, receiver) = message_channel(capacity);
     (state.add_subscription(sink), receiver)
 }
 

@@ -11,7 +11,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(test)]
+use std::sync::mpsc::TryRecvError;
+use std::sync::mpsc::{channel, Receiver, RecvError, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,17 +35,70 @@ pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub(crate) struct Blocking;
 
 impl Channels for Blocking {
-    type Sink = SyncSender<Message>;
+    type Sink = MessageSender;
     type Done = SyncSender<Result<(), ClientError>>;
     type Response = SyncSender<Result<Message, ClientError>>;
 }
 
-impl MessageSink for SyncSender<Message> {
+/// The sending half of a subscription's queue: an unbounded std channel
+/// plus a shared count of queued messages that enforces the capacity.
+/// (A `sync_channel` would allocate all `capacity` slots up front: with
+/// 65,536 slots that is megabytes per subscription, gigabytes for 10,000.)
+pub(crate) struct MessageSender {
+    sender: Sender<Message>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// The receiving half; every message taken frees one unit of capacity.
+pub(crate) struct MessageReceiver {
+    receiver: Receiver<Message>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A subscription queue holding at most `capacity` messages.
+pub(crate) fn message_channel(capacity: usize) -> (MessageSender, MessageReceiver) {
+    let (sender, receiver) = channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (MessageSender { sender, queued: Arc::clone(&queued), capacity }, MessageReceiver { receiver, queued })
+}
+
+impl MessageSink for MessageSender {
     fn offer(&self, message: Message) -> Result<(), Refused> {
-        self.try_send(message).map_err(|error| match error {
-            TrySendError::Full(_) => Refused::Full,
-            TrySendError::Disconnected(_) => Refused::Closed,
+        if self.queued.load(Ordering::Acquire) >= self.capacity {
+            return Err(Refused::Full);
+        }
+        // Counted before sending, so the receiver's decrement never underflows.
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.sender.send(message).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            Refused::Closed
         })
+    }
+}
+
+impl MessageReceiver {
+    fn taken(&self, message: Message) -> Message {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        message
+    }
+
+    pub(crate) fn recv(&self) -> Result<Message, RecvError> {
+        self.receiver.recv().map(|message| self.taken(message))
+    }
+
+    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
+        self.receiver.recv_timeout(timeout).map(|message| self.taken(message))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn try_recv(&self) -> Result<Message, TryRecvError> {
+        self.receiver.try_recv().map(|message| self.taken(message))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Message> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
     }
 }
 

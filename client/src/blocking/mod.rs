@@ -30,6 +30,8 @@ use crate::message::Message;
 use crate::options::Options;
 
 pub(crate) use io::Blocking;
+#[cfg(test)]
+pub(crate) use io::{message_channel, MessageReceiver};
 pub use subscription::Subscription;
 
 use io::Shared;
@@ -124,7 +126,7 @@ impl Client {
     }
 
     fn subscribe_inner(&self, pattern: &str, queue: Option<&str>) -> Result<Subscription, ClientError> {
-        let (sink, receiver) = sync_channel(self.shared.core.options.subscription_capacity);
+        let (sink, receiver) = io::message_channel(self.shared.core.options.subscription_capacity);
         let (done, answer) = self.acknowledgement();
         let id = self.shared.core.subscribe(pattern, queue, sink, done)?;
         // From here the Subscription owns the id: dropping it on error unsubscribes.

@@ -1,15 +1,15 @@
-//! A blocking subscription: a bounded std channel fed by the reader thread.
+//! A blocking subscription: a bounded queue fed by the reader thread.
 //!
 //! Dropping a `Subscription` unsubscribes it (without waiting for the server).
 //! After [`Subscription::unsubscribe`], or once the connection ends, the
 //! messages already buffered can still be read; then `next` returns `None`.
 
 use std::cell::Cell;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::io::Shared;
+use super::io::{MessageReceiver, Shared};
 use super::Client;
 use crate::error::ClientError;
 use crate::message::Message;
@@ -17,7 +17,7 @@ use crate::message::Message;
 /// Messages for one subscription. Owned by one thread at a time.
 pub struct Subscription {
     id: u64,
-    receiver: Receiver<Message>,
+    receiver: MessageReceiver,
     shared: Arc<Shared>,
     /// Set once an Unsubscribe was sent, so Drop does not send another.
     released: Cell<bool>,
@@ -30,7 +30,7 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn new(id: u64, receiver: Receiver<Message>, shared: Arc<Shared>) -> Subscription {
+    pub(crate) fn new(id: u64, receiver: MessageReceiver, shared: Arc<Shared>) -> Subscription {
         Subscription { id, receiver, shared, released: Cell::new(false) }
     }
 
