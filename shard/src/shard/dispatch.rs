@@ -154,11 +154,9 @@ impl Shard {
                 released = true;
             }
             let still_waiting = !connection.deferred_replies.is_empty();
-            if released {
-                if !connection.in_dirty_list {
-                    connection.in_dirty_list = true;
-                    self.dirty.push(*key);
-                }
+            if released && !connection.in_dirty_list {
+                connection.in_dirty_list = true;
+                self.dirty.push(*key);
             }
             still_waiting
         });

@@ -11,6 +11,7 @@
 //!    backed up (then the sockets wait: TCP backpressure instead of buffering);
 //! 4. push outboxes into the mesh and wake parked targets; write every dirty
 //!    connection's buffer with one `send` each.
+//!
 //! With nothing done, it spins (`--idle spin`) or, after a short spin, parks
 //! in the ring until a completion or a wake-up (`--idle park`).
 //!
