@@ -1,0 +1,150 @@
+//! SIGTERM drains the router: what was published and flushed before the
+//! signal reaches its subscribers, every connected client is told the server
+//! is shutting down (Error 303) or sees its connection closed, each shard
+//! prints its counters in one `shard N stopped:` line, and the exit code is 0.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{next_message, FlitServer, RawConnection, SHARD_COUNTS};
+use flit_wire::{ErrorCode, Frame};
+
+/// Messages published and flushed before the signal.
+const MESSAGES: u64 = 5_000;
+
+/// The shard numbers of the `flit: shard N stopped: ...` lines, in order seen.
+fn stopped_shards(stderr: &str) -> Vec<usize> {
+    stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("flit: shard ")?.split_once(" stopped: "))
+        .map(|(shard, _)| shard.parse().unwrap_or_else(|_| panic!("shard number in {stderr:?}")))
+        .collect()
+}
+
+/// How a raw subscriber's connection ended.
+#[derive(Debug)]
+struct RawEnding {
+    delivered: Vec<u64>,
+    error_code: Option<u16>,
+}
+
+/// Reads frames until the server closes: Deliver payloads, then at most one
+/// Error frame, then EOF. Every read is bounded by the connection's timeout.
+fn read_to_close(connection: &mut RawConnection) -> RawEnding {
+    let mut ending = RawEnding { delivered: Vec::new(), error_code: None };
+    while let Some(frame) = connection.read_frame() {
+        assert!(ending.error_code.is_none(), "a frame followed the Error frame: {frame:?}");
+        match frame {
+            Frame::Deliver(deliver) => {
+                let index = std::str::from_utf8(&deliver.payload).expect("utf-8").parse().expect("a number");
+                ending.delivered.push(index);
+            }
+            Frame::Error(error) => ending.error_code = Some(error.code),
+            other => panic!("unexpected frame: {other:?}"),
+        }
+    }
+    ending
+}
+
+#[test]
+fn sigterm_exits_0_with_one_stopped_line_per_shard() {
+    for shards in SHARD_COUNTS {
+        let server = FlitServer::start(shards, &[]);
+        let clients: Vec<_> = (0..shards).map(|shard| server.client_on_shard(shard)).collect();
+        for client in &clients {
+            client.publish("warm.up", b"x").expect("publish");
+            client.flush().expect("flush");
+        }
+        let (code, stderr) = server.stop();
+        assert_eq!(code, Some(0), "shards={shards}: stderr: {stderr}");
+        let mut stopped = stopped_shards(&stderr);
+        stopped.sort_unstable();
+        assert_eq!(stopped, (0..shards).collect::<Vec<_>>(), "shards={shards}: stderr: {stderr}");
+    }
+}
+
+#[test]
+fn subscriber_connected_at_shutdown_gets_shutting_down_or_eof() {
+    for shards in SHARD_COUNTS {
+        let server = FlitServer::start(shards, &[]);
+        let mut subscribers: Vec<_> = (0..shards)
+            .map(|shard| {
+                let mut connection = RawConnection::connect_on_shard(server.address, shard);
+                connection.subscribe_and_flush("idle.>", 1);
+                connection
+            })
+            .collect();
+        let (code, stderr) = server.stop();
+        assert_eq!(code, Some(0), "shards={shards}: stderr: {stderr}");
+        for (shard, subscriber) in subscribers.iter_mut().enumerate() {
+            let ending = read_to_close(subscriber);
+            assert!(ending.delivered.is_empty(), "shards={shards}: shard {shard}: {ending:?}");
+            if let Some(code) = ending.error_code {
+                assert_eq!(code, ErrorCode::ShuttingDown.as_u16(), "shards={shards}: shard {shard}: {ending:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn messages_flushed_before_sigterm_are_all_delivered() {
+    for shards in SHARD_COUNTS {
+        let server = FlitServer::start(shards, &[]);
+        // A raw subscriber on the last shard, read by its own thread from the
+        // start, so it keeps reading through the shutdown.
+        let mut raw = RawConnection::connect_on_shard(server.address, shards - 1);
+        raw.subscribe_and_flush("drain.>", 1);
+        let (ending_sender, ending_receiver) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let _ = ending_sender.send(read_to_close(&mut raw));
+        });
+        // Client subscribers on every shard, read by their clients' reader threads.
+        let clients: Vec<_> = (0..shards).map(|shard| server.client_on_shard(shard)).collect();
+        let subscriptions: Vec<_> =
+            clients.iter().map(|client| client.subscribe("drain.>").expect("subscribe")).collect();
+        for client in &clients {
+            client.flush().expect("flush subscriber");
+        }
+
+        let publisher = server.client_on_shard(0);
+        for index in 0..MESSAGES {
+            publisher.publish("drain.data", index.to_string().as_bytes()).expect("publish");
+        }
+        publisher.flush().expect("flush publisher");
+
+        let (code, stderr) = server.stop();
+        assert_eq!(code, Some(0), "shards={shards}: stderr: {stderr}");
+
+        let ending = ending_receiver
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("shards={shards}: the raw subscriber's reader did not finish"));
+        reader.join().expect("reader thread");
+        assert_eq!(
+            ending.delivered,
+            (0..MESSAGES).collect::<Vec<_>>(),
+            "shards={shards}: the raw subscriber got every flushed message, in order (error {:?})",
+            ending.error_code
+        );
+        if let Some(code) = ending.error_code {
+            assert_eq!(code, ErrorCode::ShuttingDown.as_u16(), "shards={shards}");
+        }
+
+        for (shard, subscription) in subscriptions.iter().enumerate() {
+            for index in 0..MESSAGES {
+                let message = next_message(subscription);
+                assert_eq!(
+                    message.payload,
+                    index.to_string().as_bytes(),
+                    "shards={shards}: subscriber on shard {shard}"
+                );
+            }
+            // Then the subscription ends with the connection.
+            match subscription.next_timeout(Duration::from_secs(5)) {
+                Err(_) => {}
+                Ok(extra) => panic!("shards={shards}: subscriber on shard {shard}: expected the end, got {extra:?}"),
+            }
+        }
+    }
+}
