@@ -14,7 +14,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use std::io::{ErrorKind, Write};
+
+use bytes::{Buf, BytesMut};
+use flit_wire::FRAME_HEADER_BYTES;
 
 /// Identifies a connection on its shard: generation in the high 24 bits of the
 /// low 56 (ring tokens use the top 8), slot in the low 32.
@@ -83,6 +86,14 @@ pub struct Connection {
     pub close_deadline: Option<Instant>,
     /// Closing: our write side is shut down (after the last byte went out).
     pub write_shut_down: bool,
+    /// Bytes at the front of `write_buffer` that finish a frame the socket
+    /// has already taken part of; 0 when the buffer starts on a frame
+    /// boundary. Whatever is discarded must keep these, or the client would
+    /// read the next frame's bytes as the rest of this one.
+    pub partial_frame_bytes: usize,
+    /// The last readiness said the peer hung up (POLLRDHUP/POLLHUP): read
+    /// until end of file even after a short read.
+    pub peer_hung_up: bool,
 }
 
 impl Connection {
@@ -102,7 +113,36 @@ impl Connection {
             waiting_writable: false,
             close_deadline: None,
             write_shut_down: false,
+            partial_frame_bytes: 0,
+            peer_hung_up: false,
         }
+    }
+
+    /// Writes as much of the write buffer as the socket takes, keeping track
+    /// of frame boundaries. Ok(bytes written), or Err for a dead socket.
+    pub fn write_out(&mut self) -> std::io::Result<usize> {
+        let mut written_total = 0;
+        while !self.write_buffer.is_empty() {
+            match self.stream.write(&self.write_buffer) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.partial_frame_bytes =
+                        partial_frame_after_write(&self.write_buffer, self.partial_frame_bytes, written);
+                    self.write_buffer.advance(written);
+                    written_total += written;
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(written_total)
+    }
+
+    /// Drops everything queued that the socket has not started on, keeping the
+    /// rest of a frame already partly written (so the stream stays parseable).
+    pub fn discard_unsent_frames(&mut self) {
+        self.write_buffer.truncate(self.partial_frame_bytes);
     }
 
     /// Frees buffers that are empty but hold a lot of memory.
@@ -114,6 +154,19 @@ impl Connection {
             self.write_buffer = BytesMut::new();
         }
     }
+}
+
+/// Where the next frame boundary is after `written` bytes of `buffer` went
+/// out, given that the buffer's first `partial` bytes end a frame. Walks the
+/// headers of the frames written (4 bytes read per frame).
+fn partial_frame_after_write(buffer: &[u8], partial: usize, written: usize) -> usize {
+    let mut boundary = partial;
+    while boundary < written {
+        let header = [buffer[boundary], buffer[boundary + 1], buffer[boundary + 2], buffer[boundary + 3]];
+        boundary += FRAME_HEADER_BYTES + u32::from_le_bytes(header) as usize;
+    }
+    debug_assert!(boundary <= buffer.len(), "frames in the write buffer are whole");
+    boundary - written
 }
 
 /// Connections of one shard, by key.
@@ -193,6 +246,23 @@ mod tests {
     fn socket() -> TcpStream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         TcpStream::connect(listener.local_addr().expect("addr")).expect("connect")
+    }
+
+    #[test]
+    fn frame_boundaries_are_tracked_across_partial_writes() {
+        // Three frames of 16 + 4, 16 + 0 and 16 + 8 bytes.
+        let mut buffer = Vec::new();
+        for body in [4u32, 0, 8] {
+            let mut header = [0u8; FRAME_HEADER_BYTES];
+            header[..4].copy_from_slice(&body.to_le_bytes());
+            buffer.extend_from_slice(&header);
+            buffer.extend(std::iter::repeat_n(0u8, body as usize));
+        }
+        assert_eq!(partial_frame_after_write(&buffer, 0, 20), 0, "exactly one frame");
+        assert_eq!(partial_frame_after_write(&buffer, 0, 5), 15, "inside the first frame");
+        assert_eq!(partial_frame_after_write(&buffer, 0, 30), 6, "inside the second frame");
+        assert_eq!(partial_frame_after_write(&buffer, 0, buffer.len()), 0);
+        assert_eq!(partial_frame_after_write(&buffer[5..], 15, 10), 5, "still inside the first frame");
     }
 
     #[test]

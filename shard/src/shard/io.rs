@@ -18,7 +18,6 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
 use flit_wire::{check, decode, Check, ErrorCode, Frame, WireError};
 
 use super::Shard;
@@ -89,6 +88,10 @@ impl Shard {
         if completion.result == -libc::ECANCELED {
             return Ok(());
         }
+        let hang_up = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as i32;
+        if completion.result > 0 && completion.result & hang_up != 0 {
+            connection.peer_hung_up = true;
+        }
         if !completion.more {
             let fd = connection.stream.as_raw_fd();
             self.ring.poll_readable(fd, Token::Readable(key))?;
@@ -146,9 +149,11 @@ impl Shard {
                 ReadOutcome::Data { bytes, filled_chunk } => {
                     bytes_read += bytes;
                     self.handle_buffered_frames(key);
-                    if !filled_chunk {
+                    let peer_hung_up = self.connections.get(key).is_some_and(|c| c.peer_hung_up);
+                    if !filled_chunk && !peer_hung_up {
                         // A short read: the socket is empty for now. Another
-                        // readiness completion comes when more arrives.
+                        // readiness completion comes when more arrives. (After
+                        // a hang-up none will: then read on to end of file.)
                         return false;
                     }
                 }
@@ -245,7 +250,7 @@ impl Shard {
             if code == ErrorCode::SlowConsumer {
                 // The client is not reading: what is queued will not arrive
                 // in time anyway, and keeping it costs pending_bytes_max.
-                connection.write_buffer.clear();
+                connection.discard_unsent_frames();
             }
             let _ = self.encoder.error(&mut connection.write_buffer, code, message);
         }
@@ -322,7 +327,7 @@ impl Shard {
                 continue;
             }
             did_work = true;
-            match write_out(connection) {
+            match connection.write_out() {
                 Ok(written) => self.stats.bytes_out += written as u64,
                 Err(_) => {
                     self.finish_close(*key);
@@ -357,29 +362,10 @@ impl Shard {
         for key in self.connections.keys() {
             let Some(connection) = self.connections.get_mut(key) else { continue };
             let _ = self.encoder.error(&mut connection.write_buffer, ErrorCode::ShuttingDown, "server shutting down");
-            let _ = write_out(connection);
+            let _ = connection.write_out();
             let _ = connection.stream.shutdown(Shutdown::Write);
             self.stats.connections_closed += 1;
         }
         self.connections = Default::default();
     }
-}
-
-/// Writes as much of the buffer as the socket takes. Ok(bytes written), or
-/// Err for a dead socket.
-fn write_out(connection: &mut Connection) -> std::io::Result<usize> {
-    let mut written_total = 0;
-    while !connection.write_buffer.is_empty() {
-        match connection.stream.write(&connection.write_buffer) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(written) => {
-                connection.write_buffer.advance(written);
-                written_total += written;
-            }
-            Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(written_total)
 }

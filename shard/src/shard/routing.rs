@@ -132,9 +132,21 @@ impl Shard {
         let Some(connection) = self.connections.get_mut(key) else { return };
         let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, &self.delivery_meta, payload);
         self.stats.deliveries += 1;
-        let pending_bytes = connection.write_buffer.len();
+        let within_limit = connection.write_buffer.len() <= self.config.pending_bytes_max;
         self.mark_dirty(key);
-        if pending_bytes > self.config.pending_bytes_max {
+        if within_limit {
+            return;
+        }
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        // Over the limit within one pass: give the socket a chance first, so
+        // only a client that really is not reading is evicted (one pass can
+        // deliver more than pending_bytes_max to a perfectly healthy client).
+        match connection.write_out() {
+            Ok(written) => self.stats.bytes_out += written as u64,
+            Err(_) => return self.finish_close(key),
+        }
+        let Some(connection) = self.connections.get(key) else { return };
+        if connection.write_buffer.len() > self.config.pending_bytes_max {
             self.stats.slow_consumer_evictions += 1;
             let message = format!("more than {} bytes pending", self.config.pending_bytes_max);
             self.begin_close(key, Some((ErrorCode::SlowConsumer, &message)));
