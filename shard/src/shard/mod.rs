@@ -45,6 +45,8 @@ use crate::subscriptions::Subscriptions;
 /// In park mode, how long a shard keeps spinning after its last work before
 /// it blocks: a message arriving within it costs no wake-up.
 pub const IDLE_SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
+/// How often a parked shard with a backed-up outbox looks for room again.
+pub const OUTBOX_RETRY_INTERVAL: Duration = Duration::from_micros(100);
 /// Most messages taken from one inbound mesh queue in one pass (fairness).
 pub const MESH_MESSAGES_PER_PASS_MAX: usize = 1024;
 
@@ -259,8 +261,16 @@ impl Shard {
             waker.clear_park();
             return Ok(());
         }
-        let timeout =
+        // A target shard that frees room in a full mesh queue does not wake
+        // us, so with an outbox waiting the park is short and repeated.
+        let outbox_waiting = self.outboxes.iter().any(|outbox| !outbox.is_empty());
+        let closing_deadline =
             self.closing_deadline_soonest().map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let timeout = match (outbox_waiting, closing_deadline) {
+            (true, Some(deadline)) => Some(deadline.min(OUTBOX_RETRY_INTERVAL)),
+            (true, None) => Some(OUTBOX_RETRY_INTERVAL),
+            (false, deadline) => deadline,
+        };
         let result = self.ring.wait(timeout);
         self.shared.wakers[self.id].clear_park();
         *last_work = Instant::now();
