@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flit_client::{Client, ClientError};
+use flit_client::{Client, ClientError, Subscription};
 
 use crate::cli::{PublishArguments, ReplyArguments, RequestArguments, SubscribeArguments};
 
@@ -25,6 +25,18 @@ fn connect(server: &str) -> Result<Client> {
     Client::connect(server).with_context(|| format!("cannot connect to flit at {server} (is `flit serve` running?)"))
 }
 
+/// Connects and subscribes (in a queue group if given); the flush makes the
+/// subscription visible on every shard before the command goes on.
+fn subscribed(server: &str, subject: &str, queue: Option<&str>) -> Result<(Client, Subscription)> {
+    let client = connect(server)?;
+    let subscription = match queue {
+        Some(queue) => client.queue_subscribe(subject, queue)?,
+        None => client.subscribe(subject)?,
+    };
+    client.flush()?;
+    Ok((client, subscription))
+}
+
 pub fn publish(arguments: PublishArguments) -> Result<()> {
     let client = connect(&arguments.server.server)?;
     for _ in 0..arguments.count {
@@ -36,12 +48,7 @@ pub fn publish(arguments: PublishArguments) -> Result<()> {
 }
 
 pub fn subscribe(arguments: SubscribeArguments) -> Result<()> {
-    let client = connect(&arguments.server.server)?;
-    let subscription = match &arguments.queue {
-        Some(queue) => client.queue_subscribe(&arguments.subject, queue)?,
-        None => client.subscribe(&arguments.subject)?,
-    };
-    client.flush()?;
+    let (_client, subscription) = subscribed(&arguments.server.server, &arguments.subject, arguments.queue.as_deref())?;
     let mut stdout = std::io::stdout().lock();
     let mut received = 0u64;
     while arguments.count.is_none_or(|count| received < count) {
@@ -70,12 +77,7 @@ pub fn request(arguments: RequestArguments) -> Result<()> {
 }
 
 pub fn reply(arguments: ReplyArguments) -> Result<()> {
-    let client = connect(&arguments.server.server)?;
-    let subscription = match &arguments.queue {
-        Some(queue) => client.queue_subscribe(&arguments.subject, queue)?,
-        None => client.subscribe(&arguments.subject)?,
-    };
-    client.flush()?;
+    let (client, subscription) = subscribed(&arguments.server.server, &arguments.subject, arguments.queue.as_deref())?;
     eprintln!("flit: answering requests on `{}`", arguments.subject);
     let mut answered = 0u64;
     while arguments.count.is_none_or(|count| answered < count) {

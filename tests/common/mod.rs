@@ -113,28 +113,7 @@ pub struct RawConnection {
 
 impl RawConnection {
     pub fn connect(address: SocketAddr) -> RawConnection {
-        let stream = TcpStream::connect(address).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let mut connection = RawConnection { stream, buffer: BytesMut::new() };
-        let mut hello = BytesMut::new();
-        Encoder::default()
-            .hello(
-                &mut hello,
-                &Hello {
-                    version_min: PROTOCOL_VERSION,
-                    version_max: PROTOCOL_VERSION,
-                    client_name: Some("raw-test".into()),
-                    auth_token: None,
-                    ack_mode: false,
-                },
-            )
-            .expect("encode hello");
-        connection.send(&hello);
-        match connection.read_frame() {
-            Some(Frame::Welcome(_)) => {}
-            other => panic!("expected Welcome, got {other:?}"),
-        }
-        connection
+        RawConnection::connect_with_welcome(address).0
     }
 
     pub fn send(&mut self, bytes: &[u8]) {

@@ -253,6 +253,9 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
             let subject = sub_bytes(&meta, deliver.subject());
             validate_publish_subject(&subject)?;
             let reply = deliver.reply().map(|reply| sub_bytes(&meta, reply));
+            if let Some(reply) = &reply {
+                validate_publish_subject(reply)?;
+            }
             let headers = nested_headers(&meta, deliver.headers())?;
             check_payload(&payload, limits)?;
             Frame::Deliver(Deliver {
