@@ -23,6 +23,8 @@
 mod dispatch;
 mod io;
 mod routing;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;

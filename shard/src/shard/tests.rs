@@ -1,0 +1,188 @@
+//! The message path in steady state allocates nothing per message.
+//!
+//! Two real shards (rings, sockets, mesh) are driven pass by pass from the
+//! test's own thread, so a thread-local counting allocator sees every
+//! allocation they make. A publisher on shard 0 sends batches of messages to
+//! a subscriber on shard 1 (one cross-shard hop each) and to a subscriber on
+//! shard 0 (local delivery). After a warm-up batch, a second batch is
+//! measured: what allocates is per read or per pass (a fresh read buffer when
+//! the previous one is still referenced by payloads in flight), never per
+//! message.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use flit_wire::{Encoder, Hello, Op, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
+
+use super::{Shard, ShardParts};
+use crate::config::ServerConfig;
+use crate::mesh::{build_mesh, SharedState, Waker};
+use crate::ring::Ring;
+
+const MESSAGES_PER_BATCH: usize = 2_000;
+const PAYLOAD: [u8; 64] = [7u8; 64];
+
+fn start_two_shards() -> (Vec<Shard>, Vec<std::net::SocketAddr>) {
+    let listeners: Vec<TcpListener> = (0..2).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    let addresses: Vec<_> = listeners.iter().map(|listener| listener.local_addr().expect("address")).collect();
+    let mut wakers = Vec::new();
+    let mut pipes = Vec::new();
+    for _ in 0..2 {
+        let (write_end, read_end) = UnixStream::pair().expect("pair");
+        write_end.set_nonblocking(true).expect("nonblocking");
+        read_end.set_nonblocking(true).expect("nonblocking");
+        wakers.push(Waker::new(write_end));
+        pipes.push(read_end);
+    }
+    let shared =
+        Arc::new(SharedState { wakers, stop: AtomicBool::new(false), shards_with_empty_outboxes: AtomicUsize::new(0) });
+    let config = ServerConfig::new(addresses[0], 2);
+    let shards = listeners
+        .into_iter()
+        .zip(pipes)
+        .zip(build_mesh(2, 1024))
+        .enumerate()
+        .map(|(id, ((listener, wake_pipe), mesh))| {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let parts = ShardParts { id, config: config.clone(), listener, wake_pipe, shared: shared.clone(), mesh };
+            Shard::new(parts, Ring::new().expect("io_uring")).expect("shard")
+        })
+        .collect();
+    (shards, addresses)
+}
+
+/// A test client that reads into a fixed buffer and only counts frames of
+/// one op, so the test itself allocates nothing while measuring.
+struct CountingClient {
+    stream: TcpStream,
+    unread: [u8; 64 * 1024],
+    unread_len: usize,
+}
+
+impl CountingClient {
+    fn connect(address: std::net::SocketAddr) -> CountingClient {
+        let stream = TcpStream::connect(address).expect("connect");
+        stream.set_nonblocking(true).expect("nonblocking");
+        CountingClient { stream, unread: [0; 64 * 1024], unread_len: 0 }
+    }
+
+    fn send_all(&mut self, mut bytes: &[u8], shards: &mut [Shard]) {
+        while !bytes.is_empty() {
+            match self.stream.write(bytes) {
+                Ok(written) => bytes = &bytes[written..],
+                Err(error) if error.kind() == ErrorKind::WouldBlock => pass_all(shards),
+                Err(error) => panic!("write: {error}"),
+            }
+        }
+    }
+
+    /// Reads what is there; returns how many whole frames of `op` it held.
+    fn count_frames(&mut self, op: Op) -> usize {
+        let mut counted = 0;
+        loop {
+            match self.stream.read(&mut self.unread[self.unread_len..]) {
+                Ok(0) => panic!("server closed the connection"),
+                Ok(read) => self.unread_len += read,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return counted,
+                Err(error) => panic!("read: {error}"),
+            }
+            let mut start = 0;
+            while self.unread_len - start >= FRAME_HEADER_BYTES {
+                let header = &self.unread[start..];
+                let length =
+                    FRAME_HEADER_BYTES + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+                if self.unread_len - start < length {
+                    break;
+                }
+                if header[4] == op as u8 {
+                    counted += 1;
+                }
+                start += length;
+            }
+            self.unread.copy_within(start..self.unread_len, 0);
+            self.unread_len -= start;
+        }
+    }
+}
+
+fn pass_all(shards: &mut [Shard]) {
+    for shard in shards.iter_mut() {
+        shard.pass().expect("pass");
+    }
+}
+
+/// Runs passes until `client` has received `expected` frames of `op`.
+fn pump_until(shards: &mut [Shard], client: &mut CountingClient, op: Op, expected: usize) {
+    let mut received = 0;
+    for _ in 0..1_000_000 {
+        pass_all(shards);
+        received += client.count_frames(op);
+        if received >= expected {
+            assert_eq!(received, expected, "more {op:?} frames than expected");
+            return;
+        }
+    }
+    panic!("only {received} of {expected} {op:?} frames arrived");
+}
+
+fn handshake(shards: &mut [Shard], client: &mut CountingClient) {
+    let mut hello = BytesMut::new();
+    let fields = Hello {
+        version_min: PROTOCOL_VERSION,
+        version_max: PROTOCOL_VERSION,
+        client_name: None,
+        auth_token: None,
+        ack_mode: false,
+    };
+    Encoder::default().hello(&mut hello, &fields).expect("hello");
+    client.send_all(&hello, shards);
+    pump_until(shards, client, Op::Welcome, 1);
+}
+
+#[test]
+fn steady_state_publish_and_delivery_do_not_allocate_per_message() {
+    let (mut shards, addresses) = start_two_shards();
+    let mut publisher = CountingClient::connect(addresses[0]);
+    let mut local_subscriber = CountingClient::connect(addresses[0]);
+    let mut remote_subscriber = CountingClient::connect(addresses[1]);
+    for client in [&mut publisher, &mut local_subscriber, &mut remote_subscriber] {
+        handshake(&mut shards, client);
+    }
+    let mut encoder = Encoder::default();
+    for subscriber in [&mut local_subscriber, &mut remote_subscriber] {
+        let mut frames = BytesMut::new();
+        encoder.subscribe(&mut frames, b"bench.subject", None, 1).expect("subscribe");
+        Encoder::bare(&mut frames, Op::Ping);
+        subscriber.send_all(&frames, &mut shards);
+        pump_until(&mut shards, subscriber, Op::Pong, 1);
+    }
+    let mut batch = BytesMut::new();
+    for _ in 0..MESSAGES_PER_BATCH {
+        encoder.publish(&mut batch, b"bench.subject", None, None, &PAYLOAD).expect("publish");
+    }
+
+    let mut run_batch = || {
+        publisher.send_all(&batch, &mut shards);
+        pump_until(&mut shards, &mut remote_subscriber, Op::Deliver, MESSAGES_PER_BATCH);
+        pump_until(&mut shards, &mut local_subscriber, Op::Deliver, MESSAGES_PER_BATCH);
+    };
+    run_batch();
+    let measured = allocation_counter::measure(run_batch);
+
+    let deliveries = 2 * MESSAGES_PER_BATCH;
+    eprintln!(
+        "{deliveries} deliveries ({MESSAGES_PER_BATCH} messages, one local and one cross-shard subscriber): \
+         {} allocations, {} bytes allocated",
+        measured.count_total, measured.bytes_total
+    );
+    // Per-read and per-pass allocations only: far fewer than one per message.
+    assert!(
+        measured.count_total * 20 < MESSAGES_PER_BATCH as u64,
+        "{} allocations for {MESSAGES_PER_BATCH} messages: something allocates per message",
+        measured.count_total
+    );
+}
