@@ -50,8 +50,12 @@ impl FlitServer {
     /// A client whose connection landed on `shard` (the kernel spreads
     /// connections over the shards' listeners by hash; retry until it fits).
     pub fn client_on_shard(&self, shard: usize) -> Client {
+        self.connect_on_shard(shard, Options::default())
+    }
+
+    fn connect_on_shard(&self, shard: usize, options: Options) -> Client {
         for _ in 0..500 {
-            let client = self.client();
+            let client = Client::connect_with(self.address, options.clone()).expect("connect");
             if usize::from(client.welcome().shard) == shard {
                 return client;
             }
@@ -213,5 +217,12 @@ impl RawConnection {
             Some(Frame::Pong) => {}
             other => panic!("expected Pong after subscribing, got {other:?}"),
         }
+    }
+}
+
+impl FlitServer {
+    /// A client in ack mode whose connection landed on `shard`.
+    pub fn ack_client_on_shard(&self, shard: usize) -> Client {
+        self.connect_on_shard(shard, Options { ack_mode: true, ..Options::default() })
     }
 }
