@@ -89,9 +89,11 @@ pub fn reply(arguments: ReplyArguments) -> Result<()> {
             (Some(payload), _) => payload.as_bytes(),
             (None, _) => &request.payload,
         };
+        // The client's writer sends it at once; no flush round trip per reply.
         client.publish(reply_subject, payload)?;
-        client.flush()?;
         answered += 1;
     }
+    // With --count, make sure the last reply left before the process exits.
+    client.flush()?;
     Ok(())
 }
