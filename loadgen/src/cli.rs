@@ -1,0 +1,237 @@
+//! Command-line interface: flags to [`RunOptions`], a run to a [`Report`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::Engine;
+use crate::report::{self, Report};
+use crate::scenario::{Idle, RunOptions, ScenarioKind};
+use crate::system;
+use crate::target::Target;
+
+#[derive(Debug, Parser)]
+#[command(name = "flit-loadgen", version, about = "Load generator for flit, NATS and a TCP echo floor")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArguments,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// A raw TCP echo server: the floor every router is compared to.
+    EchoServer(EchoServerArguments),
+    /// Overlay the percentile curves of several runs (their --json files) in one SVG.
+    Plot(PlotArguments),
+}
+
+#[derive(Debug, Args)]
+pub struct EchoServerArguments {
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    #[arg(long, value_enum, default_value_t = Idle::Park)]
+    pub idle: Idle,
+    /// Pin the server to this cpu.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArguments {
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long, default_value = "latency by percentile")]
+    pub title: String,
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArguments {
+    /// flit://IP:PORT, nats://IP:PORT or echo://IP:PORT.
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, value_enum)]
+    pub scenario: Option<ScenarioKind>,
+    /// Messages per second over all senders (open loop); 0: closed loop, as fast as the window allows.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// How long to wait after the run for messages in flight before counting them lost.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub drain: Duration,
+    /// Payload size in bytes (at least 24: timestamp, sequence, sender).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Closed loop: messages in flight per sender (default: 1 for reqrep and conns, 1024 otherwise).
+    #[arg(long)]
+    pub window: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub requesters: usize,
+    #[arg(long, default_value_t = 1)]
+    pub responders: usize,
+    /// Responders form one queue group (each request answered once).
+    #[arg(long)]
+    pub queue_responders: bool,
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
+    /// Idle connections held open (conns scenario).
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// How the load generator itself waits: park (poll blocks) or spin.
+    #[arg(long, value_enum, default_value_t = Idle::Park)]
+    pub idle: Idle,
+    /// Pin the load generator to the first cpu of this list ("1", "1,3", "2-3").
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Report this process's CPU time and resident memory (the server's pid).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// No progress line each second.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parses "500ms", "5s", "2m" or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(split) => text.split_at(split),
+        None => (text, "s"),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 500ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit in `{text}`: use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+pub fn echo_server(arguments: EchoServerArguments) -> Result<()> {
+    let idle = match arguments.idle {
+        Idle::Park => crate::echo_server::EchoIdle::Park,
+        Idle::Spin => crate::echo_server::EchoIdle::Spin,
+    };
+    crate::echo_server::run(arguments.listen, idle, arguments.cpu)
+}
+
+pub fn plot(arguments: PlotArguments) -> Result<()> {
+    crate::plot::plot_from_json_files(&arguments.reports, &arguments.output)
+}
+
+pub fn run(arguments: RunArguments) -> Result<()> {
+    let Some(url) = arguments.target.as_deref() else { bail!("--target is required (or a subcommand)") };
+    let Some(scenario) = arguments.scenario else { bail!("--scenario is required") };
+    let target = Target::parse(url, arguments.allow_remote)?;
+    if let Some(list) = &arguments.cpu {
+        system::pin_to(system::parse_cpu_list(list)?[0])?;
+    }
+    let open_files = system::raise_open_file_limit();
+    let default_window = if matches!(scenario, ScenarioKind::Reqrep | ScenarioKind::Conns) { 1 } else { 1024 };
+    let options = RunOptions {
+        scenario,
+        rate: arguments.rate,
+        duration: arguments.duration,
+        warmup: arguments.warmup,
+        drain: arguments.drain,
+        payload_bytes: arguments.payload,
+        window: arguments.window.unwrap_or(default_window).max(1),
+        idle: arguments.idle,
+        requesters: arguments.requesters,
+        responders: arguments.responders,
+        queue_responders: arguments.queue_responders,
+        subscribers: arguments.subscribers,
+        connections: if scenario == ScenarioKind::Conns { arguments.connections } else { 0 },
+        progress: !arguments.quiet,
+    };
+    let plan = options.plan(target.kind)?;
+    if plan.roles.len() as u64 + 64 > open_files {
+        bail!(
+            "{} connections need more open files than the limit of {open_files}: raise `ulimit -n`",
+            plan.roles.len()
+        );
+    }
+    let rss_before = arguments.server_pid.map(system::process_rss_kib).transpose()?;
+    let payload_bytes = options.payload_bytes;
+    let engine = Engine::connect(target.address, plan, options.clone(), || target.protocol(payload_bytes))
+        .with_context(|| format!("setting up {} against {url}", scenario.name()))?;
+    let rss_after = arguments.server_pid.map(system::process_rss_kib).transpose()?;
+    let cpu_before = arguments.server_pid.map(system::process_cpu_time).transpose()?;
+    let started = Instant::now();
+    let mut progress = |second: u64, sent: u64, received: u64| {
+        eprintln!("[{second:>3}s] sent {sent:>12}  received {received:>12}");
+    };
+    let result = engine.run(if options.progress { Some(&mut progress) } else { None })?;
+    let cpu_after = arguments.server_pid.map(system::process_cpu_time).transpose()?;
+    let elapsed = started.elapsed();
+    // CPU over the whole run (warm-up and drain included), scaled to the measured period.
+    let server_cpu_s = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => {
+            Some((after - before).as_secs_f64() * result.measured.as_secs_f64() / elapsed.as_secs_f64())
+        }
+        _ => None,
+    };
+    let measured_s = result.measured.as_secs_f64();
+    let report = Report {
+        scenario: scenario.name().to_owned(),
+        target: url.to_owned(),
+        payload_bytes,
+        rate: options.rate,
+        duration_s: measured_s,
+        warmup_s: options.warmup.as_secs_f64(),
+        sent: result.sent,
+        received: result.received,
+        lost: result.lost,
+        errors: result.errors,
+        throughput_msgs_per_s: result.received as f64 / measured_s,
+        throughput_mb_per_s: result.received as f64 * payload_bytes as f64 / measured_s / 1e6,
+        latency_us: report::latency_from_histogram(&result.histogram),
+        percentiles: report::percentile_points(&result.histogram),
+        connections: result.connections,
+        idle: format!("{:?}", options.idle).to_lowercase(),
+        server_cpu_s,
+        server_rss_kib_before: rss_before,
+        server_rss_kib_after: rss_after,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    println!("{}", report.summary_table());
+    if let Some(path) = &arguments.json {
+        report::write_json(&report, path)?;
+    }
+    if let Some(path) = &arguments.hgrm {
+        report::write_hgrm(&result.histogram, path, 1000.0)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}
