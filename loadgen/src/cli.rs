@@ -133,7 +133,7 @@ pub fn echo_server(arguments: EchoServerArguments) -> Result<()> {
 }
 
 pub fn plot(arguments: PlotArguments) -> Result<()> {
-    crate::plot::plot_from_json_files(&arguments.reports, &arguments.output)
+    crate::plot::plot_from_json_files_titled(&arguments.reports, &arguments.title, &arguments.output)
 }
 
 pub fn run(arguments: RunArguments) -> Result<()> {

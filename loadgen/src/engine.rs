@@ -129,6 +129,7 @@ impl Engine {
                 pongs_awaited: 0,
                 dirty: false,
             };
+            connection.protocol.set_needs_reply(matches!(role, Role::Responder { .. }));
             connection.protocol.handshake(&mut connection.output);
             connections.push(connection);
         }

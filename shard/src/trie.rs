@@ -6,11 +6,15 @@
 //! branches the subject can take, so its cost depends on the subject's length
 //! and the wildcards along the way, not on how many patterns are stored.
 //!
+//! Children are keyed with FxHash, not SipHash: tokens are short and the map
+//! is walked once or twice per message; hash flooding is bounded by the
+//! per-connection subscription limit.
+//!
 //! Invariants: nodes left empty by a removal are pruned, so memory follows the
 //! live patterns. Matching allocates nothing: it recurses over the subject's
 //! bytes and calls the visitor in place.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// Bytes of the first token and what follows the first `.`, if anything.
 fn split_first_token(subject: &[u8]) -> (&[u8], Option<&[u8]>) {
@@ -22,7 +26,7 @@ fn split_first_token(subject: &[u8]) -> (&[u8], Option<&[u8]>) {
 
 #[derive(Debug)]
 struct Node<V> {
-    literal_children: HashMap<Box<[u8]>, Node<V>>,
+    literal_children: FxHashMap<Box<[u8]>, Node<V>>,
     single_wildcard_child: Option<Box<Node<V>>>,
     /// Values of patterns that end here.
     values_here: Vec<V>,
@@ -33,7 +37,7 @@ struct Node<V> {
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Node {
-            literal_children: HashMap::new(),
+            literal_children: FxHashMap::default(),
             single_wildcard_child: None,
             values_here: Vec::new(),
             values_tail: Vec::new(),

@@ -20,38 +20,69 @@ pub const SUBJECT_TOKENS_MAX: usize = 32;
 /// Longest queue group name, in bytes.
 pub const QUEUE_GROUP_BYTES_MAX: usize = 128;
 
-/// Whether `byte` may appear inside a token.
-fn is_token_byte(byte: u8) -> bool {
-    byte > b' ' && byte != 0x7f && byte != b'.'
+/// What a byte may be inside a token, by a 256-entry table: one load per
+/// byte in the single pass below (this runs for every published message).
+const fn byte_classes() -> [u8; 256] {
+    let mut classes = [BYTE_TOKEN; 256];
+    let mut byte = 0;
+    while byte <= b' ' as usize {
+        classes[byte] = BYTE_FORBIDDEN;
+        byte += 1;
+    }
+    classes[0x7f] = BYTE_FORBIDDEN;
+    classes[b'.' as usize] = BYTE_SEPARATOR;
+    classes[b'*' as usize] = BYTE_WILDCARD;
+    classes[b'>' as usize] = BYTE_WILDCARD;
+    classes
 }
 
-fn check_shape(subject: &[u8]) -> Result<(), WireError> {
+const BYTE_TOKEN: u8 = 0;
+const BYTE_FORBIDDEN: u8 = 1;
+const BYTE_SEPARATOR: u8 = 2;
+const BYTE_WILDCARD: u8 = 3;
+static BYTE_CLASSES: [u8; 256] = byte_classes();
+
+/// One pass over the subject: length, empty tokens, token count, forbidden
+/// bytes. Returns whether any wildcard byte was seen.
+fn check_shape(subject: &[u8]) -> Result<bool, WireError> {
     if subject.is_empty() {
         return Err(WireError::InvalidSubject("empty"));
     }
     if subject.len() > SUBJECT_BYTES_MAX {
         return Err(WireError::InvalidSubject("longer than SUBJECT_BYTES_MAX"));
     }
-    let mut tokens = 0usize;
-    for token in subject.split(|byte| *byte == b'.') {
-        tokens += 1;
-        if token.is_empty() {
-            return Err(WireError::InvalidSubject("empty token"));
+    let mut tokens = 1usize;
+    let mut token_len = 0usize;
+    let mut wildcard = false;
+    for byte in subject {
+        match BYTE_CLASSES[*byte as usize] {
+            BYTE_TOKEN => token_len += 1,
+            BYTE_SEPARATOR => {
+                if token_len == 0 {
+                    return Err(WireError::InvalidSubject("empty token"));
+                }
+                tokens += 1;
+                token_len = 0;
+            }
+            BYTE_WILDCARD => {
+                wildcard = true;
+                token_len += 1;
+            }
+            _ => return Err(WireError::InvalidSubject("whitespace or control character")),
         }
-        if !token.iter().all(|byte| is_token_byte(*byte)) {
-            return Err(WireError::InvalidSubject("whitespace or control character"));
-        }
+    }
+    if token_len == 0 {
+        return Err(WireError::InvalidSubject("empty token"));
     }
     if tokens > SUBJECT_TOKENS_MAX {
         return Err(WireError::InvalidSubject("more than SUBJECT_TOKENS_MAX tokens"));
     }
-    Ok(())
+    Ok(wildcard)
 }
 
 /// Validates a subject to publish to (no wildcards).
 pub fn validate_publish_subject(subject: &[u8]) -> Result<(), WireError> {
-    check_shape(subject)?;
-    if subject.iter().any(|byte| *byte == b'*' || *byte == b'>') {
+    if check_shape(subject)? {
         return Err(WireError::InvalidSubject("wildcard in a publish subject"));
     }
     Ok(())
@@ -59,7 +90,9 @@ pub fn validate_publish_subject(subject: &[u8]) -> Result<(), WireError> {
 
 /// Validates a subscription pattern.
 pub fn validate_pattern(pattern: &[u8]) -> Result<(), WireError> {
-    check_shape(pattern)?;
+    if !check_shape(pattern)? {
+        return Ok(());
+    }
     let token_count = pattern.split(|byte| *byte == b'.').count();
     for (index, token) in pattern.split(|byte| *byte == b'.').enumerate() {
         let has_wildcard_byte = token.iter().any(|byte| *byte == b'*' || *byte == b'>');

@@ -32,6 +32,9 @@ pub trait Protocol: Send {
     /// Whether the server's side of the handshake has arrived. The engine
     /// parses until this is true before it counts the connection as open.
     fn handshake_done(&self) -> bool;
+    /// Whether received messages must carry their reply subject (responders
+    /// do; subscribers and requesters do not, and a protocol may skip it).
+    fn set_needs_reply(&mut self, _needs_reply: bool) {}
     fn subscribe(&mut self, output: &mut BytesMut, subject: &str, queue: Option<&str>, subscription_id: u64);
     fn publish(&mut self, output: &mut BytesMut, subject: &str, reply: Option<&[u8]>, payload: &[u8]);
     fn ping(&mut self, output: &mut BytesMut);

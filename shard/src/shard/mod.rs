@@ -20,6 +20,7 @@
 //! until done or `shutdown_flush_timeout`, sends each client a ShuttingDown
 //! error, closes everything, and returns its counters.
 
+mod delivery_meta;
 mod dispatch;
 mod io;
 mod routing;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use flit_wire::{Encoder, Limits};
 
+use self::delivery_meta::DeliveryMetaCache;
 use crate::config::{IdleStrategy, ServerConfig};
 use crate::connection::{ConnectionKey, Connections};
 use crate::error::ShardError;
@@ -90,7 +92,7 @@ pub struct Shard {
     matched_slots: Vec<u32>,
     queue_candidates: Vec<(GroupKey, u32)>,
     expired_slots: Vec<u32>,
-    delivery_meta: Vec<u8>,
+    delivery_meta: DeliveryMetaCache,
     group_cursors: HashMap<GroupKey, u32>,
     stats: ShardStats,
 }
@@ -142,7 +144,7 @@ impl Shard {
             matched_slots: Vec::new(),
             queue_candidates: Vec::new(),
             expired_slots: Vec::new(),
-            delivery_meta: Vec::new(),
+            delivery_meta: DeliveryMetaCache::default(),
             group_cursors: HashMap::new(),
             stats: ShardStats::default(),
             config: parts.config,

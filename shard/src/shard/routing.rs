@@ -63,20 +63,12 @@ impl Shard {
             self.matched_slots = matched;
             return;
         }
-        let meta = self.encoder.deliver_meta(
-            &message.subject,
-            message.reply.as_deref(),
-            message.headers.as_deref(),
-            message.status,
-        );
         // Subjects were validated on the way in, so encoding cannot fail;
         // should it, the message is dropped rather than the shard.
-        let Ok(meta) = meta else {
+        if self.delivery_meta.prepare(&mut self.encoder, message).is_err() {
             self.matched_slots = matched;
             return;
-        };
-        self.delivery_meta.clear();
-        self.delivery_meta.extend_from_slice(meta);
+        }
         self.queue_candidates.clear();
         for slot in &matched {
             let Some(subscription) = self.subscriptions.get(*slot) else { continue };
@@ -130,7 +122,7 @@ impl Shard {
             }
         }
         let Some(connection) = self.connections.get_mut(key) else { return };
-        let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, &self.delivery_meta, payload);
+        let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, self.delivery_meta.meta(), payload);
         self.stats.deliveries += 1;
         let within_limit = connection.write_buffer.len() <= self.config.pending_bytes_max;
         self.mark_dirty(key);

@@ -1,0 +1,109 @@
+//! The Deliver meta of the last message delivered, kept and reused while the
+//! next messages have the same subject, reply, headers and status. A stream
+//! of messages on one subject then costs one flatbuffer build, not one per
+//! message; a message that differs costs a comparison and a rebuild.
+//!
+//! Invariants: `meta` is always the encoding of exactly the fields stored
+//! beside it. The fields are copies (reused buffers), not `Bytes`, so the
+//! cache never keeps a read buffer alive.
+
+use flit_wire::{Encoder, WireError};
+
+use crate::mesh::RoutedMessage;
+
+#[derive(Debug, Default)]
+pub struct DeliveryMetaCache {
+    valid: bool,
+    subject: Vec<u8>,
+    reply: Option<Vec<u8>>,
+    headers: Option<Vec<u8>>,
+    status: u16,
+    meta: Vec<u8>,
+}
+
+impl DeliveryMetaCache {
+    /// Makes [`DeliveryMetaCache::meta`] the Deliver meta of `message`.
+    pub fn prepare(&mut self, encoder: &mut Encoder, message: &RoutedMessage) -> Result<(), WireError> {
+        let unchanged = self.valid
+            && self.status == message.status
+            && self.subject[..] == message.subject[..]
+            && self.reply.as_deref() == message.reply.as_deref()
+            && self.headers.as_deref() == message.headers.as_deref();
+        if unchanged {
+            return Ok(());
+        }
+        self.valid = false;
+        let meta = encoder.deliver_meta(
+            &message.subject,
+            message.reply.as_deref(),
+            message.headers.as_deref(),
+            message.status,
+        )?;
+        self.meta.clear();
+        self.meta.extend_from_slice(meta);
+        copy_into(&mut self.subject, &message.subject);
+        copy_optional_into(&mut self.reply, message.reply.as_deref());
+        copy_optional_into(&mut self.headers, message.headers.as_deref());
+        self.status = message.status;
+        self.valid = true;
+        Ok(())
+    }
+
+    /// The meta prepared last.
+    pub fn meta(&self) -> &[u8] {
+        debug_assert!(self.valid, "prepare() succeeded before meta() is used");
+        &self.meta
+    }
+}
+
+fn copy_into(target: &mut Vec<u8>, source: &[u8]) {
+    target.clear();
+    target.extend_from_slice(source);
+}
+
+fn copy_optional_into(target: &mut Option<Vec<u8>>, source: Option<&[u8]>) {
+    match (target.as_mut(), source) {
+        (Some(buffer), Some(bytes)) => copy_into(buffer, bytes),
+        (_, None) => *target = None,
+        (None, Some(bytes)) => *target = Some(bytes.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn message(subject: &'static str, reply: Option<&'static str>, status: u16) -> RoutedMessage {
+        RoutedMessage {
+            subject: Bytes::from_static(subject.as_bytes()),
+            reply: reply.map(|reply| Bytes::from_static(reply.as_bytes())),
+            headers: None,
+            payload: Bytes::new(),
+            status,
+        }
+    }
+
+    #[test]
+    fn reused_only_while_every_field_matches() {
+        let mut encoder = Encoder::default();
+        let mut cache = DeliveryMetaCache::default();
+        let cases = [
+            message("a.b", None, 0),
+            message("a.b", None, 0),
+            message("a.c", None, 0),
+            message("a.c", Some("r.1"), 0),
+            message("a.c", Some("r.2"), 0),
+            message("a.c", Some("r.2"), 503),
+            message("a.c", None, 0),
+        ];
+        for case in &cases {
+            cache.prepare(&mut encoder, case).expect("encodes");
+            let fresh = encoder
+                .deliver_meta(&case.subject, case.reply.as_deref(), case.headers.as_deref(), case.status)
+                .expect("encodes")
+                .to_vec();
+            assert_eq!(cache.meta(), &fresh[..], "cache must equal a fresh encoding for {case:?}");
+        }
+    }
+}
