@@ -45,7 +45,7 @@ pub struct EchoServerArguments {
 pub struct PlotArguments {
     #[arg(long)]
     pub output: PathBuf,
-    #[arg(long, default_value = "latency by percentile")]
+    #[arg(long, default_value = crate::plot::TITLE_DEFAULT)]
     pub title: String,
     #[arg(required = true)]
     pub reports: Vec<PathBuf>,

@@ -54,16 +54,11 @@ pub fn plot_percentiles(runs: &[(String, Vec<(f64, f64)>)], title: &str, path: &
     Ok(())
 }
 
-/// The title [`plot_from_json_files`] gives its plot.
+/// The title `flit-loadgen plot` uses without `--title`.
 pub const TITLE_DEFAULT: &str = "Latency by percentile";
 
 /// Reads reports written by `--json` and plots their `percentiles`, each line
-/// labelled `target scenario (rate)`, under [`TITLE_DEFAULT`].
-pub fn plot_from_json_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
-    plot_from_json_files_titled(paths, TITLE_DEFAULT, output)
-}
-
-/// [`plot_from_json_files`] with a title of the caller's (`plot --title`).
+/// labelled `target scenario (rate)`.
 pub fn plot_from_json_files_titled(paths: &[PathBuf], title: &str, output: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!paths.is_empty(), "no report files to plot");
     let mut runs = Vec::with_capacity(paths.len());
@@ -262,7 +257,7 @@ mod tests {
         crate::report::write_json(&first, &paths[0]).expect("write first");
         crate::report::write_json(&second, &paths[1]).expect("write second");
         let output = temporary_path("from-json.svg");
-        let result = plot_from_json_files(&paths, &output);
+        let result = plot_from_json_files_titled(&paths, TITLE_DEFAULT, &output);
         let svg = std::fs::read_to_string(&output);
         for path in paths.iter().chain([&output]) {
             let _ = std::fs::remove_file(path);
