@@ -180,6 +180,9 @@ impl Engine {
             connection.protocol.ping(&mut connection.output);
             connection.pongs_awaited += 1;
             self.mark_dirty(index);
+            // A protocol may answer the ping itself (echo has no server side
+            // to ask), and no bytes will arrive to make us parse it.
+            self.parse_input(index)?;
         }
         self.pump_until(deadline, |engine| engine.connections.iter().all(|c| c.pongs_awaited == 0))
     }
@@ -436,3 +439,7 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
