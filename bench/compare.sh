@@ -122,9 +122,9 @@ for rep in $(seq 1 "$REPETITIONS"); do
     measure reqrep-park.echo echo park 1 echo park "$rep" -- --scenario reqrep
   fi
   if wants pubsub-throughput; then
-    measure pubsub-throughput.flit flit park 1 flit spin "$rep" -- --scenario pubsub
-    measure pubsub-throughput.flit-spin flit spin 1 flit spin "$rep" -- --scenario pubsub
-    measure pubsub-throughput.nats nats park 1 nats spin "$rep" -- --scenario pubsub
+    measure pubsub-throughput.flit flit park 1 flit spin "$rep" -- --scenario pubsub --window 4096
+    measure pubsub-throughput.flit-spin flit spin 1 flit spin "$rep" -- --scenario pubsub --window 4096
+    measure pubsub-throughput.nats nats park 1 nats spin "$rep" -- --scenario pubsub --window 4096
   fi
   for k in 10 100; do
     if wants "fanout-$k"; then

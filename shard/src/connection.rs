@@ -56,10 +56,6 @@ pub enum DeferredReply {
     Ok,
 }
 
-/// Read buffer growth: start small (a memset of the chunk precedes each read),
-/// double while reads fill it, up to the largest chunk.
-pub const READ_CHUNK_BYTES_MIN: usize = 4 * 1024;
-pub const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
 /// An empty buffer larger than this is released rather than kept.
 pub const IDLE_BUFFER_BYTES_MAX: usize = 64 * 1024;
 
@@ -69,7 +65,6 @@ pub struct Connection {
     pub stream: TcpStream,
     pub state: ConnectionState,
     pub read_buffer: BytesMut,
-    pub read_chunk_bytes: usize,
     pub write_buffer: BytesMut,
     pub ack_mode: bool,
     /// Subscription id (chosen by the client) to subscription slot.
@@ -103,7 +98,6 @@ impl Connection {
             stream,
             state: ConnectionState::AwaitingHello,
             read_buffer: BytesMut::new(),
-            read_chunk_bytes: READ_CHUNK_BYTES_MIN,
             write_buffer: BytesMut::new(),
             ack_mode: false,
             subscriptions: HashMap::new(),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use flit_wire::{check, decode, Check, ErrorCode, Frame, WireError};
 
 use super::Shard;
-use crate::connection::{Connection, ConnectionKey, ConnectionState, READ_CHUNK_BYTES_MAX, READ_CHUNK_BYTES_MIN};
+use crate::connection::{Connection, ConnectionKey, ConnectionState};
 use crate::ring::{Completion, Token};
 
 /// Most bytes read from one connection in one pass.
@@ -170,31 +170,26 @@ impl Shard {
         true
     }
 
+    /// One `recv` into the shard's scratch buffer, then a copy of what came
+    /// into the connection's read buffer. Reading straight into the read
+    /// buffer would first zero a whole chunk of it (safe Rust cannot read
+    /// into uninitialised memory), which costs more than copying the bytes
+    /// that actually arrived.
     fn read_some(&mut self, key: ConnectionKey) -> ReadOutcome {
         let Some(connection) = self.connections.get_mut(key) else { return ReadOutcome::Closed };
-        let chunk = connection.read_chunk_bytes;
-        let start = connection.read_buffer.len();
-        connection.read_buffer.resize(start + chunk, 0);
-        let result = connection.stream.read(&mut connection.read_buffer[start..]);
-        let read = match result {
+        let read = match connection.stream.read(&mut self.read_scratch) {
+            Ok(0) => return ReadOutcome::Closed,
             Ok(read) => read,
             Err(error) => {
-                connection.read_buffer.truncate(start);
                 return match error.kind() {
                     ErrorKind::WouldBlock | ErrorKind::Interrupted => ReadOutcome::WouldBlock,
                     _ => ReadOutcome::Closed,
                 };
             }
         };
-        connection.read_buffer.truncate(start + read);
-        if read == 0 {
-            return ReadOutcome::Closed;
-        }
+        connection.read_buffer.extend_from_slice(&self.read_scratch[..read]);
         self.stats.bytes_in += read as u64;
-        let filled_chunk = read == chunk;
-        connection.read_chunk_bytes =
-            if filled_chunk { (chunk * 2).min(READ_CHUNK_BYTES_MAX) } else { (chunk / 2).max(READ_CHUNK_BYTES_MIN) };
-        ReadOutcome::Data { bytes: read, filled_chunk }
+        ReadOutcome::Data { bytes: read, filled_chunk: read == self.read_scratch.len() }
     }
 
     fn handle_buffered_frames(&mut self, key: ConnectionKey) {

@@ -49,6 +49,8 @@ use crate::subscriptions::Subscriptions;
 /// In park mode, how long a shard keeps spinning after its last work before
 /// it blocks: a message arriving within it costs no wake-up.
 pub const IDLE_SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
+/// Bytes one `recv` may return.
+pub const READ_SCRATCH_BYTES: usize = 64 * 1024;
 /// How often a parked shard with a backed-up outbox looks for room again.
 pub const OUTBOX_RETRY_INTERVAL: Duration = Duration::from_micros(100);
 /// Most messages taken from one inbound mesh queue in one pass (fairness).
@@ -88,6 +90,8 @@ pub struct Shard {
     counted_outboxes_empty: bool,
     encoder: Encoder,
     completions: Vec<Completion>,
+    /// Every `recv` lands here first (see `io::read_some`).
+    read_scratch: Vec<u8>,
     route: Route,
     matched_slots: Vec<u32>,
     queue_candidates: Vec<(GroupKey, u32)>,
@@ -140,6 +144,7 @@ impl Shard {
             counted_outboxes_empty: false,
             encoder: Encoder::default(),
             completions: Vec::with_capacity(256),
+            read_scratch: vec![0; READ_SCRATCH_BYTES],
             route: Route::default(),
             matched_slots: Vec::new(),
             queue_candidates: Vec::new(),
