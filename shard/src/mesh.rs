@@ -21,20 +21,81 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::ops::Range;
+
 use bytes::Bytes;
+use flit_wire::PublishParts;
 
 use crate::interest::QueuePicks;
 
 /// A message routed inside the router, independent of any wire protocol.
+///
+/// All parts live in one buffer (for a publish, the frame it arrived in), so
+/// passing a message to another shard or keeping it costs one reference
+/// count, not one per part.
 #[derive(Clone, Debug)]
 pub struct RoutedMessage {
-    pub subject: Bytes,
-    pub reply: Option<Bytes>,
+    buffer: Bytes,
+    subject: Range<u32>,
+    reply: Option<Range<u32>>,
     /// An encoded header block, passed on untouched.
-    pub headers: Option<Bytes>,
-    pub payload: Bytes,
+    headers: Option<Range<u32>>,
+    payload: Range<u32>,
     /// 0, or a status such as 503 (no responders).
     pub status: u16,
+}
+
+fn narrow(range: Range<usize>) -> Range<u32> {
+    // Frames are at most u32::MAX bytes long (body_len is a u32).
+    range.start as u32..range.end as u32
+}
+
+fn widen(range: &Range<u32>) -> Range<usize> {
+    range.start as usize..range.end as usize
+}
+
+impl RoutedMessage {
+    /// A message from a decoded Publish frame.
+    pub fn from_publish(frame: Bytes, parts: PublishParts) -> RoutedMessage {
+        RoutedMessage {
+            buffer: frame,
+            subject: narrow(parts.subject),
+            reply: parts.reply.map(narrow),
+            headers: parts.headers.map(narrow),
+            payload: narrow(parts.payload),
+            status: 0,
+        }
+    }
+
+    /// A status message from the server to `subject` (e.g. no responders):
+    /// no payload, no headers, no reply.
+    pub fn status(subject: &[u8], status: u16) -> RoutedMessage {
+        let length = subject.len() as u32;
+        RoutedMessage {
+            buffer: Bytes::copy_from_slice(subject),
+            subject: 0..length,
+            reply: None,
+            headers: None,
+            payload: length..length,
+            status,
+        }
+    }
+
+    pub fn subject(&self) -> &[u8] {
+        &self.buffer[widen(&self.subject)]
+    }
+
+    pub fn reply(&self) -> Option<&[u8]> {
+        self.reply.as_ref().map(|range| &self.buffer[widen(range)])
+    }
+
+    pub fn headers(&self) -> Option<&[u8]> {
+        self.headers.as_ref().map(|range| &self.buffer[widen(range)])
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer[widen(&self.payload)]
+    }
 }
 
 /// What shards tell each other.

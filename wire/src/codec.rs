@@ -9,6 +9,8 @@
 //! Encoding writes whole frames into a caller's `BytesMut`, so many frames to
 //! one peer end up in one buffer and go out in one write.
 
+use std::ops::Range;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use flatbuffers::{FlatBufferBuilder, VerifierOptions, WIPOffset};
 
@@ -176,6 +178,66 @@ fn verify_headers(block: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Where the parts of a Publish lie inside its frame, as byte ranges.
+///
+/// The router keeps the frame as one `Bytes` and these ranges beside it, so a
+/// message costs one reference count however many parts it has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishParts {
+    pub subject: Range<usize>,
+    pub reply: Option<Range<usize>>,
+    pub headers: Option<Range<usize>>,
+    pub payload: Range<usize>,
+}
+
+/// The range `inner` occupies inside `outer` (a sub-slice of it).
+fn range_in(outer: &[u8], inner: &[u8]) -> Range<usize> {
+    let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
+    debug_assert!(start + inner.len() <= outer.len());
+    start..start + inner.len()
+}
+
+/// Decodes and validates one whole Publish frame (as accepted by
+/// [`crate::check`]) exactly as [`decode`] does, returning ranges instead of
+/// `Bytes`. A frame of another op is `MalformedFrame`: callers look at the op
+/// byte before they choose this function.
+pub fn decode_publish(frame: &[u8], limits: &Limits) -> Result<PublishParts, WireError> {
+    let header = parse_header(frame)?;
+    if header.op != Op::Publish {
+        return Err(WireError::MalformedFrame("not a Publish frame"));
+    }
+    if frame.len() != header.frame_len() {
+        return Err(WireError::MalformedFrame("frame length differs from body_len"));
+    }
+    let meta_end = FRAME_HEADER_BYTES + header.meta_len as usize;
+    let meta = &frame[FRAME_HEADER_BYTES..meta_end];
+    let publish =
+        flatbuffers::root_with_opts::<schema::Publish>(&verifier_options(), meta).map_err(|e| invalid("Publish", e))?;
+    let subject = publish.subject().as_bytes();
+    validate_publish_subject(subject)?;
+    let reply = publish.reply().map(str::as_bytes);
+    if let Some(reply) = reply {
+        validate_publish_subject(reply)?;
+    }
+    let headers = publish.headers().map(|vector| vector.bytes());
+    if let Some(block) = headers {
+        verify_headers(block)?;
+    }
+    let payload_len = frame.len() - meta_end;
+    if payload_len > limits.payload_bytes_max {
+        return Err(WireError::PayloadTooLarge {
+            payload_bytes: payload_len as u64,
+            limit_bytes: limits.payload_bytes_max as u64,
+        });
+    }
+    Ok(PublishParts {
+        subject: range_in(frame, subject),
+        reply: reply.map(|reply| range_in(frame, reply)),
+        headers: headers.map(|block| range_in(frame, block)),
+        payload: meta_end..frame.len(),
+    })
+}
+
 /// Decodes one whole frame (as accepted by [`crate::check`]).
 pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
     let header = parse_header(&frame)?;
@@ -219,17 +281,13 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
             })
         }
         Op::Publish => {
-            let publish =
-                flatbuffers::root_with_opts::<schema::Publish>(&options, meta).map_err(|e| invalid("Publish", e))?;
-            let subject = sub_bytes(&frame, publish.subject());
-            validate_publish_subject(&subject)?;
-            let reply = publish.reply().map(|reply| sub_bytes(&frame, reply));
-            if let Some(reply) = &reply {
-                validate_publish_subject(reply)?;
-            }
-            let headers = nested_headers(&frame, publish.headers())?;
-            check_payload(&payload, limits)?;
-            Frame::Publish(Publish { subject, reply, headers, payload })
+            let parts = decode_publish(&frame, limits)?;
+            Frame::Publish(Publish {
+                subject: frame.slice(parts.subject),
+                reply: parts.reply.map(|range| frame.slice(range)),
+                headers: parts.headers.map(|range| frame.slice(range)),
+                payload,
+            })
         }
         Op::Subscribe => {
             let subscribe = flatbuffers::root_with_opts::<schema::Subscribe>(&options, meta)

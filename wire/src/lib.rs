@@ -27,9 +27,9 @@ pub mod subject;
 pub use flit_wire_schema as schema;
 
 pub use codec::{
-    decode, decode_headers, encode_headers, Deliver, Encoder, ErrorFrame, Frame, Hello, Limits, Publish, Subscribe,
-    Unsubscribe, Welcome, HEADER_ENTRIES_MAX, META_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT, PROTOCOL_VERSION,
-    STATUS_NO_RESPONDERS,
+    decode, decode_headers, decode_publish, encode_headers, Deliver, Encoder, ErrorFrame, Frame, Hello, Limits,
+    Publish, PublishParts, Subscribe, Unsubscribe, Welcome, HEADER_ENTRIES_MAX, META_BYTES_MAX,
+    PAYLOAD_BYTES_MAX_DEFAULT, PROTOCOL_VERSION, STATUS_NO_RESPONDERS,
 };
 pub use error::{ErrorCode, WireError};
 pub use frame::{check, parse_header, Check, FrameHeader, Op, FRAME_HEADER_BYTES};

@@ -26,24 +26,19 @@ impl DeliveryMetaCache {
     pub fn prepare(&mut self, encoder: &mut Encoder, message: &RoutedMessage) -> Result<(), WireError> {
         let unchanged = self.valid
             && self.status == message.status
-            && self.subject[..] == message.subject[..]
-            && self.reply.as_deref() == message.reply.as_deref()
-            && self.headers.as_deref() == message.headers.as_deref();
+            && self.subject[..] == *message.subject()
+            && self.reply.as_deref() == message.reply()
+            && self.headers.as_deref() == message.headers();
         if unchanged {
             return Ok(());
         }
         self.valid = false;
-        let meta = encoder.deliver_meta(
-            &message.subject,
-            message.reply.as_deref(),
-            message.headers.as_deref(),
-            message.status,
-        )?;
+        let meta = encoder.deliver_meta(message.subject(), message.reply(), message.headers(), message.status)?;
         self.meta.clear();
         self.meta.extend_from_slice(meta);
-        copy_into(&mut self.subject, &message.subject);
-        copy_optional_into(&mut self.reply, message.reply.as_deref());
-        copy_optional_into(&mut self.headers, message.headers.as_deref());
+        copy_into(&mut self.subject, message.subject());
+        copy_optional_into(&mut self.reply, message.reply());
+        copy_optional_into(&mut self.headers, message.headers());
         self.status = message.status;
         self.valid = true;
         Ok(())
@@ -72,16 +67,17 @@ fn copy_optional_into(target: &mut Option<Vec<u8>>, source: Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use bytes::BytesMut;
 
     fn message(subject: &'static str, reply: Option<&'static str>, status: u16) -> RoutedMessage {
-        RoutedMessage {
-            subject: Bytes::from_static(subject.as_bytes()),
-            reply: reply.map(|reply| Bytes::from_static(reply.as_bytes())),
-            headers: None,
-            payload: Bytes::new(),
-            status,
-        }
+        let mut frame = BytesMut::new();
+        let reply = reply.map(str::as_bytes);
+        Encoder::default().publish(&mut frame, subject.as_bytes(), reply, None, b"").expect("encodes");
+        let frame = frame.freeze();
+        let parts = flit_wire::decode_publish(&frame, &flit_wire::Limits::default()).expect("decodes");
+        let mut message = RoutedMessage::from_publish(frame, parts);
+        message.status = status;
+        message
     }
 
     #[test]
@@ -100,7 +96,7 @@ mod tests {
         for case in &cases {
             cache.prepare(&mut encoder, case).expect("encodes");
             let fresh = encoder
-                .deliver_meta(&case.subject, case.reply.as_deref(), case.headers.as_deref(), case.status)
+                .deliver_meta(case.subject(), case.reply(), case.headers(), case.status)
                 .expect("encodes")
                 .to_vec();
             assert_eq!(cache.meta(), &fresh[..], "cache must equal a fresh encoding for {case:?}");

@@ -3,18 +3,36 @@
 //! protocol's state rules are enforced: Hello first and once, only client ops
 //! from clients, replies in the order requests came.
 
+use bytes::Bytes;
 use flit_wire::{
-    Encoder, ErrorCode, Frame, Op, Publish, Subscribe, Unsubscribe, Welcome, META_BYTES_MAX, PROTOCOL_VERSION,
+    Encoder, ErrorCode, Frame, Op, PublishParts, Subscribe, Unsubscribe, Welcome, META_BYTES_MAX, PROTOCOL_VERSION,
 };
 
 use super::Shard;
 use crate::connection::{ConnectionKey, ConnectionState, DeferredReply};
 use crate::mesh::RoutedMessage;
 
+/// A frame from a client, decoded. Publishes stay one buffer with ranges
+/// (see [`RoutedMessage`]); other frames are decoded into owned parts.
+pub(super) enum Incoming {
+    Publish(Bytes, PublishParts),
+    Other(Frame),
+}
+
 impl Shard {
-    pub(super) fn handle_frame(&mut self, key: ConnectionKey, frame: Frame) {
+    pub(super) fn handle_frame(&mut self, key: ConnectionKey, incoming: Incoming) {
         let Some(connection) = self.connections.get(key) else { return };
         let state = connection.state;
+        let frame = match incoming {
+            Incoming::Publish(frame, parts) => match state {
+                ConnectionState::Open => return self.on_publish(key, frame, parts),
+                ConnectionState::Closing => return,
+                ConnectionState::AwaitingHello => {
+                    return self.protocol_error(key, ErrorCode::UnexpectedOp, "the first frame must be Hello")
+                }
+            },
+            Incoming::Other(frame) => frame,
+        };
         match (state, frame) {
             (ConnectionState::Closing, _) => {}
             (ConnectionState::AwaitingHello, Frame::Hello(hello)) => {
@@ -30,7 +48,6 @@ impl Shard {
             (ConnectionState::AwaitingHello, _) => {
                 self.protocol_error(key, ErrorCode::UnexpectedOp, "the first frame must be Hello")
             }
-            (ConnectionState::Open, Frame::Publish(publish)) => self.on_publish(key, publish),
             (ConnectionState::Open, Frame::Subscribe(subscribe)) => self.on_subscribe(key, subscribe),
             (ConnectionState::Open, Frame::Unsubscribe(unsubscribe)) => self.on_unsubscribe(key, unsubscribe),
             (ConnectionState::Open, Frame::Ping) => self.reply(key, DeferredReply::Pong, true),
@@ -63,16 +80,9 @@ impl Shard {
         self.mark_dirty(key);
     }
 
-    fn on_publish(&mut self, key: ConnectionKey, publish: Publish) {
+    fn on_publish(&mut self, key: ConnectionKey, frame: Bytes, parts: PublishParts) {
         self.stats.messages_in += 1;
-        let message = RoutedMessage {
-            subject: publish.subject,
-            reply: publish.reply,
-            headers: publish.headers,
-            payload: publish.payload,
-            status: 0,
-        };
-        self.route_message(message);
+        self.route_message(RoutedMessage::from_publish(frame, parts));
         self.acknowledge(key, false);
     }
 

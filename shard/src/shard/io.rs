@@ -18,8 +18,9 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use flit_wire::{check, decode, Check, ErrorCode, Frame, WireError};
+use flit_wire::{check, decode, decode_publish, Check, ErrorCode, Op};
 
+use super::dispatch::Incoming;
 use super::Shard;
 use crate::connection::{Connection, ConnectionKey, ConnectionState};
 use crate::ring::{Completion, Token};
@@ -199,16 +200,24 @@ impl Shard {
             if connection.state == ConnectionState::Closing {
                 return;
             }
-            let decoded: Result<Frame, WireError> = match check(&connection.read_buffer, frame_bytes_max) {
+            let length = match check(&connection.read_buffer, frame_bytes_max) {
                 Check::Incomplete => {
                     connection.release_idle_buffers();
                     return;
                 }
-                Check::Invalid(error) => Err(error),
-                Check::Complete(length) => decode(connection.read_buffer.split_to(length).freeze(), &self.limits),
+                Check::Invalid(error) => return self.protocol_error(key, error.code(), &error.to_string()),
+                Check::Complete(length) => length,
             };
-            match decoded {
-                Ok(frame) => self.handle_frame(key, frame),
+            let frame = connection.read_buffer.split_to(length).freeze();
+            // Publishes, the hot path, keep the frame whole and get ranges;
+            // everything else is decoded into owned parts.
+            let incoming = if frame[4] == Op::Publish as u8 {
+                decode_publish(&frame, &self.limits).map(|parts| Incoming::Publish(frame, parts))
+            } else {
+                decode(frame, &self.limits).map(Incoming::Other)
+            };
+            match incoming {
+                Ok(incoming) => self.handle_frame(key, incoming),
                 Err(error) => self.protocol_error(key, error.code(), &error.to_string()),
             }
         }

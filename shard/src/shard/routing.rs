@@ -9,7 +9,6 @@
 //! delivery encodes the Deliver meta once per message per shard and appends
 //! header + meta + payload to each subscriber's write buffer.
 
-use bytes::Bytes;
 use flit_wire::{Encoder, ErrorCode, Subscribe, STATUS_NO_RESPONDERS};
 
 use super::Shard;
@@ -22,17 +21,11 @@ impl Shard {
     /// Sends a message to every shard with matching interest (at most one hop
     /// each), or answers "no responders" to a request nobody can receive.
     pub(super) fn route_message(&mut self, message: RoutedMessage) {
-        self.interest.route(&message.subject, &mut self.route);
+        self.interest.route(message.subject(), &mut self.route);
         if self.route.targets == 0 {
-            if let Some(reply) = message.reply {
+            if let Some(reply) = message.reply() {
                 self.stats.no_responders += 1;
-                let status = RoutedMessage {
-                    subject: reply,
-                    reply: None,
-                    headers: None,
-                    payload: Bytes::new(),
-                    status: STATUS_NO_RESPONDERS,
-                };
+                let status = RoutedMessage::status(reply, STATUS_NO_RESPONDERS);
                 // The status message has no reply subject, so this recursion
                 // ends after one level.
                 self.route_message(status);
@@ -58,7 +51,7 @@ impl Shard {
     pub(super) fn deliver_local(&mut self, message: &RoutedMessage, queue_picks: &QueuePicks) {
         let mut matched = std::mem::take(&mut self.matched_slots);
         matched.clear();
-        self.subscriptions.trie.visit_matches(&message.subject, &mut |slot: &mut u32| matched.push(*slot));
+        self.subscriptions.trie.visit_matches(message.subject(), &mut |slot: &mut u32| matched.push(*slot));
         if matched.is_empty() {
             self.matched_slots = matched;
             return;
@@ -73,12 +66,12 @@ impl Shard {
         for slot in &matched {
             let Some(subscription) = self.subscriptions.get(*slot) else { continue };
             if subscription.queue.is_none() {
-                self.deliver_to(*slot, &message.payload);
+                self.deliver_to(*slot, message.payload());
             } else if queue_picks.contains(&subscription.group_key) {
                 self.queue_candidates.push((subscription.group_key, *slot));
             }
         }
-        self.deliver_to_queue_members(queue_picks, &message.payload);
+        self.deliver_to_queue_members(queue_picks, message.payload());
         self.matched_slots = matched;
         for slot in std::mem::take(&mut self.expired_slots) {
             self.remove_subscription(slot);
@@ -86,7 +79,7 @@ impl Shard {
     }
 
     /// One member per picked group, rotating through the local members.
-    fn deliver_to_queue_members(&mut self, queue_picks: &QueuePicks, payload: &Bytes) {
+    fn deliver_to_queue_members(&mut self, queue_picks: &QueuePicks, payload: &[u8]) {
         if queue_picks.is_empty() {
             return;
         }
@@ -111,7 +104,7 @@ impl Shard {
     }
 
     /// Appends one Deliver frame to the subscriber's write buffer.
-    fn deliver_to(&mut self, slot: u32, payload: &Bytes) {
+    fn deliver_to(&mut self, slot: u32, payload: &[u8]) {
         let Some(subscription) = self.subscriptions.get_mut(slot) else { return };
         let key = subscription.connection;
         let subscription_id = subscription.subscription_id;
