@@ -26,8 +26,8 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::protocol::{Inbound, Protocol};
-use crate::scenario::{Idle, Plan, Role, RunOptions, PAYLOAD_HEADER_BYTES};
+use crate::protocol::{stamp_of, Inbound, Protocol, STAMP_BYTES};
+use crate::scenario::{Idle, Plan, Role, RunOptions};
 
 /// How long connecting, handshaking and subscribing may take in all.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -184,7 +184,7 @@ impl Engine {
             self.mark_dirty(index);
             // A protocol may answer the ping itself (echo has no server side
             // to ask), and no bytes will arrive to make us parse it.
-            self.parse_input(index)?;
+            self.parse_input(index, now_ns(self.epoch))?;
         }
         self.pump_until(deadline, |engine| engine.connections.iter().all(|c| c.pongs_awaited == 0))
     }
@@ -374,8 +374,11 @@ impl Engine {
                     bail!("the server closed connection {index} ({:?})", connection.role);
                 }
                 Ok(read) => {
+                    // One clock reading per read: every message in it arrived
+                    // when the read returned, however long parsing takes.
+                    let arrived_ns = now_ns(self.epoch);
                     connection.input.extend_from_slice(&self.scratch[..read]);
-                    self.parse_input(index)?;
+                    self.parse_input(index, arrived_ns)?;
                 }
                 Err(error) => match error.kind() {
                     ErrorKind::WouldBlock => return Ok(()),
@@ -386,7 +389,7 @@ impl Engine {
         }
     }
 
-    fn parse_input(&mut self, index: usize) -> Result<()> {
+    fn parse_input(&mut self, index: usize, arrived_ns: u64) -> Result<()> {
         loop {
             let connection = &mut self.connections[index];
             let inbound = connection.protocol.parse(&mut connection.input, &mut connection.output)?;
@@ -415,19 +418,18 @@ impl Engine {
                         }
                         continue;
                     }
-                    self.record(&payload);
+                    match stamp_of(&payload) {
+                        Some(stamp) => self.record(&stamp, arrived_ns),
+                        None => self.errors += 1,
+                    }
                 }
+                Inbound::Stamp(stamp) => self.record(&stamp, arrived_ns),
             }
         }
     }
 
     /// A message arrived at a subscriber or requester: record its latency.
-    fn record(&mut self, payload: &[u8]) {
-        let now = now_ns(self.epoch);
-        if payload.len() < PAYLOAD_HEADER_BYTES {
-            self.errors += 1;
-            return;
-        }
+    fn record(&mut self, payload: &[u8; STAMP_BYTES], now: u64) {
         let field = |range: std::ops::Range<usize>| {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(&payload[range]);

@@ -67,7 +67,7 @@ pub struct RunOptions {
 }
 
 /// Bytes at the front of every payload: intended send time (ns), sequence, sender.
-pub const PAYLOAD_HEADER_BYTES: usize = 24;
+pub const PAYLOAD_HEADER_BYTES: usize = crate::protocol::STAMP_BYTES;
 
 /// What one connection does.
 #[derive(Clone, Debug, PartialEq, Eq)]

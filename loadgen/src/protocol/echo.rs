@@ -2,9 +2,9 @@
 //! one fixed size and the echo server returns the same bytes, so a payload is
 //! complete when `payload_bytes` have arrived.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
-use super::{Inbound, Protocol, ProtocolError};
+use super::{stamp_of, Inbound, Protocol, ProtocolError};
 
 pub struct EchoProtocol {
     payload_bytes: usize,
@@ -46,7 +46,9 @@ impl Protocol for EchoProtocol {
         if input.len() < self.payload_bytes {
             return Ok(None);
         }
-        let payload = input.split_to(self.payload_bytes).freeze();
-        Ok(Some(Inbound::Message { subscription_id: 0, reply: None, payload }))
+        // The engine sends payloads of at least STAMP_BYTES: keep the stamp.
+        let stamp = stamp_of(&input[..self.payload_bytes]);
+        input.advance(self.payload_bytes);
+        Ok(Some(stamp.map_or(Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp)))
     }
 }

@@ -8,9 +8,11 @@
 //! it. Frames still pass `check`, so a broken stream is still an error.
 
 use bytes::{Buf, BytesMut};
-use flit_wire::{check, decode, parse_header, Check, Encoder, Frame, Hello, Limits, Op, PROTOCOL_VERSION};
+use flit_wire::{
+    check, decode, parse_header, Check, Encoder, Frame, Hello, Limits, Op, FRAME_HEADER_BYTES, PROTOCOL_VERSION,
+};
 
-use super::{Inbound, Protocol, ProtocolError};
+use super::{stamp_of, Inbound, Protocol, ProtocolError};
 
 #[derive(Default)]
 pub struct FlitProtocol {
@@ -81,10 +83,12 @@ impl Protocol for FlitProtocol {
             if !self.needs_reply && self.welcomed {
                 let header = parse_header(input).map_err(|e| error(e.to_string()))?;
                 if header.op == Op::Deliver {
-                    let mut frame = input.split_to(length);
-                    frame.advance(16 + header.meta_len as usize);
-                    let payload = frame.freeze();
-                    return Ok(Some(Inbound::Message { subscription_id: header.tag, reply: None, payload }));
+                    let payload_start = FRAME_HEADER_BYTES + header.meta_len as usize;
+                    let stamp = stamp_of(&input[payload_start..length]);
+                    input.advance(length);
+                    return Ok(Some(
+                        stamp.map_or(Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp),
+                    ));
                 }
             }
             let frame = decode(input.split_to(length).freeze(), &self.limits).map_err(|e| error(e.to_string()))?;

@@ -22,7 +22,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{Inbound, Protocol, ProtocolError};
+use super::{stamp_of, Inbound, Protocol, ProtocolError};
 
 /// nats-server's default `max_control_line`: the longest line it sends or accepts, without the CRLF.
 const CONTROL_LINE_BYTES_MAX: usize = 4096;
@@ -39,9 +39,18 @@ const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers
 const _: () = assert!(CONNECT.len() <= CONTROL_LINE_BYTES_MAX + 2);
 
 /// One NATS connection's protocol state: only whether the server's `INFO` has arrived.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NatsProtocol {
     info_received: bool,
+    /// Whether received messages keep their reply subject and whole payload
+    /// (`Inbound::Message`); otherwise only their stamp (`Inbound::Stamp`).
+    needs_reply: bool,
+}
+
+impl Default for NatsProtocol {
+    fn default() -> Self {
+        NatsProtocol { info_received: false, needs_reply: true }
+    }
 }
 
 impl NatsProtocol {
@@ -184,7 +193,10 @@ fn is_token(token: &[u8]) -> bool {
 }
 
 /// Takes one whole `MSG` (control line of `line_length` bytes, CRLF, payload, CRLF) off `input`, or nothing.
-fn take_message(input: &mut BytesMut, line_length: usize) -> Result<Option<Inbound>, ProtocolError> {
+///
+/// Without `needs_reply`, only the payload's stamp is kept (`Inbound::Stamp`),
+/// exactly as the flit protocol does, so both are measured at the same cost.
+fn take_message(input: &mut BytesMut, line_length: usize, needs_reply: bool) -> Result<Option<Inbound>, ProtocolError> {
     let line = &input[..line_length];
     let mut fields = [(0, 0); FIELDS_MAX];
     let unparsable = || error(format!("unparsable MSG line: {:?}", String::from_utf8_lossy(line)));
@@ -209,6 +221,11 @@ fn take_message(input: &mut BytesMut, line_length: usize) -> Result<Option<Inbou
     }
     if &input[payload_end..message_length] != b"\r\n" {
         return Err(error("MSG payload is not followed by CRLF"));
+    }
+    if !needs_reply {
+        let stamp = stamp_of(&input[payload_start..payload_end]);
+        input.advance(message_length);
+        return Ok(Some(stamp.map_or(Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp)));
     }
     let message = input.split_to(message_length).freeze();
     Ok(Some(Inbound::Message {
@@ -274,6 +291,10 @@ impl Protocol for NatsProtocol {
         output.extend_from_slice(b"\r\n");
     }
 
+    fn set_needs_reply(&mut self, needs_reply: bool) {
+        self.needs_reply = needs_reply;
+    }
+
     fn ping(&mut self, output: &mut BytesMut) {
         output.extend_from_slice(b"PING\r\n");
     }
@@ -290,7 +311,7 @@ impl Protocol for NatsProtocol {
             };
             let no_arguments = trim_blanks(arguments).is_empty();
             let event = match operation {
-                Operation::Message => return take_message(input, line_length),
+                Operation::Message => return take_message(input, line_length, self.needs_reply),
                 Operation::HeaderMessage => return Err(error("HMSG received, but CONNECT switched headers off")),
                 Operation::Ping if no_arguments => {
                     output.extend_from_slice(b"PONG\r\n");
@@ -560,5 +581,21 @@ mod tests {
                 length = input.len();
             }
         }
+    }
+
+    #[test]
+    fn without_needs_reply_only_the_stamp_is_kept() {
+        let mut protocol = NatsProtocol::new();
+        protocol.set_needs_reply(false);
+        let payload: Vec<u8> = (0u8..30).collect();
+        let mut input = BytesMut::from(&b"MSG loadgen.data 1 30\r\n"[..]);
+        input.extend_from_slice(&payload);
+        input.extend_from_slice(b"\r\nPONG\r\n");
+        let mut output = BytesMut::new();
+        let event = protocol.parse(&mut input, &mut output).expect("parses");
+        let expected: [u8; 24] = payload[..24].try_into().expect("24 bytes");
+        assert_eq!(event, Some(Inbound::Stamp(expected)));
+        assert_eq!(protocol.parse(&mut input, &mut output).expect("parses"), Some(Inbound::Pong));
+        assert!(input.is_empty());
     }
 }
