@@ -545,11 +545,59 @@ impl Encoder {
     }
 
     pub fn error(&mut self, out: &mut BytesMut, code: ErrorCode, message: &str) -> Result<(), WireError> {
+        self.error_with_raw_code(out, code.as_u16(), message)
+    }
+
+    /// An Error frame with a code this version may not know (as received from
+    /// a newer peer and passed on, or re-encoded).
+    pub fn error_with_raw_code(&mut self, out: &mut BytesMut, code: u16, message: &str) -> Result<(), WireError> {
         self.builder.reset();
         let message = Some(self.builder.create_string(message));
-        let root = schema::Error::create(&mut self.builder, &schema::ErrorArgs { code: code.as_u16(), message });
+        let root = schema::Error::create(&mut self.builder, &schema::ErrorArgs { code, message });
         let meta = self.finish(root);
         put_frame(out, Op::Error, 0, meta, &[])
+    }
+
+    /// Writes any decoded frame back: `encode(decode(bytes))` decodes to the
+    /// same frame (the round trip the property tests and the fuzzer check).
+    pub fn frame(&mut self, out: &mut BytesMut, frame: &Frame) -> Result<(), WireError> {
+        match frame {
+            Frame::Hello(hello) => self.hello(out, hello),
+            Frame::Welcome(welcome) => self.welcome(out, welcome),
+            Frame::Publish(publish) => self.publish(
+                out,
+                &publish.subject,
+                publish.reply.as_deref(),
+                publish.headers.as_deref(),
+                &publish.payload,
+            ),
+            Frame::Subscribe(subscribe) => {
+                self.subscribe(out, &subscribe.pattern, subscribe.queue.as_deref(), subscribe.subscription_id)
+            }
+            Frame::Unsubscribe(unsubscribe) => self.unsubscribe(out, *unsubscribe),
+            Frame::Deliver(deliver) => {
+                let meta = self.deliver_meta(
+                    &deliver.subject,
+                    deliver.reply.as_deref(),
+                    deliver.headers.as_deref(),
+                    deliver.status,
+                )?;
+                Encoder::deliver(out, deliver.subscription_id, meta, &deliver.payload)
+            }
+            Frame::Ping => {
+                Encoder::bare(out, Op::Ping);
+                Ok(())
+            }
+            Frame::Pong => {
+                Encoder::bare(out, Op::Pong);
+                Ok(())
+            }
+            Frame::Ok => {
+                Encoder::bare(out, Op::Ok);
+                Ok(())
+            }
+            Frame::Error(error) => self.error_with_raw_code(out, error.code, &error.message),
+        }
     }
 
     /// Ping, Pong and Ok carry nothing but the header.

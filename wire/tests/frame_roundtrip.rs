@@ -5,7 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 use flit_wire::{
-    check, decode, encode_headers, Check, Deliver, Encoder, ErrorCode, ErrorFrame, Frame, Hello, Limits, Op, Publish,
+    check, decode, encode_headers, Check, Deliver, Encoder, ErrorCode, ErrorFrame, Frame, Hello, Limits, Publish,
     Subscribe, Unsubscribe, Welcome, FRAME_HEADER_BYTES,
 };
 use proptest::prelude::*;
@@ -146,46 +146,7 @@ fn frame() -> impl Strategy<Value = Frame> {
 
 /// Appends `frame` to `out` with the public `Encoder` API.
 fn encode(encoder: &mut Encoder, out: &mut BytesMut, frame: &Frame) {
-    let result = match frame {
-        Frame::Hello(hello) => encoder.hello(out, hello),
-        Frame::Welcome(welcome) => encoder.welcome(out, welcome),
-        Frame::Publish(publish) => encoder.publish(
-            out,
-            &publish.subject,
-            publish.reply.as_deref(),
-            publish.headers.as_deref(),
-            &publish.payload,
-        ),
-        Frame::Subscribe(subscribe) => {
-            encoder.subscribe(out, &subscribe.pattern, subscribe.queue.as_deref(), subscribe.subscription_id)
-        }
-        Frame::Unsubscribe(unsubscribe) => encoder.unsubscribe(out, *unsubscribe),
-        Frame::Deliver(deliver) => {
-            match encoder.deliver_meta(
-                &deliver.subject,
-                deliver.reply.as_deref(),
-                deliver.headers.as_deref(),
-                deliver.status,
-            ) {
-                Ok(meta) => Encoder::deliver(out, deliver.subscription_id, meta, &deliver.payload),
-                Err(error) => Err(error),
-            }
-        }
-        Frame::Ping | Frame::Pong | Frame::Ok => {
-            let op = match frame {
-                Frame::Ping => Op::Ping,
-                Frame::Pong => Op::Pong,
-                _ => Op::Ok,
-            };
-            Encoder::bare(out, op);
-            Ok(())
-        }
-        Frame::Error(error) => {
-            let code = ErrorCode::from_u16(error.code).expect("strategy only picks known codes");
-            encoder.error(out, code, &error.message)
-        }
-    };
-    result.expect("valid values encode");
+    encoder.frame(out, frame).expect("valid values encode");
 }
 
 fn encoded(frame: &Frame) -> Bytes {
