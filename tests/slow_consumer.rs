@@ -365,3 +365,44 @@ fn slow_consumer_that_resumes_reading_at_once_sees_whole_frames_then_close() {
         assert!(slow_consumer_evictions(&stderr, shards) >= 1, "shards={shards}: stderr: {stderr}");
     }
 }
+
+/// A client that pipelines pings and never reads the pongs is a slow consumer
+/// too: replies count against `pending_bytes_max`, so the server's memory for
+/// it stays bounded and it is evicted, while a good subscriber is unaffected.
+#[test]
+fn pipelined_pings_without_reading_are_evicted() {
+    let arguments = ["--max-payload", "65536", "--pending-bytes-max", "1048576"];
+    let server = FlitServer::start(1, &arguments);
+    let good = server.client();
+    let subscription = good.subscribe("still.here").expect("subscribe");
+    good.flush().expect("flush");
+
+    let mut pinger = RawConnection::connect(server.address);
+    pinger.stream.set_write_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut pings = bytes::BytesMut::new();
+    for _ in 0..4096 {
+        flit_wire::Encoder::bare(&mut pings, flit_wire::Op::Ping);
+    }
+    // Up to 256 MiB of pings (16 MiB of pongs would be 16x the limit); the
+    // server must give up on this connection long before.
+    let mut written = 0usize;
+    let mut refused = false;
+    while written < 256 * 1024 * 1024 {
+        match std::io::Write::write_all(&mut pinger.stream, &pings) {
+            Ok(()) => written += pings.len(),
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "the server kept accepting {written} bytes of pings from a client that never reads");
+
+    good.publish("still.here", b"fine").expect("publish");
+    good.flush().expect("flush");
+    let message = subscription.next_timeout(Duration::from_secs(5)).expect("open").expect("a message");
+    assert_eq!(&message.payload[..], b"fine");
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0));
+    assert!(slow_consumer_evictions(&stderr, 1) >= 1, "the pinger is counted as a slow consumer: {stderr}");
+}

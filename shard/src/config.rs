@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use flit_wire::{META_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT};
+use flit_wire::{FRAME_HEADER_BYTES, META_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT};
 
 use crate::error::StartError;
 use crate::interest::SHARDS_MAX;
@@ -80,8 +80,10 @@ impl ServerConfig {
         if self.shards == 0 || self.shards > SHARDS_MAX {
             return fail(format!("--shards must be between 1 and {SHARDS_MAX}, got {}", self.shards));
         }
-        if self.payload_bytes_max == 0 || self.payload_bytes_max > u32::MAX as usize - META_BYTES_MAX {
-            return fail(format!("--max-payload must be between 1 and {} bytes", u32::MAX as usize - META_BYTES_MAX));
+        // A whole frame must fit a u32: routed messages keep u32 offsets into it.
+        let payload_bytes_limit = u32::MAX as usize - META_BYTES_MAX - FRAME_HEADER_BYTES;
+        if self.payload_bytes_max == 0 || self.payload_bytes_max > payload_bytes_limit {
+            return fail(format!("--max-payload must be between 1 and {payload_bytes_limit} bytes"));
         }
         let frame_bytes_max = 16 + META_BYTES_MAX + self.payload_bytes_max;
         if self.pending_bytes_max < frame_bytes_max {

@@ -89,6 +89,11 @@ pub struct Connection {
     /// The last readiness said the peer hung up (POLLRDHUP/POLLHUP): read
     /// until end of file even after a short read.
     pub peer_hung_up: bool,
+    /// End of file was read: the peer sends nothing more. Once our output is
+    /// written the socket can go at once, with no linger.
+    pub peer_closed: bool,
+    /// Closing because of an error frame: nothing more is written after it.
+    pub error_sent: bool,
 }
 
 impl Connection {
@@ -109,6 +114,8 @@ impl Connection {
             write_shut_down: false,
             partial_frame_bytes: 0,
             peer_hung_up: false,
+            peer_closed: false,
+            error_sent: false,
         }
     }
 

@@ -144,8 +144,12 @@ impl Ring {
     }
 
     /// Whether the kernel holds deferred work that only an `enter` will post.
+    /// Completions that overflowed the completion queue also wait for an
+    /// `enter` (among them the last completion of a multishot poll that the
+    /// overflow ended, which must be seen to re-arm it).
     pub fn has_deferred_work(&mut self) -> bool {
-        self.ring.submission().taskrun() || !self.ring.submission().is_empty()
+        let submission = self.ring.submission();
+        submission.taskrun() || submission.cq_overflow() || !submission.is_empty()
     }
 
     /// Submits and blocks until at least one completion, or `timeout` passes.

@@ -20,6 +20,7 @@ pub struct ShardStats {
     pub queue_group_misses: u64,
     pub slow_consumer_evictions: u64,
     pub protocol_errors: u64,
+    pub accept_errors: u64,
 }
 
 impl fmt::Display for ShardStats {
@@ -28,7 +29,7 @@ impl fmt::Display for ShardStats {
             formatter,
             "connections_accepted={} connections_refused={} connections_closed={} messages_in={} bytes_in={} \
              deliveries={} bytes_out={} mesh_messages_sent={} mesh_messages_received={} mesh_queue_full_events={} \
-             no_responders={} queue_group_misses={} slow_consumer_evictions={} protocol_errors={}",
+             no_responders={} queue_group_misses={} slow_consumer_evictions={} protocol_errors={} accept_errors={}",
             self.connections_accepted,
             self.connections_refused,
             self.connections_closed,
@@ -42,7 +43,8 @@ impl fmt::Display for ShardStats {
             self.no_responders,
             self.queue_group_misses,
             self.slow_consumer_evictions,
-            self.protocol_errors
+            self.protocol_errors,
+            self.accept_errors
         )
     }
 }

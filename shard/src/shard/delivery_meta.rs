@@ -15,8 +15,8 @@ use crate::mesh::RoutedMessage;
 pub struct DeliveryMetaCache {
     valid: bool,
     subject: Vec<u8>,
-    reply: Option<Vec<u8>>,
-    headers: Option<Vec<u8>>,
+    reply: OptionalBytes,
+    headers: OptionalBytes,
     status: u16,
     meta: Vec<u8>,
 }
@@ -37,8 +37,8 @@ impl DeliveryMetaCache {
         self.meta.clear();
         self.meta.extend_from_slice(meta);
         copy_into(&mut self.subject, message.subject());
-        copy_optional_into(&mut self.reply, message.reply());
-        copy_optional_into(&mut self.headers, message.headers());
+        self.reply.set(message.reply());
+        self.headers.set(message.headers());
         self.status = message.status;
         self.valid = true;
         Ok(())
@@ -56,11 +56,22 @@ fn copy_into(target: &mut Vec<u8>, source: &[u8]) {
     target.extend_from_slice(source);
 }
 
-fn copy_optional_into(target: &mut Option<Vec<u8>>, source: Option<&[u8]>) {
-    match (target.as_mut(), source) {
-        (Some(buffer), Some(bytes)) => copy_into(buffer, bytes),
-        (_, None) => *target = None,
-        (None, Some(bytes)) => *target = Some(bytes.to_vec()),
+/// An optional field kept as a buffer plus a presence flag, so alternating
+/// between present and absent (requests and replies) reuses the buffer.
+#[derive(Debug, Default)]
+struct OptionalBytes {
+    present: bool,
+    bytes: Vec<u8>,
+}
+
+impl OptionalBytes {
+    fn as_deref(&self) -> Option<&[u8]> {
+        self.present.then_some(&self.bytes[..])
+    }
+
+    fn set(&mut self, source: Option<&[u8]>) {
+        self.present = source.is_some();
+        copy_into(&mut self.bytes, source.unwrap_or_default());
     }
 }
 

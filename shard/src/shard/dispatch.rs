@@ -12,6 +12,9 @@ use super::Shard;
 use crate::connection::{ConnectionKey, ConnectionState, DeferredReply};
 use crate::mesh::RoutedMessage;
 
+/// Most replies one connection may have waiting behind the interest barrier.
+pub const DEFERRED_REPLIES_MAX: usize = 65_536;
+
 /// A frame from a client, decoded. Publishes stay one buffer with ranges
 /// (see [`RoutedMessage`]); other frames are decoded into owned parts.
 pub(super) enum Incoming {
@@ -129,14 +132,28 @@ impl Shard {
     /// reply goes out only once every shard has applied every interest change
     /// this shard broadcast before it, so a client that saw the reply knows
     /// its subscriptions are visible to publishers on all shards.
+    ///
+    /// Replies count against `pending_bytes_max` like deliveries (a client
+    /// that pipelines pings and never reads is a slow consumer too), and at
+    /// most `DEFERRED_REPLIES_MAX` may wait behind a barrier.
     pub(super) fn reply(&mut self, key: ConnectionKey, reply: DeferredReply, needs_barrier: bool) {
         let epoch_needed = if needs_barrier { self.interest_epoch } else { 0 };
         let barrier_passed = epoch_needed <= self.acknowledged_epoch_min();
         let Some(connection) = self.connections.get_mut(key) else { return };
+        if connection.error_sent {
+            // Nothing follows an Error frame.
+            return;
+        }
         if barrier_passed && connection.deferred_replies.is_empty() {
             write_reply(&mut connection.write_buffer, reply);
             self.mark_dirty(key);
+            self.enforce_pending_limit(key);
             return;
+        }
+        if connection.deferred_replies.len() >= DEFERRED_REPLIES_MAX {
+            self.stats.slow_consumer_evictions += 1;
+            let message = format!("more than {DEFERRED_REPLIES_MAX} replies waiting");
+            return self.begin_close(key, Some((ErrorCode::SlowConsumer, &message)));
         }
         if connection.deferred_replies.is_empty() {
             self.barrier_waiters.push(key);

@@ -29,6 +29,10 @@ use crate::ring::{Completion, Token};
 pub const READ_BYTES_PER_PASS_MAX: usize = 256 * 1024;
 /// Most connections accepted in one pass.
 pub const ACCEPTS_PER_PASS_MAX: usize = 64;
+/// After a failed accept (EMFILE, ENFILE, ENOBUFS), how long until the next try.
+pub const ACCEPT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+/// At most one log line per this interval about failing accepts.
+pub const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for its peer to hang up.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Most bytes a closing connection reads and discards before it is dropped.
@@ -56,9 +60,17 @@ impl Shard {
                 }
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    // EMFILE and friends: keep serving; the listener stays
-                    // ready and is tried again on the next pass.
-                    eprintln!("flit: shard {}: accept failed: {error}", self.id);
+                    // EMFILE and friends: keep serving the connections we
+                    // have, try again after a pause, log at most once a second.
+                    self.stats.accept_errors += 1;
+                    self.listener_ready = false;
+                    let now = Instant::now();
+                    self.accept_retry_at = Some(now + ACCEPT_RETRY_INTERVAL);
+                    if self.accept_error_logged_at.is_none_or(|at| now.duration_since(at) >= ACCEPT_ERROR_LOG_INTERVAL)
+                    {
+                        self.accept_error_logged_at = Some(now);
+                        eprintln!("flit: shard {}: accept failed, retrying: {error}", self.id);
+                    }
                     return Ok(());
                 }
             };
@@ -223,15 +235,51 @@ impl Shard {
         }
     }
 
+    /// End of file. In the middle of a frame it is an error; otherwise the
+    /// client has said all it will (a half-close, as `nc` or a script does):
+    /// the connection closes once what is queued for it, deferred replies
+    /// included, has been written.
     fn on_peer_closed(&mut self, key: ConnectionKey) {
-        let Some(connection) = self.connections.get(key) else { return };
-        if connection.read_buffer.is_empty() || connection.state == ConnectionState::Closing {
-            self.finish_close(key);
-        } else {
-            // The peer hung up in the middle of a frame: say so, then close.
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        connection.peer_closed = true;
+        if connection.state != ConnectionState::Closing && !connection.read_buffer.is_empty() {
             let message = format!("connection closed with {} bytes of a frame unread", connection.read_buffer.len());
-            self.protocol_error(key, ErrorCode::TruncatedFrame, &message);
+            return self.protocol_error(key, ErrorCode::TruncatedFrame, &message);
         }
+        if connection.state != ConnectionState::Closing {
+            connection.state = ConnectionState::Closing;
+            connection.close_deadline = Some(Instant::now() + CLOSE_LINGER);
+            self.closing.push(key);
+            self.remove_connection_subscriptions(key);
+        }
+        self.mark_dirty(key);
+    }
+
+    /// Evicts a connection whose queued output passed `pending_bytes_max`,
+    /// after one attempt to write it out (one pass can queue more than the
+    /// limit for a client that reads perfectly well). Returns whether the
+    /// connection is still open.
+    pub(super) fn enforce_pending_limit(&mut self, key: ConnectionKey) -> bool {
+        let limit = self.config.pending_bytes_max;
+        let Some(connection) = self.connections.get_mut(key) else { return false };
+        if connection.write_buffer.len() <= limit {
+            return true;
+        }
+        match connection.write_out() {
+            Ok(written) => self.stats.bytes_out += written as u64,
+            Err(_) => {
+                self.finish_close(key);
+                return false;
+            }
+        }
+        let Some(connection) = self.connections.get(key) else { return false };
+        if connection.write_buffer.len() <= limit {
+            return true;
+        }
+        self.stats.slow_consumer_evictions += 1;
+        let message = format!("more than {limit} bytes pending");
+        self.begin_close(key, Some((ErrorCode::SlowConsumer, &message)));
+        false
     }
 
     /// Sends an error frame and starts closing the connection.
@@ -250,6 +298,7 @@ impl Shard {
         connection.read_buffer.clear();
         connection.deferred_replies.clear();
         connection.close_deadline = Some(Instant::now() + CLOSE_LINGER);
+        connection.error_sent = error.is_some();
         if let Some((code, message)) = error {
             if code == ErrorCode::SlowConsumer {
                 // The client is not reading: what is queued will not arrive
@@ -269,7 +318,7 @@ impl Shard {
         let mut discarded = 0;
         loop {
             match connection.stream.read(&mut sink) {
-                Ok(0) => return self.finish_close(key),
+                Ok(0) => return self.on_peer_closed(key),
                 Ok(read) => {
                     discarded += read;
                     if discarded >= CLOSE_DISCARD_BYTES_MAX {
@@ -327,15 +376,14 @@ impl Shard {
         for key in &dirty {
             let Some(connection) = self.connections.get_mut(*key) else { continue };
             connection.in_dirty_list = false;
-            if connection.write_buffer.is_empty() {
-                continue;
-            }
-            did_work = true;
-            match connection.write_out() {
-                Ok(written) => self.stats.bytes_out += written as u64,
-                Err(_) => {
-                    self.finish_close(*key);
-                    continue;
+            if !connection.write_buffer.is_empty() {
+                did_work = true;
+                match connection.write_out() {
+                    Ok(written) => self.stats.bytes_out += written as u64,
+                    Err(_) => {
+                        self.finish_close(*key);
+                        continue;
+                    }
                 }
             }
             let Some(connection) = self.connections.get_mut(*key) else { continue };
@@ -348,7 +396,13 @@ impl Shard {
                 continue;
             }
             connection.release_idle_buffers();
-            if connection.state == ConnectionState::Closing && !connection.write_shut_down {
+            if connection.state != ConnectionState::Closing || !connection.deferred_replies.is_empty() {
+                continue;
+            }
+            // Closing, and everything is written.
+            if connection.peer_closed {
+                self.finish_close(*key);
+            } else if !connection.write_shut_down {
                 connection.write_shut_down = true;
                 let _ = connection.stream.shutdown(Shutdown::Write);
             }

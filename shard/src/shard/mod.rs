@@ -64,6 +64,9 @@ pub struct Shard {
     ring: Ring,
     listener: Option<TcpListener>,
     listener_ready: bool,
+    /// After a failed accept: when to try the listener again.
+    accept_retry_at: Option<Instant>,
+    accept_error_logged_at: Option<Instant>,
     wake_pipe: UnixStream,
     shared: Shared,
     mesh: MeshEnds,
@@ -126,6 +129,8 @@ impl Shard {
             ring,
             listener: Some(parts.listener),
             listener_ready: false,
+            accept_retry_at: None,
+            accept_error_logged_at: None,
             wake_pipe: parts.wake_pipe,
             shared: parts.shared,
             mesh: parts.mesh,
@@ -203,6 +208,10 @@ impl Shard {
             did_work = true;
         }
         did_work |= self.drain_mesh();
+        if self.accept_retry_at.is_some_and(|at| Instant::now() >= at) {
+            self.accept_retry_at = None;
+            self.listener_ready = self.listener.is_some();
+        }
         if self.listener_ready {
             did_work = true;
             self.accept_connections()?;
@@ -275,11 +284,9 @@ impl Shard {
         let outbox_waiting = self.outboxes.iter().any(|outbox| !outbox.is_empty());
         let closing_deadline =
             self.closing_deadline_soonest().map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        let timeout = match (outbox_waiting, closing_deadline) {
-            (true, Some(deadline)) => Some(deadline.min(OUTBOX_RETRY_INTERVAL)),
-            (true, None) => Some(OUTBOX_RETRY_INTERVAL),
-            (false, deadline) => deadline,
-        };
+        let accept_retry = self.accept_retry_at.map(|at| at.saturating_duration_since(Instant::now()));
+        let outbox_retry = outbox_waiting.then_some(OUTBOX_RETRY_INTERVAL);
+        let timeout = [closing_deadline, accept_retry, outbox_retry].into_iter().flatten().min();
         let result = self.ring.wait(timeout);
         self.shared.wakers[self.id].clear_park();
         *last_work = Instant::now();

@@ -9,7 +9,8 @@
 //! delivery encodes the Deliver meta once per message per shard and appends
 //! header + meta + payload to each subscriber's write buffer.
 
-use flit_wire::{Encoder, ErrorCode, Subscribe, STATUS_NO_RESPONDERS};
+use bytes::Bytes;
+use flit_wire::{Encoder, Subscribe, STATUS_NO_RESPONDERS};
 
 use super::Shard;
 use crate::connection::ConnectionKey;
@@ -84,6 +85,9 @@ impl Shard {
             return;
         }
         let mut candidates = std::mem::take(&mut self.queue_candidates);
+        // A delivery earlier in this message may have evicted a member's
+        // connection (and freed its subscriptions): pick among the living.
+        candidates.retain(|(_, slot)| self.subscriptions.get(*slot).is_some());
         candidates.sort_unstable();
         for group in queue_picks {
             // Candidates are sorted, so a group's members are one run.
@@ -117,28 +121,19 @@ impl Shard {
         let Some(connection) = self.connections.get_mut(key) else { return };
         let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, self.delivery_meta.meta(), payload);
         self.stats.deliveries += 1;
-        let within_limit = connection.write_buffer.len() <= self.config.pending_bytes_max;
         self.mark_dirty(key);
-        if within_limit {
-            return;
-        }
-        let Some(connection) = self.connections.get_mut(key) else { return };
-        // Over the limit within one pass: give the socket a chance first, so
-        // only a client that really is not reading is evicted (one pass can
-        // deliver more than pending_bytes_max to a perfectly healthy client).
-        match connection.write_out() {
-            Ok(written) => self.stats.bytes_out += written as u64,
-            Err(_) => return self.finish_close(key),
-        }
-        let Some(connection) = self.connections.get(key) else { return };
-        if connection.write_buffer.len() > self.config.pending_bytes_max {
-            self.stats.slow_consumer_evictions += 1;
-            let message = format!("more than {} bytes pending", self.config.pending_bytes_max);
-            self.begin_close(key, Some((ErrorCode::SlowConsumer, &message)));
-        }
+        self.enforce_pending_limit(key);
     }
 
     pub(super) fn add_subscription(&mut self, key: ConnectionKey, subscribe: Subscribe) {
+        // Own copies: the decoded pattern and queue are slices of the read
+        // buffer, and a subscription lives long; keeping the slices would pin
+        // that whole buffer (up to a megabyte-sized frame) for as long.
+        let subscribe = Subscribe {
+            pattern: Bytes::copy_from_slice(&subscribe.pattern),
+            queue: subscribe.queue.as_deref().map(Bytes::copy_from_slice),
+            subscription_id: subscribe.subscription_id,
+        };
         let (slot, change) =
             self.subscriptions.add(key, subscribe.subscription_id, subscribe.pattern.clone(), subscribe.queue.clone());
         if let Some(connection) = self.connections.get_mut(key) {
