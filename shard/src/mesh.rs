@@ -18,7 +18,7 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use std::ops::Range;
@@ -191,8 +191,33 @@ pub fn build_mesh(shards: usize, depth: usize) -> Vec<MeshEnds> {
 pub struct SharedState {
     pub wakers: Vec<Waker>,
     pub stop: AtomicBool,
-    /// Shutdown: shards whose outboxes were empty after they stopped reading.
-    pub shards_with_empty_outboxes: AtomicUsize,
+    /// Shutdown: one bit per shard whose outboxes were empty after it stopped
+    /// reading (a dead shard's bit is set too: nobody waits for it).
+    pub shards_with_empty_outboxes: AtomicU64,
+    /// One bit per shard whose loop has ended by an error or a panic. Others
+    /// stop sending to it and stop waiting for its acknowledgements, so one
+    /// failed shard does not freeze the rest of the router.
+    pub dead_shards: AtomicU64,
+}
+
+impl SharedState {
+    pub fn new(wakers: Vec<Waker>) -> SharedState {
+        SharedState {
+            wakers,
+            stop: AtomicBool::new(false),
+            shards_with_empty_outboxes: AtomicU64::new(0),
+            dead_shards: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks `shard` dead and wakes every other shard so they notice.
+    pub fn mark_dead(&self, shard: usize) {
+        self.dead_shards.fetch_or(1 << shard, Ordering::SeqCst);
+        self.shards_with_empty_outboxes.fetch_or(1 << shard, Ordering::SeqCst);
+        for waker in &self.wakers {
+            waker.wake();
+        }
+    }
 }
 
 pub type Shared = Arc<SharedState>;

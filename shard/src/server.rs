@@ -14,7 +14,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -95,11 +95,7 @@ impl Server {
             wakers.push(Waker::new(write_end));
             pipe_read_ends.push(read_end);
         }
-        let shared = Arc::new(SharedState {
-            wakers,
-            stop: AtomicBool::new(false),
-            shards_with_empty_outboxes: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(SharedState::new(wakers));
         let cores = available_cores();
         let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), StartError>>();
         let mut threads = Vec::new();
@@ -174,6 +170,7 @@ fn run_shard(
     ready: mpsc::Sender<Result<(), StartError>>,
 ) -> Result<ShardStats, ShardError> {
     let id = parts.id;
+    let parts_shared = parts.shared.clone();
     if let Some(core) = core {
         // Pinning is best effort: a container may forbid it. The shard still
         // runs, only without the cache and scheduling benefits.
@@ -190,5 +187,13 @@ fn run_shard(
     };
     let _ = ready.send(Ok(()));
     drop(ready);
-    shard.run()
+    let shared = parts_shared;
+    // A failed or panicking shard is marked dead, so the others stop sending
+    // to it and stop waiting for it (see SharedState::dead_shards).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.run()))
+        .unwrap_or(Err(ShardError::Panicked { shard: id }));
+    if result.is_err() {
+        shared.mark_dead(id);
+    }
+    result
 }

@@ -21,6 +21,7 @@ pub struct ShardStats {
     pub slow_consumer_evictions: u64,
     pub protocol_errors: u64,
     pub accept_errors: u64,
+    pub mesh_messages_to_dead_shards: u64,
 }
 
 impl fmt::Display for ShardStats {
@@ -29,7 +30,7 @@ impl fmt::Display for ShardStats {
             formatter,
             "connections_accepted={} connections_refused={} connections_closed={} messages_in={} bytes_in={} \
              deliveries={} bytes_out={} mesh_messages_sent={} mesh_messages_received={} mesh_queue_full_events={} \
-             no_responders={} queue_group_misses={} slow_consumer_evictions={} protocol_errors={} accept_errors={}",
+             no_responders={} queue_group_misses={} slow_consumer_evictions={} protocol_errors={} accept_errors={} mesh_messages_to_dead_shards={}",
             self.connections_accepted,
             self.connections_refused,
             self.connections_closed,
@@ -44,7 +45,8 @@ impl fmt::Display for ShardStats {
             self.queue_group_misses,
             self.slow_consumer_evictions,
             self.protocol_errors,
-            self.accept_errors
+            self.accept_errors,
+            self.mesh_messages_to_dead_shards
         )
     }
 }

@@ -91,6 +91,8 @@ pub struct Shard {
     closing: Vec<ConnectionKey>,
     draining_since: Option<Instant>,
     counted_outboxes_empty: bool,
+    /// The shared dead-shard mask as this shard last acted on it.
+    known_dead_shards: u64,
     encoder: Encoder,
     completions: Vec<Completion>,
     /// Every `recv` lands here first (see `io::read_some`).
@@ -147,6 +149,7 @@ impl Shard {
             closing: Vec::new(),
             draining_since: None,
             counted_outboxes_empty: false,
+            known_dead_shards: 0,
             encoder: Encoder::default(),
             completions: Vec::with_capacity(256),
             read_scratch: vec![0; READ_SCRATCH_BYTES],
@@ -176,7 +179,7 @@ impl Shard {
                 && self.outboxes.iter().all(VecDeque::is_empty)
             {
                 self.counted_outboxes_empty = true;
-                self.shared.shards_with_empty_outboxes.fetch_add(1, Ordering::SeqCst);
+                self.shared.shards_with_empty_outboxes.fetch_or(1 << self.id, Ordering::SeqCst);
             }
             if self.draining_since.is_some() && self.drain_finished() {
                 self.close_all_for_shutdown();
@@ -205,6 +208,12 @@ impl Shard {
         self.completions = completions;
         if self.draining_since.is_none() && self.shared.stop.load(Ordering::Relaxed) {
             self.begin_drain();
+            did_work = true;
+        }
+        let dead_shards = self.shared.dead_shards.load(Ordering::Relaxed);
+        if dead_shards != self.known_dead_shards {
+            self.known_dead_shards = dead_shards;
+            self.forget_dead_shards();
             did_work = true;
         }
         did_work |= self.drain_mesh();
@@ -293,6 +302,18 @@ impl Shard {
         result
     }
 
+    /// A shard died: drop what waits for it and stop waiting for its
+    /// acknowledgements (replies held behind the barrier are released).
+    fn forget_dead_shards(&mut self) {
+        for shard in 0..self.shard_count {
+            if self.known_dead_shards & (1 << shard) != 0 {
+                self.outboxes[shard].clear();
+                self.acknowledged_epochs[shard] = u64::MAX;
+            }
+        }
+        self.release_barrier_waiters();
+    }
+
     fn mesh_has_input(&self) -> bool {
         self.mesh.inbound.iter().flatten().any(|consumer| !consumer.is_empty())
     }
@@ -317,7 +338,8 @@ impl Shard {
         // Once every shard has emptied its outboxes while draining, nothing new
         // can enter the mesh: no socket is read any more, so no publish or
         // interest change is made. Each shard counts itself in once.
-        let all_outboxes_empty = self.shared.shards_with_empty_outboxes.load(Ordering::SeqCst) == self.shard_count;
+        let all_shards = if self.shard_count == 64 { u64::MAX } else { (1u64 << self.shard_count) - 1 };
+        let all_outboxes_empty = self.shared.shards_with_empty_outboxes.load(Ordering::SeqCst) == all_shards;
         let writes_done = self
             .connections
             .keys()

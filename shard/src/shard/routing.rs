@@ -185,6 +185,11 @@ impl Shard {
     /// Queues a message for another shard, preserving order: once anything
     /// waits in the outbox, later messages wait behind it.
     pub(super) fn send_to_shard(&mut self, target: usize, message: MeshMessage) {
+        if self.known_dead_shards & (1 << target) != 0 {
+            // Nobody will take it: at-most-once, counted.
+            self.stats.mesh_messages_to_dead_shards += 1;
+            return;
+        }
         self.stats.mesh_messages_sent += 1;
         self.targets_to_wake |= 1 << target;
         if !self.outboxes[target].is_empty() {
@@ -254,7 +259,7 @@ impl Shard {
                 self.send_to_shard(source, MeshMessage::InterestAck);
             }
             MeshMessage::InterestAck => {
-                self.acknowledged_epochs[source] += 1;
+                self.acknowledged_epochs[source] = self.acknowledged_epochs[source].saturating_add(1);
                 if !self.barrier_waiters.is_empty() {
                     self.release_barrier_waiters();
                 }

@@ -12,7 +12,6 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -38,8 +37,7 @@ fn start_two_shards() -> (Vec<Shard>, Vec<std::net::SocketAddr>) {
         wakers.push(Waker::new(write_end));
         pipes.push(read_end);
     }
-    let shared =
-        Arc::new(SharedState { wakers, stop: AtomicBool::new(false), shards_with_empty_outboxes: AtomicUsize::new(0) });
+    let shared = Arc::new(SharedState::new(wakers));
     let config = ServerConfig::new(addresses[0], 2);
     let shards = listeners
         .into_iter()
@@ -185,4 +183,27 @@ fn steady_state_publish_and_delivery_do_not_allocate_per_message() {
         "{} allocations for {MESSAGES_PER_BATCH} messages: something allocates per message",
         measured.count_total
     );
+}
+
+#[test]
+fn a_dead_shard_does_not_hold_back_the_others() {
+    let (mut shards, addresses) = start_two_shards();
+    let mut client = CountingClient::connect(addresses[0]);
+    handshake(&mut shards, &mut client);
+    let mut frames = BytesMut::new();
+    Encoder::default().subscribe(&mut frames, b"after.death", None, 1).expect("subscribe");
+    Encoder::bare(&mut frames, Op::Ping);
+    client.send_all(&frames, &mut shards[..1]);
+    // Only shard 0 runs: shard 1 never acknowledges the new interest, so the
+    // pong waits behind the barrier.
+    let mut pongs = 0;
+    for _ in 0..1_000 {
+        shards[0].pass().expect("pass");
+        pongs += client.count_frames(Op::Pong);
+    }
+    assert_eq!(pongs, 0, "the pong must wait for shard 1's acknowledgement");
+    // Shard 1 dies: shard 0 stops waiting for it.
+    shards[0].shared.mark_dead(1);
+    pump_until(&mut shards[..1], &mut client, Op::Pong, 1);
+    assert_eq!(shards[0].outboxes[1].len(), 0, "nothing is kept for a dead shard");
 }
