@@ -60,6 +60,15 @@ pub enum ClientError {
     SubscriptionClosed,
 }
 
+/// The result of `close()` from the result of its final flush: a connection
+/// that was already closed by this client closes fine.
+pub(crate) fn close_result(flushed: Result<(), ClientError>) -> Result<(), ClientError> {
+    match flushed {
+        Err(ClientError::Closed) => Ok(()),
+        other => other,
+    }
+}
+
 impl ClientError {
     /// The protocol error code of a [`ClientError::Server`], if this version knows it.
     pub fn server_code(&self) -> Option<ErrorCode> {

@@ -233,6 +233,11 @@ impl Connections {
         Some(connection)
     }
 
+    /// Every live connection.
+    pub fn iter(&self) -> impl Iterator<Item = &Connection> {
+        self.slots.iter().flatten()
+    }
+
     /// Keys of every live connection.
     pub fn keys(&self) -> Vec<ConnectionKey> {
         self.slots.iter().flatten().map(|connection| connection.key).collect()

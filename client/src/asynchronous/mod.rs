@@ -237,10 +237,7 @@ impl AsyncClient {
             Err(error) => Err(error),
         };
         self.shared.shut_down(ClientError::Closed);
-        match flushed {
-            Err(ClientError::Closed) => Ok(()),
-            other => other,
-        }
+        crate::error::close_result(flushed)
     }
 
     fn acknowledgement(&self) -> (Option<Done>, Option<Answer<()>>) {

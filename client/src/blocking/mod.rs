@@ -193,10 +193,7 @@ impl Client {
             Err(error) => Err(error),
         };
         self.shared.shut_down(ClientError::Closed);
-        match flushed {
-            Err(ClientError::Closed) => Ok(()),
-            other => other,
-        }
+        crate::error::close_result(flushed)
     }
 
     /// An acknowledgement channel in ack mode; nothing otherwise.
