@@ -71,6 +71,10 @@ pub struct Statistics {
     pub unmatched_responses: u64,
     /// Messages delivered to subscriptions and requests.
     pub messages_delivered: u64,
+    /// Set when the server announced a graceful shutdown (a Draining frame):
+    /// the milliseconds within which it said it would close the connection.
+    /// Publishes sent after it are not delivered; reconnect elsewhere.
+    pub server_draining_within_ms: Option<u64>,
 }
 
 struct SubscriptionEntry<S> {
@@ -204,6 +208,9 @@ impl<C: Channels> ConnectionState<C> {
                 Some(None) => {}
                 None => return self.fail_with(ClientError::Protocol("Ok without a frame to acknowledge".to_owned())),
             },
+            Frame::Draining { close_within_ms } => {
+                self.statistics.server_draining_within_ms = Some(close_within_ms);
+            }
             Frame::Error(error) => {
                 let error = ClientError::Server { code: error.code, message: error.message };
                 // In ack mode the Error answers the oldest unacknowledged frame.

@@ -114,6 +114,17 @@ fn acknowledgements_answer_the_oldest_frame_and_error_poisons() {
 }
 
 #[test]
+fn a_draining_notice_is_recorded_and_the_connection_stays_usable() {
+    let mut state = state(false);
+    let (_id, messages) = subscribe(&mut state, 8);
+    assert_eq!(state.statistics().server_draining_within_ms, None);
+    state.handle_frame(Frame::Draining { close_within_ms: 5_000 }).expect("draining is not an error");
+    assert_eq!(state.statistics().server_draining_within_ms, Some(5_000));
+    assert!(state.usable().is_ok(), "deliveries already queued must still arrive");
+    drop(messages);
+}
+
+#[test]
 fn an_error_frame_poisons_the_connection() {
     let mut state = state(false);
     let (id, messages) = subscribe(&mut state, 8);

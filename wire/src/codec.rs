@@ -137,6 +137,11 @@ pub enum Frame {
     Pong,
     Ok,
     Error(ErrorFrame),
+    /// The server is draining: it reads nothing more from this connection,
+    /// writes what is queued, and closes it within `close_within_ms`.
+    Draining {
+        close_within_ms: u64,
+    },
 }
 
 fn invalid(table: &'static str, error: flatbuffers::InvalidFlatbuffer) -> WireError {
@@ -252,6 +257,7 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
         Op::Ping => Frame::Ping,
         Op::Pong => Frame::Pong,
         Op::Ok => Frame::Ok,
+        Op::Draining => Frame::Draining { close_within_ms: header.tag },
         Op::Hello => {
             let hello =
                 flatbuffers::root_with_opts::<schema::Hello>(&options, meta).map_err(|e| invalid("Hello", e))?;

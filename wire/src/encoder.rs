@@ -242,7 +242,16 @@ impl Encoder {
                 Ok(())
             }
             Frame::Error(error) => self.error_with_raw_code(out, error.code, &error.message),
+            Frame::Draining { close_within_ms } => {
+                Encoder::draining(out, *close_within_ms);
+                Ok(())
+            }
         }
+    }
+
+    /// A Draining notice: the tag carries the milliseconds until the close.
+    pub fn draining(out: &mut BytesMut, close_within_ms: u64) {
+        out.put_slice(&FrameHeader { body_len: 0, op: Op::Draining, meta_len: 0, tag: close_within_ms }.to_bytes());
     }
 
     /// Ping, Pong and Ok carry nothing but the header.

@@ -8,7 +8,8 @@
 //!      4    1 op         see [`Op`]
 //!      5    1 flags      must be 0 in version 1
 //!      6    2 meta_len   bytes of the flatbuffer part (0 for ops without one)
-//!      8    8 tag        Deliver: the subscription id; every other op: 0
+//!      8    8 tag        Deliver: the subscription id; Draining: milliseconds
+//!                        until the server closes; every other op: 0
 //! ```
 //!
 //! Invariants: `check` never allocates and never panics, whatever the bytes;
@@ -36,6 +37,9 @@ pub enum Op {
     Pong = 8,
     Ok = 9,
     Error = 10,
+    /// Server -> client: the server is shutting down; the header's tag holds
+    /// the milliseconds until it closes the connection.
+    Draining = 11,
 }
 
 impl Op {
@@ -52,13 +56,14 @@ impl Op {
             8 => Op::Pong,
             9 => Op::Ok,
             10 => Op::Error,
+            11 => Op::Draining,
             _ => return None,
         })
     }
 
     /// Whether frames of this op carry a flatbuffer meta part.
     pub fn has_meta(self) -> bool {
-        !matches!(self, Op::Ping | Op::Pong | Op::Ok)
+        !matches!(self, Op::Ping | Op::Pong | Op::Ok | Op::Draining)
     }
 
     /// Whether frames of this op may carry a payload after the meta.
@@ -169,7 +174,7 @@ pub fn parse_header(buffer: &[u8]) -> Result<FrameHeader, WireError> {
     if !op.has_payload() && u32::from(meta_len) != body_len {
         return Err(WireError::MalformedFrame("this op carries no payload"));
     }
-    if op != Op::Deliver && tag != 0 {
+    if !matches!(op, Op::Deliver | Op::Draining) && tag != 0 {
         return Err(WireError::MalformedFrame("tag must be 0 for this op"));
     }
     Ok(FrameHeader { body_len, op, meta_len, tag })

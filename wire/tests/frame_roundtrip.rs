@@ -140,6 +140,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         Just(Frame::Ping),
         Just(Frame::Pong),
         Just(Frame::Ok),
+        any::<u64>().prop_map(|close_within_ms| Frame::Draining { close_within_ms }),
         error(),
     ]
 }

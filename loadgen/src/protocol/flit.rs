@@ -105,7 +105,7 @@ impl Protocol for FlitProtocol {
                     }))
                 }
                 Frame::Pong => return Ok(Some(Inbound::Pong)),
-                Frame::Ok => {}
+                Frame::Ok | Frame::Draining { .. } => {}
                 Frame::Error(refused) => {
                     return Ok(Some(Inbound::Error(format!("error {}: {}", refused.code, refused.message))))
                 }
