@@ -94,6 +94,12 @@ pub struct Connection {
     pub peer_closed: bool,
     /// Closing because of an error frame: nothing more is written after it.
     pub error_sent: bool,
+    /// Deliveries in `write_buffer` since it was last empty, and when the
+    /// oldest of them was read (for the in-router latency histogram).
+    pub deliveries_pending: u32,
+    pub oldest_delivery_received_at_nanos: u64,
+    /// `write_buffer.len()` as last added into the shard's pending-bytes gauge.
+    pub pending_bytes_reported: usize,
 }
 
 impl Connection {
@@ -116,6 +122,9 @@ impl Connection {
             peer_hung_up: false,
             peer_closed: false,
             error_sent: false,
+            deliveries_pending: 0,
+            oldest_delivery_received_at_nanos: 0,
+            pending_bytes_reported: 0,
         }
     }
 
@@ -144,6 +153,8 @@ impl Connection {
     /// rest of a frame already partly written (so the stream stays parseable).
     pub fn discard_unsent_frames(&mut self) {
         self.write_buffer.truncate(self.partial_frame_bytes);
+        // They will never be written, so they take no part in the latency.
+        self.deliveries_pending = 0;
     }
 
     /// Frees buffers that are empty but hold a lot of memory.

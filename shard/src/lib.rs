@@ -24,7 +24,9 @@
 //! - [`mesh`]: cross-shard queues, the routed message type, wakers.
 //! - [`interest`]: which shards want which subjects; queue-group picks.
 //! - [`trie`]: the subject matcher; [`subscriptions`]: local subscriptions.
-//! - [`connection`]: per-connection state; [`config`], [`error`], [`stats`].
+//! - [`connection`]: per-connection state; [`config`], [`error`].
+//! - [`metrics`]: live per-shard counters (single-writer atomics) read by the
+//!   metrics endpoint; [`stats`]: the same counters as plain numbers.
 //!
 //! The routing core (`shard::routing`, `interest`, `subscriptions`) handles
 //! [`mesh::RoutedMessage`], not wire frames, so another protocol front end can
@@ -35,7 +37,9 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod interest;
+pub mod log_limit;
 pub mod mesh;
+pub mod metrics;
 pub mod ring;
 pub mod server;
 mod shard;
@@ -45,5 +49,6 @@ pub mod trie;
 
 pub use config::{IdleStrategy, ServerConfig};
 pub use error::{ShardError, StartError};
+pub use metrics::ShardMetrics;
 pub use server::{available_cores, Server};
 pub use stats::ShardStats;

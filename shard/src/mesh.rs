@@ -20,6 +20,7 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use std::ops::Range;
 
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use flit_wire::PublishParts;
 
 use crate::interest::QueuePicks;
+use crate::metrics::ShardMetrics;
 
 /// A message routed inside the router, independent of any wire protocol.
 ///
@@ -43,6 +45,9 @@ pub struct RoutedMessage {
     payload: Range<u32>,
     /// 0, or a status such as 503 (no responders).
     pub status: u16,
+    /// When the router read it: nanoseconds since [`SharedState::epoch`]
+    /// (feeds the in-router latency histogram).
+    pub received_at_nanos: u64,
 }
 
 fn narrow(range: Range<usize>) -> Range<u32> {
@@ -64,6 +69,7 @@ impl RoutedMessage {
             headers: parts.headers.map(narrow),
             payload: narrow(parts.payload),
             status: 0,
+            received_at_nanos: 0,
         }
     }
 
@@ -78,6 +84,7 @@ impl RoutedMessage {
             headers: None,
             payload: length..length,
             status,
+            received_at_nanos: 0,
         }
     }
 
@@ -198,21 +205,30 @@ pub struct SharedState {
     /// stop sending to it and stop waiting for its acknowledgements, so one
     /// failed shard does not freeze the rest of the router.
     pub dead_shards: AtomicU64,
+    /// Each shard's live counters (written by that shard only; see metrics.rs).
+    pub metrics: Vec<Arc<ShardMetrics>>,
+    /// The zero of every shard's timestamps, so they compare across shards.
+    pub epoch: Instant,
 }
 
 impl SharedState {
     pub fn new(wakers: Vec<Waker>) -> SharedState {
+        let shard_count = wakers.len();
         SharedState {
             wakers,
             stop: AtomicBool::new(false),
             shards_with_empty_outboxes: AtomicU64::new(0),
             dead_shards: AtomicU64::new(0),
+            metrics: (0..shard_count).map(|_| Arc::new(ShardMetrics::default())).collect(),
+            epoch: Instant::now(),
         }
     }
 
     /// Marks `shard` dead and wakes every other shard so they notice.
     pub fn mark_dead(&self, shard: usize) {
         self.dead_shards.fetch_or(1 << shard, Ordering::SeqCst);
+        self.metrics[shard].up.set(0);
+        self.metrics[shard].accepting.set(0);
         self.shards_with_empty_outboxes.fetch_or(1 << shard, Ordering::SeqCst);
         for waker in &self.wakers {
             waker.wake();

@@ -135,6 +135,26 @@ impl Server {
         self.local_address
     }
 
+    /// Every shard's live counters, indexed by shard (for the metrics endpoint).
+    pub fn metrics(&self) -> Vec<Arc<crate::metrics::ShardMetrics>> {
+        self.shared.metrics.clone()
+    }
+
+    /// The zero of the shards' timestamps (see `ShardMetrics::stretch_started_nanos`).
+    pub fn epoch(&self) -> std::time::Instant {
+        self.shared.epoch
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shared.metrics.len()
+    }
+
+    /// Whether a stop was asked for (the server is draining or stopped).
+    pub fn stopping(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
     /// Asks every shard to drain and stop. Returns at once.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -175,7 +195,7 @@ fn run_shard(
         // Pinning is best effort: a container may forbid it. The shard still
         // runs, only without the cache and scheduling benefits.
         if !core_affinity::set_for_current(core) {
-            eprintln!("flit: shard {id}: could not pin to core {}", core.id);
+            tracing::warn!(shard = id, core = core.id, "could not pin the shard to its core; running unpinned");
         }
     }
     let shard = match Ring::new().and_then(|ring| Shard::new(parts, ring)) {
@@ -192,8 +212,10 @@ fn run_shard(
     // to it and stop waiting for it (see SharedState::dead_shards).
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.run()))
         .unwrap_or(Err(ShardError::Panicked { shard: id }));
-    if result.is_err() {
+    if let Err(error) = &result {
+        tracing::error!(shard = id, %error, "shard stopped by a failure; the others go on without it");
         shared.mark_dead(id);
     }
+    shared.metrics[id].up.set(0);
     result
 }

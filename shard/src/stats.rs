@@ -1,6 +1,5 @@
-//! Per-shard counters. Plain integers owned by the shard's thread: nothing on
-//! the message path is shared or atomic. They are returned when the shard
-//! stops (and printed by the binary); live export is the metrics issue's job.
+//! Per-shard counters as plain numbers: a snapshot of [`crate::metrics::ShardMetrics`],
+//! returned when a shard stops (and printed by the binary at exit).
 
 use std::fmt;
 

@@ -84,8 +84,10 @@ impl Shard {
     }
 
     fn on_publish(&mut self, key: ConnectionKey, frame: Bytes, parts: PublishParts) {
-        self.stats.messages_in += 1;
-        self.route_message(RoutedMessage::from_publish(frame, parts));
+        self.metrics.messages_in.add(1);
+        let mut message = RoutedMessage::from_publish(frame, parts);
+        message.received_at_nanos = self.read_pass_nanos;
+        self.route_message(message);
         self.acknowledge(key, false);
     }
 
@@ -151,7 +153,7 @@ impl Shard {
             return;
         }
         if connection.deferred_replies.len() >= DEFERRED_REPLIES_MAX {
-            self.stats.slow_consumer_evictions += 1;
+            self.metrics.slow_consumer_evictions.add(1);
             let message = format!("more than {DEFERRED_REPLIES_MAX} replies waiting");
             return self.begin_close(key, Some((ErrorCode::SlowConsumer, &message)));
         }
@@ -210,6 +212,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Ping => "Ping",
         Frame::Pong => "Pong",
         Frame::Ok => "Ok",
+        Frame::Draining { .. } => "Draining",
         Frame::Error(_) => "Error",
     }
 }

@@ -23,6 +23,8 @@ use flit_wire::{check, decode, decode_publish, Check, ErrorCode, Op};
 use super::dispatch::Incoming;
 use super::Shard;
 use crate::connection::{Connection, ConnectionKey, ConnectionState};
+use crate::log_limit::ShardLogLimits;
+use crate::metrics::ShardMetrics;
 use crate::ring::{Completion, Token};
 
 /// Most bytes read from one connection in one pass.
@@ -62,14 +64,14 @@ impl Shard {
                 Err(error) => {
                     // EMFILE and friends: keep serving the connections we
                     // have, try again after a pause, log at most once a second.
-                    self.stats.accept_errors += 1;
+                    self.metrics.accept_errors.add(1);
                     self.listener_ready = false;
                     let now = Instant::now();
                     self.accept_retry_at = Some(now + ACCEPT_RETRY_INTERVAL);
                     if self.accept_error_logged_at.is_none_or(|at| now.duration_since(at) >= ACCEPT_ERROR_LOG_INTERVAL)
                     {
                         self.accept_error_logged_at = Some(now);
-                        eprintln!("flit: shard {}: accept failed, retrying: {error}", self.id);
+                        tracing::warn!(shard = self.id, %error, "accept failed; serving existing connections, retrying");
                     }
                     return Ok(());
                 }
@@ -84,7 +86,17 @@ impl Shard {
             return Ok(());
         }
         if self.connections.len() >= self.config.connections_per_shard_max {
-            self.stats.connections_refused += 1;
+            self.metrics.connections_refused.add(1);
+            self.metrics.count_error(ErrorCode::TooManyConnections);
+            if let Some(suppressed) = self.log_limits.limits.admit(Instant::now()) {
+                let limit = self.config.connections_per_shard_max;
+                tracing::warn!(
+                    shard = self.id,
+                    limit,
+                    suppressed,
+                    "connection refused: connections_per_shard_max reached"
+                );
+            }
             let mut frame = bytes::BytesMut::new();
             let _ = self.encoder.error(&mut frame, ErrorCode::TooManyConnections, "connection limit reached");
             let _ = (&stream).write(&frame);
@@ -92,7 +104,14 @@ impl Shard {
         }
         let fd = stream.as_raw_fd();
         let key = self.connections.insert(|key| Connection::new(key, stream));
-        self.stats.connections_accepted += 1;
+        self.metrics.connections_accepted.add(1);
+        self.metrics.connections.set(self.connections.len() as u64);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            if let Some(suppressed) = self.log_limits.connections.admit(Instant::now()) {
+                let peer = self.connections.get(key).and_then(|connection| connection.stream.peer_addr().ok());
+                tracing::debug!(shard = self.id, connection = key, ?peer, suppressed, "connection opened");
+            }
+        }
         self.ring.poll_readable(fd, Token::Readable(key))
     }
 
@@ -134,6 +153,9 @@ impl Shard {
     /// Reads and handles frames from ready connections; true if any were read.
     pub(super) fn read_ready_connections(&mut self) -> std::io::Result<bool> {
         let mut did_work = false;
+        if !self.ready.is_empty() {
+            self.read_pass_nanos = self.now_nanos();
+        }
         for _ in 0..self.ready.len() {
             if self.outboxes.iter().any(|outbox| !outbox.is_empty()) || self.draining_since.is_some() {
                 break;
@@ -201,7 +223,7 @@ impl Shard {
             }
         };
         connection.read_buffer.extend_from_slice(&self.read_scratch[..read]);
-        self.stats.bytes_in += read as u64;
+        self.metrics.bytes_in.add(read as u64);
         ReadOutcome::Data { bytes: read, filled_chunk: read == self.read_scratch.len() }
     }
 
@@ -266,17 +288,21 @@ impl Shard {
             return true;
         }
         match connection.write_out() {
-            Ok(written) => self.stats.bytes_out += written as u64,
+            Ok(written) => self.metrics.bytes_out.add(written as u64),
             Err(_) => {
                 self.finish_close(key);
                 return false;
             }
         }
+        let now_nanos = self.now_nanos();
+        if let Some(connection) = self.connections.get_mut(key) {
+            account_write(connection, &self.metrics, &mut self.pending_bytes_total, now_nanos);
+        }
         let Some(connection) = self.connections.get(key) else { return false };
         if connection.write_buffer.len() <= limit {
             return true;
         }
-        self.stats.slow_consumer_evictions += 1;
+        self.metrics.slow_consumer_evictions.add(1);
         let message = format!("more than {limit} bytes pending");
         self.begin_close(key, Some((ErrorCode::SlowConsumer, &message)));
         false
@@ -284,7 +310,7 @@ impl Shard {
 
     /// Sends an error frame and starts closing the connection.
     pub(super) fn protocol_error(&mut self, key: ConnectionKey, code: ErrorCode, message: &str) {
-        self.stats.protocol_errors += 1;
+        self.metrics.protocol_errors.add(1);
         self.begin_close(key, Some((code, message)));
     }
 
@@ -300,6 +326,8 @@ impl Shard {
         connection.close_deadline = Some(Instant::now() + CLOSE_LINGER);
         connection.error_sent = error.is_some();
         if let Some((code, message)) = error {
+            self.metrics.count_error(code);
+            log_close(&mut self.log_limits, self.id, key, code, message);
             if code == ErrorCode::SlowConsumer {
                 // The client is not reading: what is queued will not arrive
                 // in time anyway, and keeping it costs pending_bytes_max.
@@ -359,13 +387,20 @@ impl Shard {
         }
         self.remove_connection_subscriptions(key);
         let Some(connection) = self.connections.remove(key) else { return };
+        self.pending_bytes_total -= connection.pending_bytes_reported;
+        self.metrics.pending_bytes.set(self.pending_bytes_total as u64);
+        self.metrics.connections.set(self.connections.len() as u64);
+        if tracing::enabled!(tracing::Level::DEBUG) && self.log_limits.connections.admit(Instant::now()).is_some() {
+            let reason = if connection.error_sent { "after an error frame" } else { "peer closed or write failed" };
+            tracing::debug!(shard = self.id, connection = key, reason, "connection closed");
+        }
         let _ = self.ring.cancel(Token::Readable(key));
         if connection.waiting_writable {
             let _ = self.ring.cancel(Token::Writable(key));
         }
         self.closing.retain(|closing| *closing != key);
         self.barrier_waiters.retain(|waiter| *waiter != key);
-        self.stats.connections_closed += 1;
+        self.metrics.connections_closed.add(1);
         drop(connection);
     }
 
@@ -373,13 +408,15 @@ impl Shard {
     pub(super) fn write_dirty_connections(&mut self) -> std::io::Result<bool> {
         let mut did_work = false;
         let dirty = std::mem::take(&mut self.dirty);
+        // One clock read per pass, shared by every connection written in it.
+        let now_nanos = if dirty.is_empty() { 0 } else { self.now_nanos() };
         for key in &dirty {
             let Some(connection) = self.connections.get_mut(*key) else { continue };
             connection.in_dirty_list = false;
             if !connection.write_buffer.is_empty() {
                 did_work = true;
                 match connection.write_out() {
-                    Ok(written) => self.stats.bytes_out += written as u64,
+                    Ok(written) => self.metrics.bytes_out.add(written as u64),
                     Err(_) => {
                         self.finish_close(*key);
                         continue;
@@ -387,6 +424,7 @@ impl Shard {
                 }
             }
             let Some(connection) = self.connections.get_mut(*key) else { continue };
+            account_write(connection, &self.metrics, &mut self.pending_bytes_total, now_nanos);
             if !connection.write_buffer.is_empty() {
                 if !connection.waiting_writable {
                     connection.waiting_writable = true;
@@ -408,6 +446,9 @@ impl Shard {
             }
         }
         let mut dirty = dirty;
+        if !dirty.is_empty() {
+            self.metrics.pending_bytes.set(self.pending_bytes_total as u64);
+        }
         dirty.clear();
         if self.dirty.is_empty() {
             self.dirty = dirty;
@@ -415,15 +456,77 @@ impl Shard {
         Ok(did_work)
     }
 
+    /// Drain begins: every client is told, once, before anything else is
+    /// queued for it, so it can stop publishing and find another server.
+    pub(super) fn announce_drain(&mut self) {
+        let close_within_ms = self.config.shutdown_flush_timeout.as_millis() as u64;
+        for key in self.connections.keys() {
+            let Some(connection) = self.connections.get_mut(key) else { continue };
+            // Before its Welcome a client expects nothing else; it gets the
+            // shutting_down error at the close instead.
+            if connection.state != ConnectionState::Open {
+                continue;
+            }
+            flit_wire::Encoder::draining(&mut connection.write_buffer, close_within_ms);
+            self.mark_dirty(key);
+        }
+    }
+
     /// Shutdown: tells every client why, writes what it can, closes all.
     pub(super) fn close_all_for_shutdown(&mut self) {
         for key in self.connections.keys() {
             let Some(connection) = self.connections.get_mut(key) else { continue };
             let _ = self.encoder.error(&mut connection.write_buffer, ErrorCode::ShuttingDown, "server shutting down");
+            self.metrics.count_error(ErrorCode::ShuttingDown);
             let _ = connection.write_out();
             let _ = connection.stream.shutdown(Shutdown::Write);
-            self.stats.connections_closed += 1;
+            self.metrics.connections_closed.add(1);
         }
         self.connections = Default::default();
+        self.pending_bytes_total = 0;
+        self.metrics.pending_bytes.set(0);
+        self.metrics.connections.set(0);
     }
+}
+
+/// One line, rate-limited by kind, for a connection closed with an error.
+fn log_close(limits: &mut ShardLogLimits, shard: usize, key: ConnectionKey, code: ErrorCode, message: &str) {
+    let now = Instant::now();
+    let code_name = code.name();
+    match code {
+        ErrorCode::SlowConsumer => {
+            if let Some(suppressed) = limits.evictions.admit(now) {
+                tracing::warn!(
+                    shard,
+                    connection = key,
+                    code = code_name,
+                    suppressed,
+                    "slow consumer evicted: {message}"
+                );
+            }
+        }
+        ErrorCode::TooManySubscriptions | ErrorCode::TooManyConnections => {
+            if let Some(suppressed) = limits.limits.admit(now) {
+                tracing::warn!(shard, connection = key, code = code_name, suppressed, "limit reached: {message}");
+            }
+        }
+        _ => {
+            if let Some(suppressed) = limits.client_errors.admit(now) {
+                tracing::info!(shard, connection = key, code = code_name, suppressed, "closing connection: {message}");
+            }
+        }
+    }
+}
+
+/// After a write: feeds the latency histogram once the buffer is empty, and
+/// brings the shard's pending-bytes total up to date for this connection.
+fn account_write(connection: &mut Connection, metrics: &ShardMetrics, pending_bytes_total: &mut usize, now_nanos: u64) {
+    if connection.write_buffer.is_empty() && connection.deliveries_pending > 0 {
+        let waited = now_nanos.saturating_sub(connection.oldest_delivery_received_at_nanos);
+        metrics.in_router_latency.record(waited, u64::from(connection.deliveries_pending));
+        connection.deliveries_pending = 0;
+    }
+    let pending = connection.write_buffer.len();
+    *pending_bytes_total = *pending_bytes_total - connection.pending_bytes_reported + pending;
+    connection.pending_bytes_reported = pending;
 }

@@ -32,6 +32,7 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flit_wire::{Encoder, Limits};
@@ -41,7 +42,9 @@ use crate::config::{IdleStrategy, ServerConfig};
 use crate::connection::{ConnectionKey, Connections};
 use crate::error::ShardError;
 use crate::interest::{GroupKey, InterestTable, Route, ShardMask};
+use crate::log_limit::ShardLogLimits;
 use crate::mesh::{MeshEnds, MeshMessage, Shared};
+use crate::metrics::ShardMetrics;
 use crate::ring::{Completion, Ring, Token};
 use crate::stats::ShardStats;
 use crate::subscriptions::Subscriptions;
@@ -103,7 +106,16 @@ pub struct Shard {
     expired_slots: Vec<u32>,
     delivery_meta: DeliveryMetaCache,
     group_cursors: HashMap<GroupKey, u32>,
-    stats: ShardStats,
+    /// This shard's live counters; it is their only writer.
+    metrics: Arc<ShardMetrics>,
+    /// The zero of message timestamps, shared by all shards.
+    epoch: Instant,
+    /// When the current pass started reading sockets (nanoseconds since
+    /// `epoch`): the receive time of every message read in it.
+    read_pass_nanos: u64,
+    /// Sum of `pending_bytes_reported` over connections.
+    pending_bytes_total: usize,
+    log_limits: ShardLogLimits,
 }
 
 /// What [`Shard::new`] needs beyond the configuration.
@@ -122,6 +134,8 @@ impl Shard {
     pub fn new(parts: ShardParts, ring: Ring) -> std::io::Result<Shard> {
         let shard_count = parts.config.shards;
         let limits = Limits { payload_bytes_max: parts.config.payload_bytes_max };
+        let shard_metrics = parts.shared.metrics[parts.id].clone();
+        let epoch = parts.shared.epoch;
         let mut acknowledged_epochs = vec![0; shard_count];
         acknowledged_epochs[parts.id] = u64::MAX;
         let mut shard = Shard {
@@ -159,19 +173,32 @@ impl Shard {
             expired_slots: Vec::new(),
             delivery_meta: DeliveryMetaCache::default(),
             group_cursors: HashMap::new(),
-            stats: ShardStats::default(),
+            metrics: shard_metrics,
+            epoch,
+            read_pass_nanos: 0,
+            pending_bytes_total: 0,
+            log_limits: ShardLogLimits::default(),
             config: parts.config,
         };
         let listener_fd = shard.listener.as_ref().map(|listener| listener.as_raw_fd()).expect("listener is set");
         shard.ring.poll_readable(listener_fd, Token::Listener)?;
         shard.ring.poll_readable(shard.wake_pipe.as_raw_fd(), Token::WakePipe)?;
         shard.ring.submit()?;
+        // Up and accepting before the server reports ready, so /readyz is
+        // true as soon as the ready line is printed.
+        shard.metrics.up.set(1);
+        shard.metrics.accepting.set(1);
         Ok(shard)
     }
 
     /// Runs until shutdown; returns the shard's counters.
     pub fn run(mut self) -> Result<ShardStats, ShardError> {
         let mut last_work = Instant::now();
+        // Busy and idle time are added up at each change between the two,
+        // from clock reads the loop makes anyway (no extra read per pass).
+        let mut segment_started = last_work;
+        let mut segment_busy = true;
+        self.publish_stretch(segment_started, true);
         loop {
             let did_work = self.pass().map_err(|source| ShardError::Ring { shard: self.id, source })?;
             if self.draining_since.is_some()
@@ -183,11 +210,23 @@ impl Shard {
             }
             if self.draining_since.is_some() && self.drain_finished() {
                 self.close_all_for_shutdown();
-                return Ok(self.stats);
+                self.metrics.up.set(0);
+                return Ok(self.metrics.snapshot());
             }
             if did_work {
                 last_work = Instant::now();
+                if !segment_busy {
+                    self.metrics.idle_nanoseconds.add(nanos_between(segment_started, last_work));
+                    (segment_started, segment_busy) = (last_work, true);
+                    self.publish_stretch(segment_started, true);
+                }
                 continue;
+            }
+            if segment_busy {
+                let now = Instant::now();
+                self.metrics.busy_nanoseconds.add(nanos_between(segment_started, now));
+                (segment_started, segment_busy) = (now, false);
+                self.publish_stretch(segment_started, false);
             }
             self.idle(&mut last_work).map_err(|source| ShardError::Ring { shard: self.id, source })?;
         }
@@ -318,8 +357,22 @@ impl Shard {
         self.mesh.inbound.iter().flatten().any(|consumer| !consumer.is_empty())
     }
 
+    /// Tells the metrics reader where the stretch in progress began.
+    fn publish_stretch(&self, started: Instant, busy: bool) {
+        let started_nanos = started.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.metrics.stretch_started_nanos.set(started_nanos);
+        self.metrics.stretch_busy.set(u64::from(busy));
+    }
+
+    /// Nanoseconds since the shared epoch: message receive and write times.
+    fn now_nanos(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
     fn begin_drain(&mut self) {
         self.draining_since = Some(Instant::now());
+        self.metrics.accepting.set(0);
+        self.announce_drain();
         if let Some(listener) = self.listener.take() {
             // Cancel first: the poll holds the socket until cancelled.
             let _ = self.ring.cancel(Token::Listener);
@@ -343,4 +396,8 @@ impl Shard {
         let writes_done = self.connections.iter().all(|connection| connection.write_buffer.is_empty());
         all_outboxes_empty && writes_done && !self.mesh_has_input()
     }
+}
+
+fn nanos_between(earlier: Instant, later: Instant) -> u64 {
+    later.saturating_duration_since(earlier).as_nanos() as u64
 }

@@ -25,8 +25,9 @@ impl Shard {
         self.interest.route(message.subject(), &mut self.route);
         if self.route.targets == 0 {
             if let Some(reply) = message.reply() {
-                self.stats.no_responders += 1;
-                let status = RoutedMessage::status(reply, STATUS_NO_RESPONDERS);
+                self.metrics.no_responders.add(1);
+                let mut status = RoutedMessage::status(reply, STATUS_NO_RESPONDERS);
+                status.received_at_nanos = message.received_at_nanos;
                 // The status message has no reply subject, so this recursion
                 // ends after one level.
                 self.route_message(status);
@@ -67,12 +68,12 @@ impl Shard {
         for slot in &matched {
             let Some(subscription) = self.subscriptions.get(*slot) else { continue };
             if subscription.queue.is_none() {
-                self.deliver_to(*slot, message.payload());
+                self.deliver_to(*slot, message);
             } else if queue_picks.contains(&subscription.group_key) {
                 self.queue_candidates.push((subscription.group_key, *slot));
             }
         }
-        self.deliver_to_queue_members(queue_picks, message.payload());
+        self.deliver_to_queue_members(queue_picks, message);
         self.matched_slots = matched;
         for slot in std::mem::take(&mut self.expired_slots) {
             self.remove_subscription(slot);
@@ -80,7 +81,7 @@ impl Shard {
     }
 
     /// One member per picked group, rotating through the local members.
-    fn deliver_to_queue_members(&mut self, queue_picks: &QueuePicks, payload: &[u8]) {
+    fn deliver_to_queue_members(&mut self, queue_picks: &QueuePicks, message: &RoutedMessage) {
         if queue_picks.is_empty() {
             return;
         }
@@ -95,20 +96,20 @@ impl Shard {
             let members = candidates[start..].iter().take_while(|(key, _)| key == group).count();
             if members == 0 {
                 // The member that made this shard a target left meanwhile.
-                self.stats.queue_group_misses += 1;
+                self.metrics.queue_group_misses.add(1);
                 continue;
             }
             let cursor = self.group_cursors.entry(*group).or_insert(0);
             let (_, slot) = candidates[start + *cursor as usize % members];
             *cursor = cursor.wrapping_add(1);
-            self.deliver_to(slot, payload);
+            self.deliver_to(slot, message);
         }
         candidates.clear();
         self.queue_candidates = candidates;
     }
 
     /// Appends one Deliver frame to the subscriber's write buffer.
-    fn deliver_to(&mut self, slot: u32, payload: &[u8]) {
+    fn deliver_to(&mut self, slot: u32, message: &RoutedMessage) {
         let Some(subscription) = self.subscriptions.get_mut(slot) else { return };
         let key = subscription.connection;
         let subscription_id = subscription.subscription_id;
@@ -119,8 +120,13 @@ impl Shard {
             }
         }
         let Some(connection) = self.connections.get_mut(key) else { return };
-        let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, self.delivery_meta.meta(), payload);
-        self.stats.deliveries += 1;
+        let meta = self.delivery_meta.meta();
+        let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, meta, message.payload());
+        if connection.deliveries_pending == 0 {
+            connection.oldest_delivery_received_at_nanos = message.received_at_nanos;
+        }
+        connection.deliveries_pending = connection.deliveries_pending.saturating_add(1);
+        self.metrics.deliveries.add(1);
         self.mark_dirty(key);
         self.enforce_pending_limit(key);
     }
@@ -136,6 +142,7 @@ impl Shard {
         };
         let (slot, change) =
             self.subscriptions.add(key, subscribe.subscription_id, subscribe.pattern.clone(), subscribe.queue.clone());
+        self.metrics.subscriptions.set(self.subscriptions.len() as u64);
         if let Some(connection) = self.connections.get_mut(key) {
             connection.subscriptions.insert(subscribe.subscription_id, slot);
         }
@@ -150,6 +157,7 @@ impl Shard {
 
     pub(super) fn remove_subscription(&mut self, slot: u32) {
         let Some((subscription, change)) = self.subscriptions.remove(slot) else { return };
+        self.metrics.subscriptions.set(self.subscriptions.len() as u64);
         if let Some(connection) = self.connections.get_mut(subscription.connection) {
             connection.subscriptions.remove(&subscription.subscription_id);
         }
@@ -187,10 +195,10 @@ impl Shard {
     pub(super) fn send_to_shard(&mut self, target: usize, message: MeshMessage) {
         if self.known_dead_shards & (1 << target) != 0 {
             // Nobody will take it: at-most-once, counted.
-            self.stats.mesh_messages_to_dead_shards += 1;
+            self.metrics.mesh_messages_to_dead_shards.add(1);
             return;
         }
-        self.stats.mesh_messages_sent += 1;
+        self.metrics.mesh_messages_sent.add(1);
         self.targets_to_wake |= 1 << target;
         if !self.outboxes[target].is_empty() {
             self.outboxes[target].push_back(message);
@@ -198,7 +206,7 @@ impl Shard {
         }
         let producer = self.mesh.outbound[target].as_mut().expect("a queue to every other shard");
         if let Err(rtrb::PushError::Full(message)) = producer.push(message) {
-            self.stats.mesh_queue_full_events += 1;
+            self.metrics.mesh_queue_full_events.add(1);
             self.outboxes[target].push_back(message);
         }
     }
@@ -240,7 +248,7 @@ impl Shard {
                 let Some(consumer) = self.mesh.inbound[source].as_mut() else { break };
                 let Ok(message) = consumer.pop() else { break };
                 did_work = true;
-                self.stats.mesh_messages_received += 1;
+                self.metrics.mesh_messages_received.add(1);
                 self.handle_mesh_message(source, message);
             }
         }
