@@ -14,13 +14,9 @@ use flit_wire::{ErrorCode, Frame};
 /// Messages published and flushed before the signal.
 const MESSAGES: u64 = 5_000;
 
-/// The shard numbers of the `flit: shard N stopped: ...` lines, in order seen.
+/// The shard numbers of the `shard stopped` log events, in order seen.
 fn stopped_shards(stderr: &str) -> Vec<usize> {
-    stderr
-        .lines()
-        .filter_map(|line| line.strip_prefix("flit: shard ")?.split_once(" stopped: "))
-        .map(|(shard, _)| shard.parse().unwrap_or_else(|_| panic!("shard number in {stderr:?}")))
-        .collect()
+    common::shard_stopped_events(stderr).into_iter().map(|(shard, _)| shard as usize).collect()
 }
 
 /// How a raw subscriber's connection ended.
@@ -28,12 +24,14 @@ fn stopped_shards(stderr: &str) -> Vec<usize> {
 struct RawEnding {
     delivered: Vec<u64>,
     error_code: Option<u16>,
+    /// The Draining notice's `close_within_ms`, if one came.
+    draining_within_ms: Option<u64>,
 }
 
 /// Reads frames until the server closes: Deliver payloads, then at most one
 /// Error frame, then EOF. Every read is bounded by the connection's timeout.
 fn read_to_close(connection: &mut RawConnection) -> RawEnding {
-    let mut ending = RawEnding { delivered: Vec::new(), error_code: None };
+    let mut ending = RawEnding { delivered: Vec::new(), error_code: None, draining_within_ms: None };
     while let Some(frame) = connection.read_frame() {
         assert!(ending.error_code.is_none(), "a frame followed the Error frame: {frame:?}");
         match frame {
@@ -42,6 +40,10 @@ fn read_to_close(connection: &mut RawConnection) -> RawEnding {
                 ending.delivered.push(index);
             }
             Frame::Error(error) => ending.error_code = Some(error.code),
+            Frame::Draining { close_within_ms } => {
+                assert!(ending.draining_within_ms.is_none(), "a second Draining notice");
+                ending.draining_within_ms = Some(close_within_ms);
+            }
             other => panic!("unexpected frame: {other:?}"),
         }
     }

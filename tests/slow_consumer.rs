@@ -171,9 +171,9 @@ fn corruption_report(stream: &SlowStream, stream_bytes: usize, shards: usize) ->
     })
 }
 
-/// Sums `slow_consumer_evictions=N` over the `shard K stopped:` lines.
+/// Sums `slow_consumer_evictions=N` over the `shard stopped` log events.
 fn slow_consumer_evictions(stderr: &str, shards: usize) -> u64 {
-    let lines: Vec<&str> = stderr.lines().filter(|line| line.contains(" stopped: ")).collect();
+    let lines: Vec<String> = common::shard_stopped_events(stderr).into_iter().map(|(_, stats)| stats).collect();
     assert_eq!(lines.len(), shards, "one summary line per shard in stderr: {stderr}");
     lines
         .iter()

@@ -2,17 +2,17 @@
 //! the help text, the docs and the code cannot disagree.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use flit_shard::config::{
     CONNECTIONS_PER_SHARD_MAX_DEFAULT, MESH_CHANNEL_DEPTH_DEFAULT, PENDING_BYTES_MAX_DEFAULT,
     SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
 };
 use flit_wire::PAYLOAD_BYTES_MAX_DEFAULT;
 
-/// The address `flit serve` listens on and the clients connect to by default.
-pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4222";
+use crate::settings::{FileSettings, Idle, LogFormat, ShardCount, DEFAULT_ADDRESS};
 
 #[derive(Debug, Parser)]
 #[command(name = "flit", version, about = "flit: a low-latency message router")]
@@ -33,44 +33,105 @@ pub enum Command {
     Req(RequestArguments),
     /// Answer requests on a subject.
     Reply(ReplyArguments),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Show a live per-shard table from a router's metrics endpoint.
+    Stats(StatsArguments),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Idle {
-    /// Sleep when idle (after a 50 us spin).
-    Park,
-    /// Busy-poll: lowest latency, one core at 100% per shard.
-    Spin,
-}
-
+/// `flit serve` flags. Each one left out falls back to the config file, then
+/// to the default named in its help (see `flit.example.toml`).
 #[derive(Debug, Args)]
 pub struct ServeArguments {
-    /// Address to listen on; port 0 picks a free port (printed in the ready line).
-    #[arg(long, default_value = DEFAULT_ADDRESS)]
-    pub listen: SocketAddr,
-    /// Number of shards (one pinned thread each), or `auto` for one per available core.
-    #[arg(long, default_value = "auto")]
-    pub shards: String,
-    #[arg(long, value_enum, default_value_t = Idle::Park)]
-    pub idle: Idle,
-    /// Largest message payload, in bytes.
-    #[arg(long = "max-payload", default_value_t = PAYLOAD_BYTES_MAX_DEFAULT)]
-    pub payload_bytes_max: usize,
-    /// Outbound bytes queued per connection before it is evicted as a slow consumer.
-    #[arg(long = "pending-bytes-max", default_value_t = PENDING_BYTES_MAX_DEFAULT)]
-    pub pending_bytes_max: usize,
-    /// Subscriptions one connection may hold.
-    #[arg(long = "subscriptions-max", default_value_t = SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT)]
-    pub subscriptions_per_connection_max: usize,
-    /// Connections one shard may hold.
-    #[arg(long = "connections-per-shard-max", default_value_t = CONNECTIONS_PER_SHARD_MAX_DEFAULT)]
-    pub connections_per_shard_max: usize,
-    /// Depth of each cross-shard queue, in messages.
-    #[arg(long = "mesh-depth", default_value_t = MESH_CHANNEL_DEPTH_DEFAULT)]
-    pub mesh_channel_depth: usize,
+    /// TOML file holding any of the settings below (see flit.example.toml); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (printed in the ready line). [default: 127.0.0.1:4222]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Number of shards (one pinned thread each), or `auto` for one per available core. [default: auto]
+    #[arg(long)]
+    pub shards: Option<ShardCount>,
+    /// How an idle shard waits. [default: park]
+    #[arg(long, value_enum)]
+    pub idle: Option<Idle>,
+    #[arg(long = "max-payload", help = format!("Largest message payload, in bytes [default: {PAYLOAD_BYTES_MAX_DEFAULT}]"))]
+    pub payload_bytes_max: Option<usize>,
+    #[arg(long = "pending-bytes-max", help = format!(
+        "Outbound bytes queued per connection before it is evicted as a slow consumer [default: {PENDING_BYTES_MAX_DEFAULT}]"
+    ))]
+    pub pending_bytes_max: Option<usize>,
+    #[arg(long = "subscriptions-max", help = format!(
+        "Subscriptions one connection may hold [default: {SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT}]"
+    ))]
+    pub subscriptions_per_connection_max: Option<usize>,
+    #[arg(long = "connections-per-shard-max", help = format!(
+        "Connections one shard may hold [default: {CONNECTIONS_PER_SHARD_MAX_DEFAULT}]"
+    ))]
+    pub connections_per_shard_max: Option<usize>,
+    #[arg(long = "mesh-depth", help = format!(
+        "Depth of each cross-shard queue, in messages [default: {MESH_CHANNEL_DEPTH_DEFAULT}]"
+    ))]
+    pub mesh_channel_depth: Option<usize>,
+    /// On SIGTERM, how long queued deliveries may take to be written, in milliseconds. [default: 5000]
+    #[arg(long = "shutdown-flush-timeout-ms")]
+    pub shutdown_flush_timeout_ms: Option<u64>,
     /// Do not pin shard threads to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:8222). [default: off]
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Log line format on stderr. [default: human]
+    #[arg(long = "log-format", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (`info`, `debug`, `flit_shard=debug,info`); wins over FLIT_LOG and the file. [default: info]
+    #[arg(long = "log-level")]
+    pub log_level: Option<String>,
+}
+
+impl ServeArguments {
+    /// The flags given, as a settings layer to put over the file.
+    pub fn as_layer(&self) -> FileSettings {
+        let mut layer = FileSettings::default();
+        layer.server.listen = self.listen;
+        layer.server.shards = self.shards;
+        layer.server.idle = self.idle;
+        layer.server.pin_cores = self.no_pin.then_some(false);
+        layer.server.shutdown_flush_timeout_ms = self.shutdown_flush_timeout_ms;
+        layer.limits.payload_bytes_max = self.payload_bytes_max;
+        layer.limits.pending_bytes_max = self.pending_bytes_max;
+        layer.limits.subscriptions_per_connection_max = self.subscriptions_per_connection_max;
+        layer.limits.connections_per_shard_max = self.connections_per_shard_max;
+        layer.limits.mesh_channel_depth = self.mesh_channel_depth;
+        layer.metrics.listen = self.metrics;
+        layer.log.format = self.log_format;
+        layer.log.level = self.log_level.clone();
+        layer
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and validate a config file without starting; exit 0 if it is usable.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArguments {
+    /// The router's metrics address (its `--metrics` / `[metrics] listen`).
+    #[arg(long, default_value = "127.0.0.1:8222")]
+    pub server: String,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Print one table (counters since start) and exit, instead of refreshing.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Args)]

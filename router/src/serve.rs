@@ -1,70 +1,116 @@
-//! `flit serve`: start the shards, print the ready line, wait for a signal,
-//! drain, print each shard's counters, exit.
+//! `flit serve`: layer the settings (defaults, file, environment, flags),
+//! install the logger, start the shards and the metrics listener, print the
+//! ready line, wait for a signal, drain, log each shard's counters, exit.
+//!
+//! Exit codes: 0 after a clean drain; 1 when a shard failed while running;
+//! 2 when the router could not start (one line on stderr names cause and fix).
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use flit_shard::{available_cores, IdleStrategy, Server, ServerConfig};
+use flit_shard::Server;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::cli::{Idle, ServeArguments};
+use crate::cli::ServeArguments;
+use crate::metrics_http::{self, Observed};
+use crate::settings::{FileSettings, Settings};
+
+/// The environment variable holding a log filter; `--log-level` wins over it.
+pub const LOG_ENVIRONMENT_VARIABLE: &str = "FLIT_LOG";
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("flit: error: {message}");
     ExitCode::from(2)
 }
 
-fn shard_count(requested: &str) -> Result<usize, String> {
-    if requested == "auto" {
-        return Ok(available_cores().len().max(1));
+/// Defaults, then the file, then FLIT_LOG, then the flags.
+fn settings(arguments: &ServeArguments) -> Result<Settings, String> {
+    let mut layered = match &arguments.config {
+        Some(path) => FileSettings::load(path).map_err(|error| error.to_string())?,
+        None => FileSettings::default(),
+    };
+    if let Ok(level) = std::env::var(LOG_ENVIRONMENT_VARIABLE) {
+        layered.log.level = Some(level);
     }
-    requested
-        .parse::<usize>()
-        .map_err(|_| format!("--shards must be a number or `auto`, got `{requested}`; e.g. --shards 2"))
+    Settings::resolve(layered.overridden_by(arguments.as_layer()))
 }
 
 pub fn run(arguments: ServeArguments) -> ExitCode {
-    let shards = match shard_count(&arguments.shards) {
-        Ok(shards) => shards,
+    let settings = match settings(&arguments) {
+        Ok(settings) => settings,
         Err(message) => return fail(message),
     };
-    let mut config = ServerConfig::new(arguments.listen, shards);
-    config.idle = match arguments.idle {
-        Idle::Park => IdleStrategy::Park,
-        Idle::Spin => IdleStrategy::Spin,
-    };
-    config.pin_cores = !arguments.no_pin;
-    config.payload_bytes_max = arguments.payload_bytes_max;
-    config.pending_bytes_max = arguments.pending_bytes_max;
-    config.subscriptions_per_connection_max = arguments.subscriptions_per_connection_max;
-    config.connections_per_shard_max = arguments.connections_per_shard_max;
-    config.mesh_channel_depth = arguments.mesh_channel_depth;
+    if let Err(message) = crate::logging::init(settings.log_format, &settings.log_level) {
+        return fail(message);
+    }
     // Signals are caught from here on, so one arriving during startup is not lost.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(error) => return fail(format!("cannot install signal handlers: {error}")),
     };
-    let server = match Server::start(config) {
+    let metrics_listener = match settings.metrics_listen.map(metrics_http::bind).transpose() {
+        Ok(listener) => listener,
+        Err(message) => return fail(message),
+    };
+    let config = settings.server.clone();
+    let server = match Server::start(config.clone()) {
         Ok(server) => server,
         Err(error) => return fail(error),
     };
+    let draining = Arc::new(AtomicBool::new(false));
+    let metrics_address = match metrics_listener {
+        Some(listener) => {
+            let observed = Observed {
+                shards: server.metrics(),
+                connections_per_shard_max: config.connections_per_shard_max as u64,
+                draining: draining.clone(),
+                epoch: server.epoch(),
+                busy_idle_reported: Default::default(),
+            };
+            match metrics_http::serve(listener, observed) {
+                Ok(bound) => Some(bound),
+                Err(message) => {
+                    server.stop();
+                    let _ = server.join();
+                    return fail(message);
+                }
+            }
+        }
+        None => None,
+    };
+    let shards = server.shard_count();
+    let mut ready_line = format!("flit ready listen={} shards={shards}", server.local_address());
+    if let Some(address) = metrics_address {
+        ready_line.push_str(&format!(" metrics={address}"));
+    }
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "flit ready listen={} shards={shards}", server.local_address());
+    let _ = writeln!(stdout, "{ready_line}");
     let _ = stdout.flush();
     drop(stdout);
+    tracing::info!(
+        listen = %server.local_address(),
+        shards,
+        idle = ?config.idle,
+        metrics = ?metrics_address,
+        name = %config.server_name,
+        "flit ready"
+    );
     let stop = server.stopper();
     if let Some(signal) = signals.forever().next() {
-        eprintln!("flit: signal {signal}: draining");
+        tracing::info!(signal, flush_timeout_ms = config.shutdown_flush_timeout.as_millis() as u64, "draining");
     }
+    draining.store(true, Ordering::Relaxed);
     stop();
     let mut failed = false;
     for (shard, result) in server.join().into_iter().enumerate() {
         match result {
-            Ok(stats) => eprintln!("flit: shard {shard} stopped: {stats}"),
+            Ok(stats) => tracing::info!(shard, %stats, "shard stopped"),
             Err(error) => {
                 failed = true;
-                eprintln!("flit: error: {error}");
+                tracing::error!(shard, %error, "shard failed");
             }
         }
     }

@@ -19,13 +19,17 @@ pub struct FlitServer {
     child: Option<Child>,
     pub address: SocketAddr,
     pub shards: usize,
+    /// The metrics listener, when `--metrics` was given.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl FlitServer {
-    /// Starts `flit serve` with `shards` shards and any extra flags.
+    /// Starts `flit serve` with `shards` shards, JSON logs (see
+    /// [`log_events`]) and any extra flags.
     pub fn start(shards: usize, extra_arguments: &[&str]) -> FlitServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flit"))
             .args(["serve", "--listen", "127.0.0.1:0", "--shards", &shards.to_string(), "--no-pin"])
+            .args(["--log-format", "json"])
             .args(extra_arguments)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -39,7 +43,11 @@ impl FlitServer {
         let mut fields = line[prefix.len()..].split_whitespace();
         let address: SocketAddr = fields.next().expect("address").parse().expect("a socket address");
         assert_eq!(fields.next(), Some(format!("shards={shards}").as_str()));
-        FlitServer { child: Some(child), address, shards }
+        let metrics_address = fields
+            .next()
+            .and_then(|field| field.strip_prefix("metrics="))
+            .map(|address| address.parse().expect("a metrics socket address"));
+        FlitServer { child: Some(child), address, shards, metrics_address }
     }
 
     /// A client connected with default options.
@@ -69,10 +77,21 @@ impl FlitServer {
     }
 
     /// Sends SIGTERM and waits for exit; returns (exit code, stderr).
-    pub fn stop(mut self) -> (Option<i32>, String) {
-        let mut child = self.child.take().expect("running");
+    pub fn stop(self) -> (Option<i32>, String) {
+        self.terminate();
+        self.wait()
+    }
+
+    /// Sends SIGTERM and returns at once: the server begins to drain.
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("running");
         let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
         assert!(status.success());
+    }
+
+    /// Waits (at most 20 s) for the process to exit; returns (exit code, stderr).
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -93,6 +112,76 @@ impl Drop for FlitServer {
             let _ = child.wait();
         }
     }
+}
+
+/// `GET path` from an HTTP server; returns (status code, body). Bounded by a
+/// five-second timeout.
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).expect("connect to the metrics listener");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("a status code");
+    (status, body.to_string())
+}
+
+/// Scrapes `/metrics` and parses it with a Prometheus text parser.
+pub fn scrape(address: SocketAddr) -> prometheus_parse::Scrape {
+    let (status, body) = http_get(address, "/metrics");
+    assert_eq!(status, 200, "/metrics answered {status}: {body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_string()))).expect("valid Prometheus text")
+}
+
+/// The sum over every sample of `metric` whose labels include `labels`.
+pub fn metric_sum(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut found = false;
+    let total = scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == metric)
+        .filter(|sample| labels.iter().all(|(name, value)| sample.labels.get(name) == Some(*value)))
+        .map(|sample| {
+            found = true;
+            match &sample.value {
+                prometheus_parse::Value::Counter(value)
+                | prometheus_parse::Value::Gauge(value)
+                | prometheus_parse::Value::Untyped(value) => *value,
+                other => panic!("{metric} is not a number: {other:?}"),
+            }
+        })
+        .sum();
+    assert!(found, "no sample of {metric} with {labels:?}");
+    total
+}
+
+/// Every line of a JSON log (`--log-format json`), parsed; panics on a line
+/// that is not one JSON object.
+pub fn log_events(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let event: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|error| panic!("log line is not JSON ({error}): {line:?}"));
+            assert!(event.is_object(), "log line is not a JSON object: {line:?}");
+            event
+        })
+        .collect()
+}
+
+/// The `shard stopped` events of a JSON log: (shard, counters line).
+pub fn shard_stopped_events(stderr: &str) -> Vec<(u64, String)> {
+    log_events(stderr)
+        .into_iter()
+        .filter(|event| event["message"] == "shard stopped")
+        .map(|event| {
+            let shard = event["shard"].as_u64().unwrap_or_else(|| panic!("no shard in {event}"));
+            let stats = event["stats"].as_str().unwrap_or_else(|| panic!("no stats in {event}")).to_string();
+            (shard, stats)
+        })
+        .collect()
 }
 
 /// Shard counts every behaviour is tested with.

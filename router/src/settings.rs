@@ -1,0 +1,381 @@
+//! Every setting of `flit serve`, from three layers: the built-in defaults
+//! (flit-shard's named constants), then the TOML file given with `--config`,
+//! then command-line flags. A later layer wins key by key.
+//!
+//! The file is strict: an unknown key or section is an error naming it and
+//! its line, so a typo (`pending_byte_max`) cannot silently fall back to a
+//! default. `flit.example.toml` at the repository root holds every key with
+//! its default; a test keeps it in step with [`FileSettings`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use flit_shard::{available_cores, IdleStrategy, ServerConfig};
+use serde::{Deserialize, Serialize};
+
+/// The address `flit serve` listens on and the clients connect to by default.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4222";
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+/// `park` or `spin`, as written in the file and on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Idle {
+    /// Sleep when idle (after a 50 us spin).
+    Park,
+    /// Busy-poll: lowest latency, one core at 100% per shard.
+    Spin,
+}
+
+/// A shard count: a number, or `auto` for one shard per available core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardCount {
+    Auto,
+    Count(usize),
+}
+
+impl ShardCount {
+    pub fn resolve(self) -> usize {
+        match self {
+            ShardCount::Auto => available_cores().len().max(1),
+            ShardCount::Count(count) => count,
+        }
+    }
+}
+
+impl std::str::FromStr for ShardCount {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ShardCount, String> {
+        if text == "auto" {
+            return Ok(ShardCount::Auto);
+        }
+        text.parse::<usize>()
+            .map(ShardCount::Count)
+            .map_err(|_| format!("shards must be a number or `auto`, got `{text}`"))
+    }
+}
+
+impl Serialize for ShardCount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ShardCount::Auto => serializer.serialize_str("auto"),
+            ShardCount::Count(count) => serializer.serialize_u64(*count as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ShardCount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ShardCount, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(usize),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Count(count) => Ok(ShardCount::Count(count)),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<SocketAddr>,
+    pub shards: Option<ShardCount>,
+    pub idle: Option<Idle>,
+    pub pin_cores: Option<bool>,
+    pub name: Option<String>,
+    pub shutdown_flush_timeout_ms: Option<u64>,
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub payload_bytes_max: Option<usize>,
+    pub pending_bytes_max: Option<usize>,
+    pub subscriptions_per_connection_max: Option<usize>,
+    pub connections_per_shard_max: Option<usize>,
+    pub mesh_channel_depth: Option<usize>,
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; absent: off.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: Option<LogFormat>,
+    /// A `tracing` filter: `info`, `debug`, `flit_shard=debug,info`.
+    pub level: Option<String>,
+}
+
+/// The file, as written: every key optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// Why a configuration file could not be used: one line, naming the file
+/// and, where the parser knows it, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}{location}: {message}")]
+    Parse { path: String, location: String, message: String },
+}
+
+impl FileSettings {
+    /// Parses TOML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &str) -> Result<FileSettings, SettingsError> {
+        toml::from_str(text).map_err(|error| {
+            let location = match error.span() {
+                Some(span) => format!(" line {}", text[..span.start.min(text.len())].matches('\n').count() + 1),
+                None => String::new(),
+            };
+            SettingsError::Parse {
+                path: path.to_string(),
+                location,
+                message: error.message().replace('\n', " ").trim().to_string(),
+            }
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<FileSettings, SettingsError> {
+        let shown = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: shown.clone(), source })?;
+        FileSettings::parse(&text, &shown)
+    }
+
+    /// Every key set to its built-in default (what `flit.example.toml` holds).
+    pub fn defaults() -> FileSettings {
+        let config = ServerConfig::new(DEFAULT_ADDRESS.parse().expect("a valid default address"), 1);
+        FileSettings {
+            server: ServerSection {
+                listen: Some(config.listen),
+                shards: Some(ShardCount::Auto),
+                idle: Some(Idle::Park),
+                pin_cores: Some(config.pin_cores),
+                name: Some(config.server_name),
+                shutdown_flush_timeout_ms: Some(config.shutdown_flush_timeout.as_millis() as u64),
+            },
+            limits: LimitsSection {
+                payload_bytes_max: Some(config.payload_bytes_max),
+                pending_bytes_max: Some(config.pending_bytes_max),
+                subscriptions_per_connection_max: Some(config.subscriptions_per_connection_max),
+                connections_per_shard_max: Some(config.connections_per_shard_max),
+                mesh_channel_depth: Some(config.mesh_channel_depth),
+            },
+            metrics: MetricsSection { listen: None },
+            log: LogSection { format: Some(LogFormat::Human), level: Some(DEFAULT_LOG_LEVEL.to_string()) },
+        }
+    }
+
+    /// `self` with every key that `overrides` sets replaced by its value.
+    pub fn overridden_by(self, overrides: FileSettings) -> FileSettings {
+        fn pick<T>(base: Option<T>, over: Option<T>) -> Option<T> {
+            over.or(base)
+        }
+        let (base, over) = (self, overrides);
+        FileSettings {
+            server: ServerSection {
+                listen: pick(base.server.listen, over.server.listen),
+                shards: pick(base.server.shards, over.server.shards),
+                idle: pick(base.server.idle, over.server.idle),
+                pin_cores: pick(base.server.pin_cores, over.server.pin_cores),
+                name: pick(base.server.name, over.server.name),
+                shutdown_flush_timeout_ms: pick(
+                    base.server.shutdown_flush_timeout_ms,
+                    over.server.shutdown_flush_timeout_ms,
+                ),
+            },
+            limits: LimitsSection {
+                payload_bytes_max: pick(base.limits.payload_bytes_max, over.limits.payload_bytes_max),
+                pending_bytes_max: pick(base.limits.pending_bytes_max, over.limits.pending_bytes_max),
+                subscriptions_per_connection_max: pick(
+                    base.limits.subscriptions_per_connection_max,
+                    over.limits.subscriptions_per_connection_max,
+                ),
+                connections_per_shard_max: pick(
+                    base.limits.connections_per_shard_max,
+                    over.limits.connections_per_shard_max,
+                ),
+                mesh_channel_depth: pick(base.limits.mesh_channel_depth, over.limits.mesh_channel_depth),
+            },
+            metrics: MetricsSection { listen: pick(base.metrics.listen, over.metrics.listen) },
+            log: LogSection {
+                format: pick(base.log.format, over.log.format),
+                level: pick(base.log.level, over.log.level),
+            },
+        }
+    }
+}
+
+/// The default `tracing` filter.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// What `flit serve` runs with, every layer applied.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub server: ServerConfig,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl Settings {
+    /// Resolves a fully layered [`FileSettings`] (defaults first) into what
+    /// the server runs with, and checks the relations between limits.
+    pub fn resolve(layered: FileSettings) -> Result<Settings, String> {
+        let defaults = FileSettings::defaults();
+        let merged = defaults.overridden_by(layered);
+        // Every key is set now: defaults() sets them all (metrics.listen aside).
+        let server_section = merged.server;
+        let limits = merged.limits;
+        let listen = server_section.listen.expect("defaulted");
+        let shards = server_section.shards.expect("defaulted").resolve();
+        let mut server = ServerConfig::new(listen, shards);
+        server.idle = match server_section.idle.expect("defaulted") {
+            Idle::Park => IdleStrategy::Park,
+            Idle::Spin => IdleStrategy::Spin,
+        };
+        server.pin_cores = server_section.pin_cores.expect("defaulted");
+        server.server_name = server_section.name.expect("defaulted");
+        server.shutdown_flush_timeout =
+            Duration::from_millis(server_section.shutdown_flush_timeout_ms.expect("defaulted"));
+        server.payload_bytes_max = limits.payload_bytes_max.expect("defaulted");
+        server.pending_bytes_max = limits.pending_bytes_max.expect("defaulted");
+        server.subscriptions_per_connection_max = limits.subscriptions_per_connection_max.expect("defaulted");
+        server.connections_per_shard_max = limits.connections_per_shard_max.expect("defaulted");
+        server.mesh_channel_depth = limits.mesh_channel_depth.expect("defaulted");
+        server.validate().map_err(|error| error.to_string())?;
+        let log_level = merged.log.level.expect("defaulted");
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            return Err(format!("log level `{log_level}` is not a valid filter: {error}"));
+        }
+        Ok(Settings {
+            server,
+            metrics_listen: merged.metrics.listen,
+            log_format: merged.log.format.expect("defaulted"),
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../flit.example.toml");
+
+    fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(table) = value {
+            for (key, child) in table {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                if child.is_table() {
+                    keys(child, &path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_file_holds_every_default() {
+        let parsed = FileSettings::parse(EXAMPLE, "flit.example.toml").expect("the example parses");
+        assert_eq!(parsed, FileSettings::defaults());
+    }
+
+    #[test]
+    fn the_example_file_names_every_key() {
+        // Every key the file format knows, from a fully populated value.
+        let mut everything = FileSettings::defaults();
+        everything.metrics.listen = Some("127.0.0.1:8222".parse().unwrap());
+        let mut known = Vec::new();
+        keys(&toml::Value::try_from(&everything).unwrap(), "", &mut known);
+        let mut in_example = Vec::new();
+        keys(&toml::Value::Table(toml::from_str(EXAMPLE).unwrap()), "", &mut in_example);
+        // Off by default, so the example shows it commented out.
+        known.retain(|key| key != "metrics.listen");
+        assert!(EXAMPLE.contains("\n# listen = \"127.0.0.1:8222\"\n"));
+        known.sort();
+        in_example.sort();
+        assert_eq!(in_example, known);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it_and_its_line() {
+        let text = "[server]\nshards = 2\n\n[limits]\npending_byte_max = 10\n";
+        let error = FileSettings::parse(text, "x.toml").unwrap_err().to_string();
+        assert!(error.contains("pending_byte_max"), "{error}");
+        assert!(error.contains("x.toml line 5"), "{error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn an_unknown_section_is_an_error() {
+        let error = FileSettings::parse("[tls]\ncert = \"a\"\n", "x.toml").unwrap_err().to_string();
+        assert!(error.contains("tls"), "{error}");
+    }
+
+    #[test]
+    fn later_layers_win_key_by_key() {
+        let file =
+            FileSettings::parse("[server]\nshards = 3\nidle = \"spin\"\n[limits]\npending_bytes_max = 9999999\n", "f")
+                .unwrap();
+        let mut flags = FileSettings::default();
+        flags.server.shards = Some(ShardCount::Count(2));
+        let settings = Settings::resolve(file.overridden_by(flags)).unwrap();
+        assert_eq!(settings.server.shards, 2, "the flag wins");
+        assert_eq!(settings.server.idle, IdleStrategy::Spin, "the file wins over the default");
+        assert_eq!(settings.server.pending_bytes_max, 9_999_999);
+        assert_eq!(settings.server.mesh_channel_depth, flit_shard::config::MESH_CHANNEL_DEPTH_DEFAULT);
+    }
+
+    #[test]
+    fn shards_accepts_a_number_or_auto_only() {
+        assert_eq!(
+            FileSettings::parse("[server]\nshards = \"auto\"", "f").unwrap().server.shards,
+            Some(ShardCount::Auto)
+        );
+        assert!(FileSettings::parse("[server]\nshards = \"many\"", "f").is_err());
+        assert!(FileSettings::parse("[server]\nshards = -1", "f").is_err());
+    }
+
+    #[test]
+    fn relations_between_limits_are_checked() {
+        let file = FileSettings::parse("[limits]\npending_bytes_max = 10\n", "f").unwrap();
+        let error = Settings::resolve(file).unwrap_err();
+        assert!(error.contains("pending-bytes-max"), "{error}");
+    }
+}
