@@ -1,7 +1,9 @@
 //! SIGTERM drains the router: what was published and flushed before the
 //! signal reaches its subscribers, every connected client is told the server
 //! is shutting down (Error 303) or sees its connection closed, each shard
-//! prints its counters in one `shard N stopped:` line, and the exit code is 0.
+//! logs its counters in one `shard stopped` event, and the exit code is 0. A
+//! subscriber that is behind when the signal comes but keeps reading gets
+//! every queued delivery, after a Draining notice; /readyz turns 503 at once.
 
 mod common;
 
@@ -149,4 +151,85 @@ fn messages_flushed_before_sigterm_are_all_delivered() {
             }
         }
     }
+}
+
+/// Payload bytes of each message in the queued-delivery test.
+const QUEUED_PAYLOAD_BYTES: usize = 1024;
+/// Messages published to a subscriber that is not reading: about 20 MiB,
+/// several times what loopback socket buffers hold, so most of it waits in
+/// the router's write buffer when the signal comes.
+const QUEUED_MESSAGES: u64 = 20_000;
+
+#[test]
+fn queued_deliveries_reach_a_subscriber_that_keeps_reading_through_the_drain() {
+    for shards in SHARD_COUNTS {
+        let server = FlitServer::start(
+            shards,
+            &["--metrics", "127.0.0.1:0", "--pending-bytes-max", "67108864", "--shutdown-flush-timeout-ms", "20000"],
+        );
+        let metrics = server.metrics_address.expect("metrics address");
+        let mut subscriber = RawConnection::connect_on_shard(server.address, shards - 1);
+        subscriber.subscribe_and_flush("queued.>", 1);
+        let publisher = server.client_on_shard(0);
+        let payload = vec![b'q'; QUEUED_PAYLOAD_BYTES];
+        for index in 0..QUEUED_MESSAGES {
+            let mut numbered = payload.clone();
+            numbered[..8].copy_from_slice(&index.to_le_bytes());
+            publisher.publish("queued.data", &numbered).expect("publish");
+        }
+        publisher.flush().expect("flush publisher");
+        // The router has read every publish; the subscriber has read none, so
+        // deliveries are queued in the router.
+        let queued = wait_for(|| {
+            let pending = common::metric_sum(&common::scrape(metrics), "flit_shard_pending_bytes", &[]);
+            (pending > 0.0).then_some(pending)
+        });
+        assert!(queued.is_some(), "shards={shards}: deliveries are queued in the router before the signal");
+        assert_eq!(common::http_get(metrics, "/readyz").0, 200);
+
+        server.terminate();
+        // Draining: not ready (load balancers stop sending), still alive.
+        let not_ready = wait_for(|| (common::http_get(metrics, "/readyz").0 == 503).then_some(()));
+        assert!(not_ready.is_some(), "shards={shards}: /readyz turns 503 once the drain begins");
+        assert_eq!(common::http_get(metrics, "/healthz").0, 200, "alive while draining");
+        assert_eq!(common::metric_sum(&common::scrape(metrics), "flit_draining", &[]), 1.0);
+
+        // Now the subscriber reads: everything queued arrives, in order.
+        let mut received = 0u64;
+        let mut draining_within_ms = None;
+        let mut error_code = None;
+        while let Some(frame) = subscriber.read_frame() {
+            assert!(error_code.is_none(), "shards={shards}: a frame after the Error frame: {frame:?}");
+            match frame {
+                Frame::Deliver(deliver) => {
+                    let index = u64::from_le_bytes(deliver.payload[..8].try_into().expect("8 bytes"));
+                    assert_eq!(index, received, "shards={shards}: in order, none missing");
+                    received += 1;
+                }
+                Frame::Draining { close_within_ms } => {
+                    assert!(draining_within_ms.is_none(), "one notice");
+                    draining_within_ms = Some(close_within_ms);
+                }
+                Frame::Error(error) => error_code = Some(error.code),
+                other => panic!("shards={shards}: unexpected frame {other:?}"),
+            }
+        }
+        assert_eq!(received, QUEUED_MESSAGES, "shards={shards}: no queued message was lost");
+        assert_eq!(draining_within_ms, Some(20_000), "shards={shards}: the Draining notice names the deadline");
+        assert_eq!(error_code, Some(ErrorCode::ShuttingDown.as_u16()), "shards={shards}");
+        let (code, stderr) = server.wait();
+        assert_eq!(code, Some(0), "shards={shards}: {stderr}");
+    }
+}
+
+/// Polls `probe` every 20 ms for up to ten seconds.
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }

@@ -376,6 +376,6 @@ mod tests {
     fn relations_between_limits_are_checked() {
         let file = FileSettings::parse("[limits]\npending_bytes_max = 10\n", "f").unwrap();
         let error = Settings::resolve(file).unwrap_err();
-        assert!(error.contains("pending-bytes-max"), "{error}");
+        assert!(error.contains("pending_bytes_max") && error.contains("--pending-bytes-max"), "{error}");
     }
 }

@@ -78,25 +78,31 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), StartError> {
         let fail = |reason: String| Err(StartError::InvalidConfig(reason));
         if self.shards == 0 || self.shards > SHARDS_MAX {
-            return fail(format!("--shards must be between 1 and {SHARDS_MAX}, got {}", self.shards));
+            return fail(format!("server.shards (--shards) must be between 1 and {SHARDS_MAX}, got {}", self.shards));
         }
         // A whole frame must fit a u32: routed messages keep u32 offsets into it.
         let payload_bytes_limit = u32::MAX as usize - META_BYTES_MAX - FRAME_HEADER_BYTES;
         if self.payload_bytes_max == 0 || self.payload_bytes_max > payload_bytes_limit {
-            return fail(format!("--max-payload must be between 1 and {payload_bytes_limit} bytes"));
+            return fail(format!(
+                "limits.payload_bytes_max (--max-payload) must be between 1 and {payload_bytes_limit} bytes"
+            ));
         }
         let frame_bytes_max = 16 + META_BYTES_MAX + self.payload_bytes_max;
         if self.pending_bytes_max < frame_bytes_max {
             return fail(format!(
-                "--pending-bytes-max ({}) must hold at least one largest frame ({frame_bytes_max} bytes)",
+                "limits.pending_bytes_max (--pending-bytes-max) is {} but must hold at least one largest frame \
+                 ({frame_bytes_max} bytes)",
                 self.pending_bytes_max
             ));
         }
         if self.mesh_channel_depth < 2 {
-            return fail("mesh channel depth must be at least 2".to_string());
+            return fail("limits.mesh_channel_depth (--mesh-depth) must be at least 2".to_string());
         }
         if self.subscriptions_per_connection_max == 0 || self.connections_per_shard_max == 0 {
-            return fail("subscription and connection limits must be at least 1".to_string());
+            return fail(
+                "limits.subscriptions_per_connection_max and limits.connections_per_shard_max must be at least 1"
+                    .to_string(),
+            );
         }
         Ok(())
     }
