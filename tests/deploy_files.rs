@@ -1,0 +1,78 @@
+//! The deploy files are built on metrics that exist: every `flit_*` name in
+//! the alert rules, the Grafana dashboard and deploy/check.sh's list is
+//! served by a live router's /metrics (histograms by their `_bucket`,
+//! `_sum`, `_count` series), and every alert links to a section of
+//! docs/OPERATIONS.md that exists. (promtool's syntax check runs in CI via
+//! deploy/check.sh.)
+
+mod common;
+
+use std::collections::BTreeSet;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// Every `flit_...` identifier in `text`.
+fn flit_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while let Some(offset) = text[start..].find("flit_") {
+        let begin = start + offset;
+        let boundary = begin == 0 || !(bytes[begin - 1].is_ascii_alphanumeric() || bytes[begin - 1] == b'_');
+        let end = begin
+            + text[begin..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(text.len() - begin);
+        if boundary {
+            names.insert(text[begin..end].to_string());
+        }
+        start = end;
+    }
+    names
+}
+
+/// Series names a live router serves.
+fn served_names() -> BTreeSet<String> {
+    let server = common::FlitServer::start(2, &["--metrics", "127.0.0.1:0"]);
+    let (status, body) = common::http_get(server.metrics_address.expect("metrics"), "/metrics");
+    assert_eq!(status, 200);
+    let mut names = BTreeSet::new();
+    for line in body.lines().filter(|line| !line.starts_with('#') && !line.is_empty()) {
+        let name = line.split(['{', ' ']).next().expect("a name");
+        names.insert(name.to_string());
+        // A histogram may be named by its base name in prose and legends.
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = name.strip_suffix(suffix) {
+                names.insert(base.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn alerts_dashboard_and_check_list_use_only_served_metrics() {
+    let served = served_names();
+    for path in ["deploy/prometheus/alerts.yml", "deploy/grafana/flit.json", "deploy/check.sh"] {
+        let used = flit_names(&read(path));
+        // Names that are not metrics: the dashboard's uid and the like.
+        let unknown: Vec<&String> =
+            used.iter().filter(|name| !served.contains(*name) && !name.ends_with('_') && !name.starts_with("flit_router")).collect();
+        assert!(unknown.is_empty(), "{path} uses metrics the router does not serve: {unknown:?}\nserved: {served:?}");
+    }
+}
+
+#[test]
+fn every_alert_has_a_runbook_section() {
+    let operations = read("docs/OPERATIONS.md").to_lowercase();
+    let alerts = read("deploy/prometheus/alerts.yml");
+    let names: Vec<&str> =
+        alerts.lines().filter_map(|line| line.trim().strip_prefix("- alert: ")).map(str::trim).collect();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in names {
+        let heading = format!("### {}", name.to_lowercase());
+        assert!(operations.contains(&heading), "docs/OPERATIONS.md has no `### {name}` section");
+    }
+}
