@@ -85,8 +85,13 @@ pub fn bind(address: SocketAddr) -> Result<TcpListener, String> {
     })
 }
 
-/// Serves on a thread of its own; returns the bound address.
-pub fn serve(listener: TcpListener, observed: Observed) -> Result<SocketAddr, String> {
+/// Serves on a thread of its own, pinned to `core` when one is given (a
+/// core no shard uses); returns the bound address.
+pub fn serve(
+    listener: TcpListener,
+    observed: Observed,
+    core: Option<core_affinity::CoreId>,
+) -> Result<SocketAddr, String> {
     let local = listener.local_addr().map_err(|error| format!("metrics listener: {error}"))?;
     let observed = Arc::new(observed);
     let mut registry = Registry::default();
@@ -94,6 +99,9 @@ pub fn serve(listener: TcpListener, observed: Observed) -> Result<SocketAddr, St
     std::thread::Builder::new()
         .name("flit-metrics".to_string())
         .spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
             for stream in listener.incoming() {
                 match stream {
                     Ok(stream) => {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use flit_shard::Server;
+use flit_shard::{available_cores, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -61,6 +61,7 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
         Err(error) => return fail(error),
     };
     let draining = Arc::new(AtomicBool::new(false));
+    let shards = server.shard_count();
     let metrics_address = match metrics_listener {
         Some(listener) => {
             let observed = Observed {
@@ -70,7 +71,13 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
                 epoch: server.epoch(),
                 busy_idle_reported: Default::default(),
             };
-            match metrics_http::serve(listener, observed) {
+            // Shard i is pinned to the i-th allowed core; a core past them
+            // keeps scrapes off the shards. Without one, the thread floats.
+            let spare_core = config.pin_cores.then(|| available_cores().get(shards).copied()).flatten();
+            if spare_core.is_none() {
+                tracing::info!("no spare core for the metrics thread: scrapes share the shards' cores");
+            }
+            match metrics_http::serve(listener, observed, spare_core) {
                 Ok(bound) => Some(bound),
                 Err(message) => {
                     server.stop();
@@ -81,7 +88,6 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
         }
         None => None,
     };
-    let shards = server.shard_count();
     let mut ready_line = format!("flit ready listen={} shards={shards}", server.local_address());
     if let Some(address) = metrics_address {
         ready_line.push_str(&format!(" metrics={address}"));
