@@ -58,8 +58,10 @@ fn alerts_dashboard_and_check_list_use_only_served_metrics() {
     for path in ["deploy/prometheus/alerts.yml", "deploy/grafana/flit.json", "deploy/check.sh"] {
         let used = flit_names(&read(path));
         // Names that are not metrics: the dashboard's uid and the like.
-        let unknown: Vec<&String> =
-            used.iter().filter(|name| !served.contains(*name) && !name.ends_with('_') && !name.starts_with("flit_router")).collect();
+        let unknown: Vec<&String> = used
+            .iter()
+            .filter(|name| !served.contains(*name) && !name.ends_with('_') && !name.starts_with("flit_router"))
+            .collect();
         assert!(unknown.is_empty(), "{path} uses metrics the router does not serve: {unknown:?}\nserved: {served:?}");
     }
 }
