@@ -191,10 +191,22 @@ fn per_shard<M: EncodeMetric>(
     shards: &[Arc<ShardMetrics>],
     value: impl Fn(&ShardMetrics) -> M,
 ) -> Result<(), std::fmt::Error> {
+    let values: Vec<M> = shards.iter().map(|metrics| value(metrics)).collect();
+    per_shard_values(encoder, name, help, metric_type, &values)
+}
+
+/// One metric family from values indexed by shard.
+fn per_shard_values<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    values: &[M],
+) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
-    for (shard, metrics) in shards.iter().enumerate() {
+    for (shard, value) in values.iter().enumerate() {
         let labels: ShardLabel = [("shard", shard.to_string())];
-        value(metrics).encode(family.encode_family(&labels)?)?;
+        value.encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -269,18 +281,12 @@ impl Collector for FlitCollector {
             per_shard(&mut encoder, name, help, MetricType::Counter, shards, |m| ConstCounter::new(read(m)))?;
         }
         let busy_idle = observed.busy_and_idle();
+        let busy: Vec<_> = busy_idle.iter().map(|(busy, _)| ConstCounter::new(seconds(*busy))).collect();
+        let idle: Vec<_> = busy_idle.iter().map(|(_, idle)| ConstCounter::new(seconds(*idle))).collect();
         let busy_help = "Time the shard's loop spent doing work.";
-        let mut family = encoder.encode_descriptor("flit_shard_busy_seconds", busy_help, None, MetricType::Counter)?;
-        for (shard, (busy, _)) in busy_idle.iter().enumerate() {
-            let labels: ShardLabel = [("shard", shard.to_string())];
-            ConstCounter::new(seconds(*busy)).encode(family.encode_family(&labels)?)?;
-        }
+        per_shard_values(&mut encoder, "flit_shard_busy_seconds", busy_help, MetricType::Counter, &busy)?;
         let idle_help = "Time the shard's loop spent spinning or parked with nothing to do.";
-        let mut family = encoder.encode_descriptor("flit_shard_idle_seconds", idle_help, None, MetricType::Counter)?;
-        for (shard, (_, idle)) in busy_idle.iter().enumerate() {
-            let labels: ShardLabel = [("shard", shard.to_string())];
-            ConstCounter::new(seconds(*idle)).encode(family.encode_family(&labels)?)?;
-        }
+        per_shard_values(&mut encoder, "flit_shard_idle_seconds", idle_help, MetricType::Counter, &idle)?;
         let mut errors = encoder.encode_descriptor(
             "flit_shard_errors",
             "Error frames sent to clients, by code.",
