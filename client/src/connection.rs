@@ -198,20 +198,29 @@ impl<C: Channels> Core<C> {
     }
 }
 
+/// Encodes the Pongs owed to the server's Pings. Called by the writer side
+/// with the writer lock held (lock order: writer, then state).
+pub(crate) fn encode_owed_pongs<C: Channels>(writer: &mut FrameWriter, state: &Mutex<ConnectionState<C>>) {
+    for _ in 0..lock(state).take_pongs_owed() {
+        writer.pong();
+    }
+}
+
 /// The reader's step: decode every whole frame in `buffer` and dispatch it,
 /// taking the state lock once per batch rather than once per frame. `Err`
-/// once the connection is terminal; the reader then stops.
+/// once the connection is terminal; the reader then stops. `Ok(true)` when
+/// the server sent a Ping: the caller wakes the writer side to answer it.
 pub(crate) fn dispatch_buffered<C: Channels>(
     buffer: &mut BytesMut,
     limits: &Limits,
     state: &Mutex<ConnectionState<C>>,
-) -> Result<(), ClientError> {
+) -> Result<bool, ClientError> {
     let mut state = lock(state);
     state.usable()?;
     loop {
         match next_frame(buffer, limits) {
             Ok(Some(frame)) => state.handle_frame(frame)?,
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(state.pongs_owed()),
             Err(error) => {
                 state.fail(error.clone());
                 return Err(error);

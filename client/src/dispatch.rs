@@ -97,6 +97,9 @@ pub(crate) struct ConnectionState<C: Channels> {
     responses: HashMap<u64, C::Response>,
     terminal: Option<ClientError>,
     statistics: Statistics,
+    /// Pings the server sent (it checks idle connections) not yet answered;
+    /// the writer side encodes the Pongs (the reader never writes).
+    pongs_owed: u32,
 }
 
 impl<C: Channels> ConnectionState<C> {
@@ -113,7 +116,17 @@ impl<C: Channels> ConnectionState<C> {
             responses: HashMap::new(),
             terminal: None,
             statistics: Statistics::default(),
+            pongs_owed: 0,
         }
+    }
+
+    /// Takes the count of Pongs owed to the server.
+    pub(crate) fn take_pongs_owed(&mut self) -> u32 {
+        std::mem::take(&mut self.pongs_owed)
+    }
+
+    pub(crate) fn pongs_owed(&self) -> bool {
+        self.pongs_owed > 0
     }
 
     /// `Err` with the terminal error once the connection has ended.
@@ -208,6 +221,8 @@ impl<C: Channels> ConnectionState<C> {
                 Some(None) => {}
                 None => return self.fail_with(ClientError::Protocol("Ok without a frame to acknowledge".to_owned())),
             },
+            // The server checks that an idle connection is alive.
+            Frame::Ping => self.pongs_owed = self.pongs_owed.saturating_add(1),
             Frame::Draining { close_within_ms } => {
                 self.statistics.server_draining_within_ms = Some(close_within_ms);
             }

@@ -169,7 +169,20 @@ fn responses_are_routed_by_the_inbox_token_and_503_means_no_responders() {
 #[test]
 fn frames_a_client_never_receives_are_protocol_violations() {
     let mut state = state(false);
-    assert!(matches!(state.handle_frame(Frame::Ping), Err(ClientError::Protocol(_))));
+    let hello =
+        flit_wire::Hello { version_min: 1, version_max: 1, client_name: None, auth_token: None, ack_mode: false };
+    assert!(matches!(state.handle_frame(Frame::Hello(hello)), Err(ClientError::Protocol(_))));
+}
+
+#[test]
+fn server_pings_are_counted_for_the_writer_to_answer() {
+    let mut state = state(false);
+    assert!(!state.pongs_owed());
+    state.handle_frame(Frame::Ping).expect("a server ping is not an error");
+    state.handle_frame(Frame::Ping).expect("ping");
+    assert!(state.pongs_owed());
+    assert_eq!(state.take_pongs_owed(), 2);
+    assert_eq!(state.take_pongs_owed(), 0);
 }
 
 #[test]

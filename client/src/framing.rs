@@ -101,6 +101,11 @@ impl FrameWriter {
     pub(crate) fn ping(&mut self) {
         Encoder::bare(&mut self.buffer, Op::Ping);
     }
+
+    /// The answer to a server's Ping.
+    pub(crate) fn pong(&mut self) {
+        Encoder::bare(&mut self.buffer, Op::Pong);
+    }
 }
 
 /// A frame that passed validation failed to encode: only possible if the

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use flit_shard::config::{
-    CONNECTIONS_PER_SHARD_MAX_DEFAULT, MESH_CHANNEL_DEPTH_DEFAULT, PENDING_BYTES_MAX_DEFAULT,
+    CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_SHARD_MAX_DEFAULT, MESH_CHANNEL_DEPTH_DEFAULT, PENDING_BYTES_MAX_DEFAULT,
     SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
 };
 use flit_wire::PAYLOAD_BYTES_MAX_DEFAULT;
@@ -74,6 +74,19 @@ pub struct ServeArguments {
         "Depth of each cross-shard queue, in messages [default: {MESH_CHANNEL_DEPTH_DEFAULT}]"
     ))]
     pub mesh_channel_depth: Option<usize>,
+    #[arg(long = "connections-max", help = format!(
+        "Connections the whole server may hold [default: {CONNECTIONS_MAX_DEFAULT}]"
+    ))]
+    pub connections_max: Option<usize>,
+    /// Milliseconds from connect to Hello before the connection is closed. [default: 5000]
+    #[arg(long = "handshake-timeout-ms")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Milliseconds a started frame may take to arrive whole. [default: 10000]
+    #[arg(long = "frame-timeout-ms")]
+    pub frame_timeout_ms: Option<u64>,
+    /// Milliseconds without any byte from a client before it is closed (pinged halfway); 0: never. [default: 60000]
+    #[arg(long = "idle-timeout-ms")]
+    pub idle_timeout_ms: Option<u64>,
     /// On SIGTERM, how long queued deliveries may take to be written, in milliseconds. [default: 5000]
     #[arg(long = "shutdown-flush-timeout-ms")]
     pub shutdown_flush_timeout_ms: Option<u64>,
@@ -105,6 +118,10 @@ impl ServeArguments {
         layer.limits.subscriptions_per_connection_max = self.subscriptions_per_connection_max;
         layer.limits.connections_per_shard_max = self.connections_per_shard_max;
         layer.limits.mesh_channel_depth = self.mesh_channel_depth;
+        layer.limits.connections_max = self.connections_max;
+        layer.limits.handshake_timeout_ms = self.handshake_timeout_ms;
+        layer.limits.frame_timeout_ms = self.frame_timeout_ms;
+        layer.limits.idle_timeout_ms = self.idle_timeout_ms;
         layer.metrics.listen = self.metrics;
         layer.log.format = self.log_format;
         layer.log.level = self.log_level.clone();

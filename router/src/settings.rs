@@ -109,7 +109,11 @@ pub struct LimitsSection {
     pub pending_bytes_max: Option<usize>,
     pub subscriptions_per_connection_max: Option<usize>,
     pub connections_per_shard_max: Option<usize>,
+    pub connections_max: Option<usize>,
     pub mesh_channel_depth: Option<usize>,
+    pub handshake_timeout_ms: Option<u64>,
+    pub frame_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// `[metrics]`
@@ -193,7 +197,11 @@ impl FileSettings {
                 pending_bytes_max: Some(config.pending_bytes_max),
                 subscriptions_per_connection_max: Some(config.subscriptions_per_connection_max),
                 connections_per_shard_max: Some(config.connections_per_shard_max),
+                connections_max: Some(config.connections_max),
                 mesh_channel_depth: Some(config.mesh_channel_depth),
+                handshake_timeout_ms: Some(config.handshake_timeout.as_millis() as u64),
+                frame_timeout_ms: Some(config.frame_timeout.as_millis() as u64),
+                idle_timeout_ms: Some(config.idle_timeout.as_millis() as u64),
             },
             metrics: MetricsSection { listen: None },
             log: LogSection { format: Some(LogFormat::Human), level: Some(DEFAULT_LOG_LEVEL.to_string()) },
@@ -229,7 +237,11 @@ impl FileSettings {
                     base.limits.connections_per_shard_max,
                     over.limits.connections_per_shard_max,
                 ),
+                connections_max: pick(base.limits.connections_max, over.limits.connections_max),
                 mesh_channel_depth: pick(base.limits.mesh_channel_depth, over.limits.mesh_channel_depth),
+                handshake_timeout_ms: pick(base.limits.handshake_timeout_ms, over.limits.handshake_timeout_ms),
+                frame_timeout_ms: pick(base.limits.frame_timeout_ms, over.limits.frame_timeout_ms),
+                idle_timeout_ms: pick(base.limits.idle_timeout_ms, over.limits.idle_timeout_ms),
             },
             metrics: MetricsSection { listen: pick(base.metrics.listen, over.metrics.listen) },
             log: LogSection {
@@ -276,7 +288,11 @@ impl Settings {
         server.pending_bytes_max = limits.pending_bytes_max.expect("defaulted");
         server.subscriptions_per_connection_max = limits.subscriptions_per_connection_max.expect("defaulted");
         server.connections_per_shard_max = limits.connections_per_shard_max.expect("defaulted");
+        server.connections_max = limits.connections_max.expect("defaulted");
         server.mesh_channel_depth = limits.mesh_channel_depth.expect("defaulted");
+        server.handshake_timeout = Duration::from_millis(limits.handshake_timeout_ms.expect("defaulted"));
+        server.frame_timeout = Duration::from_millis(limits.frame_timeout_ms.expect("defaulted"));
+        server.idle_timeout = Duration::from_millis(limits.idle_timeout_ms.expect("defaulted"));
         server.validate().map_err(|error| error.to_string())?;
         let log_level = merged.log.level.expect("defaulted");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {

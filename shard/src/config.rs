@@ -22,6 +22,15 @@ pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 65_536;
 pub const MESH_CHANNEL_DEPTH_DEFAULT: usize = 8_192;
 /// Default time a shutdown waits for queued deliveries to be written.
 pub const SHUTDOWN_FLUSH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default connections the whole server may hold (all shards together).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 262_144;
+/// Default time from connect to Hello.
+pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default time a started frame may take to arrive whole.
+pub const FRAME_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// Default time without any byte from a client before it is closed; the
+/// server Pings it halfway. Zero turns the check off.
+pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
 // A connection must be able to queue at least one largest frame.
 const _: () = assert!(PENDING_BYTES_MAX_DEFAULT > PAYLOAD_BYTES_MAX_DEFAULT + META_BYTES_MAX + 16);
@@ -50,7 +59,13 @@ pub struct ServerConfig {
     pub pending_bytes_max: usize,
     pub subscriptions_per_connection_max: usize,
     pub connections_per_shard_max: usize,
+    /// All shards together; enforced with one shared counter at accept.
+    pub connections_max: usize,
     pub mesh_channel_depth: usize,
+    pub handshake_timeout: Duration,
+    pub frame_timeout: Duration,
+    /// Zero: never close a connection for silence.
+    pub idle_timeout: Duration,
     pub shutdown_flush_timeout: Duration,
     /// Sent to clients in Welcome.
     pub server_name: String,
@@ -68,7 +83,11 @@ impl ServerConfig {
             pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
             subscriptions_per_connection_max: SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
             connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
             mesh_channel_depth: MESH_CHANNEL_DEPTH_DEFAULT,
+            handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
+            frame_timeout: FRAME_TIMEOUT_DEFAULT,
+            idle_timeout: IDLE_TIMEOUT_DEFAULT,
             shutdown_flush_timeout: SHUTDOWN_FLUSH_TIMEOUT_DEFAULT,
             server_name: "flit".to_string(),
         }
@@ -98,9 +117,15 @@ impl ServerConfig {
         if self.mesh_channel_depth < 2 {
             return fail("limits.mesh_channel_depth (--mesh-depth) must be at least 2".to_string());
         }
-        if self.subscriptions_per_connection_max == 0 || self.connections_per_shard_max == 0 {
+        if self.handshake_timeout.is_zero() || self.frame_timeout.is_zero() {
+            return fail("limits.handshake_timeout_ms and limits.frame_timeout_ms must be above 0".to_string());
+        }
+        if self.subscriptions_per_connection_max == 0
+            || self.connections_per_shard_max == 0
+            || self.connections_max == 0
+        {
             return fail(
-                "limits.subscriptions_per_connection_max and limits.connections_per_shard_max must be at least 1"
+                "limits.subscriptions_per_connection_max, connections_per_shard_max and connections_max must be at least 1"
                     .to_string(),
             );
         }

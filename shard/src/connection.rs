@@ -100,10 +100,18 @@ pub struct Connection {
     pub oldest_delivery_received_at_nanos: u64,
     /// `write_buffer.len()` as last added into the shard's pending-bytes gauge.
     pub pending_bytes_reported: usize,
+    /// Timeouts (nanoseconds since the shards' epoch): when the connection
+    /// opened, when bytes last arrived, when the frame now waiting in
+    /// `read_buffer` started (0: none waits), and whether the server has
+    /// pinged it since it last heard from it.
+    pub opened_at_nanos: u64,
+    pub last_read_nanos: u64,
+    pub partial_frame_since_nanos: u64,
+    pub pinged: bool,
 }
 
 impl Connection {
-    pub fn new(key: ConnectionKey, stream: TcpStream) -> Connection {
+    pub fn new(key: ConnectionKey, stream: TcpStream, now_nanos: u64) -> Connection {
         Connection {
             key,
             stream,
@@ -125,6 +133,10 @@ impl Connection {
             deliveries_pending: 0,
             oldest_delivery_received_at_nanos: 0,
             pending_bytes_reported: 0,
+            opened_at_nanos: now_nanos,
+            last_read_nanos: now_nanos,
+            partial_frame_since_nanos: 0,
+            pinged: false,
         }
     }
 
@@ -285,9 +297,9 @@ mod tests {
     #[test]
     fn a_reused_slot_does_not_answer_to_the_old_key() {
         let mut connections = Connections::default();
-        let first = connections.insert(|key| Connection::new(key, socket()));
+        let first = connections.insert(|key| Connection::new(key, socket(), 0));
         assert!(connections.remove(first).is_some());
-        let second = connections.insert(|key| Connection::new(key, socket()));
+        let second = connections.insert(|key| Connection::new(key, socket(), 0));
         assert_eq!(key_slot(first), key_slot(second));
         assert_ne!(first, second);
         assert!(connections.get(first).is_none());

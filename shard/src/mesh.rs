@@ -18,7 +18,7 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -209,6 +209,9 @@ pub struct SharedState {
     pub metrics: Vec<Arc<ShardMetrics>>,
     /// The zero of every shard's timestamps, so they compare across shards.
     pub epoch: Instant,
+    /// Connections open on all shards, against `connections_max`. Touched at
+    /// accept and close only, never per message.
+    pub connections_open: AtomicUsize,
 }
 
 impl SharedState {
@@ -221,6 +224,7 @@ impl SharedState {
             dead_shards: AtomicU64::new(0),
             metrics: (0..shard_count).map(|_| Arc::new(ShardMetrics::default())).collect(),
             epoch: Instant::now(),
+            connections_open: AtomicUsize::new(0),
         }
     }
 
@@ -229,6 +233,11 @@ impl SharedState {
         self.dead_shards.fetch_or(1 << shard, Ordering::SeqCst);
         self.metrics[shard].up.set(0);
         self.metrics[shard].accepting.set(0);
+        // Its connections went with it.
+        let lost = self.metrics[shard].connections.get() as usize;
+        let _ = self
+            .connections_open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| Some(open.saturating_sub(lost)));
         self.shards_with_empty_outboxes.fetch_or(1 << shard, Ordering::SeqCst);
         for waker in &self.wakers {
             waker.wake();

@@ -44,6 +44,12 @@ pub enum ErrorCode {
     TooManyConnections = 302,
     /// The server is shutting down.
     ShuttingDown = 303,
+    /// No Hello arrived within the server's handshake timeout.
+    HandshakeTimeout = 304,
+    /// Nothing arrived for the server's idle timeout, not even the Pong to its Ping.
+    IdleTimeout = 305,
+    /// A frame was started and not finished within the server's frame timeout.
+    StalledFrame = 306,
     /// Reserved: authentication failed.
     AuthenticationFailed = 400,
     /// Reserved: the identity may not publish or subscribe to that subject.
@@ -52,7 +58,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in numeric order (used by docs checks and tests).
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::MalformedFrame,
         ErrorCode::FrameTooLarge,
         ErrorCode::InvalidFlatbuffer,
@@ -69,6 +75,9 @@ impl ErrorCode {
         ErrorCode::TooManySubscriptions,
         ErrorCode::TooManyConnections,
         ErrorCode::ShuttingDown,
+        ErrorCode::HandshakeTimeout,
+        ErrorCode::IdleTimeout,
+        ErrorCode::StalledFrame,
         ErrorCode::AuthenticationFailed,
         ErrorCode::PermissionDenied,
     ];
@@ -102,6 +111,9 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::HandshakeTimeout => "handshake_timeout",
+            ErrorCode::IdleTimeout => "idle_timeout",
+            ErrorCode::StalledFrame => "stalled_frame",
             ErrorCode::AuthenticationFailed => "authentication_failed",
             ErrorCode::PermissionDenied => "permission_denied",
         }

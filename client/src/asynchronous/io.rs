@@ -19,7 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::connection::{dispatch_buffered, lock};
+use crate::connection::{dispatch_buffered, encode_owed_pongs, lock};
 use crate::dispatch::{Channels, Completion, ConnectionState, MessageSink, Refused};
 use crate::error::ClientError;
 use crate::framing::{accept_welcome, next_frame, FrameWriter};
@@ -82,8 +82,10 @@ pub(crate) async fn run_reader(
     wake_writer: Arc<Notify>,
 ) {
     let error = loop {
-        if let Err(error) = dispatch_buffered(&mut buffer, &limits, &state) {
-            break error;
+        match dispatch_buffered(&mut buffer, &limits, &state) {
+            Ok(true) => wake_writer.notify_one(),
+            Ok(false) => {}
+            Err(error) => break error,
         }
         buffer.reserve(READ_CHUNK_BYTES);
         match read_half.read_buf(&mut buffer).await {
@@ -108,7 +110,11 @@ pub(crate) async fn run_writer(
     loop {
         wake.notified().await;
         loop {
-            let bytes = lock(&writer).take();
+            let bytes = {
+                let mut writer = lock(&writer);
+                encode_owed_pongs(&mut writer, &state);
+                writer.take()
+            };
             if bytes.is_empty() {
                 break;
             }

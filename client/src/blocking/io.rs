@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use flit_wire::{Limits, Welcome};
 
-use crate::connection::{dispatch_buffered, lock, Core};
+use crate::connection::{dispatch_buffered, encode_owed_pongs, lock, Core};
 use crate::dispatch::{Channels, Completion, ConnectionState, MessageSink, Refused};
 use crate::error::ClientError;
 use crate::framing::{accept_welcome, next_frame, FrameWriter};
@@ -162,11 +162,16 @@ pub(crate) fn run_reader(
     mut buffer: BytesMut,
     limits: Limits,
     state: Arc<Mutex<ConnectionState<Blocking>>>,
+    wake_flusher: SyncSender<()>,
 ) {
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let error = loop {
-        if let Err(error) = dispatch_buffered(&mut buffer, &limits, &state) {
-            break error;
+        match dispatch_buffered(&mut buffer, &limits, &state) {
+            Ok(true) => {
+                let _ = wake_flusher.try_send(());
+            }
+            Ok(false) => {}
+            Err(error) => break error,
         }
         match stream.read(&mut chunk) {
             Ok(0) => break ClientError::Disconnected,
@@ -196,6 +201,7 @@ impl Shared {
     /// Writes every buffered byte to the socket now.
     pub(crate) fn write_out(&self) -> Result<(), ClientError> {
         let mut writer = lock(&self.core.writer);
+        encode_owed_pongs(&mut writer, &self.core.state);
         if writer.buffered_bytes() == 0 {
             return Ok(());
         }

@@ -74,10 +74,11 @@ impl Client {
         let (wake_flusher, wake) = sync_channel(1);
         let state = Arc::clone(&core.state);
         let limits = core.limits;
+        let reader_wakes_flusher = wake_flusher.clone();
         let shared = Arc::new(Shared { core, stream: Mutex::new(stream), wake_flusher, reader: Mutex::new(None) });
         let reader = std::thread::Builder::new()
             .name("flit-client-reader".to_owned())
-            .spawn(move || io::run_reader(read_half, leftover, limits, state))?;
+            .spawn(move || io::run_reader(read_half, leftover, limits, state, reader_wakes_flusher))?;
         *lock(&shared.reader) = Some(reader);
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()

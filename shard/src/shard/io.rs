@@ -16,6 +16,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flit_wire::{check, decode, decode_publish, Check, ErrorCode, Op};
@@ -85,25 +86,31 @@ impl Shard {
         if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
             return Ok(());
         }
-        if self.connections.len() >= self.config.connections_per_shard_max {
+        let limit_reached = if self.connections.len() >= self.config.connections_per_shard_max {
+            Some(("connections_per_shard_max", self.config.connections_per_shard_max))
+        } else if self.shared.connections_open.fetch_add(1, Ordering::Relaxed) >= self.config.connections_max {
+            self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
+            Some(("connections_max", self.config.connections_max))
+        } else {
+            None
+        };
+        if let Some((limit_name, limit)) = limit_reached {
             self.metrics.connections_refused.add(1);
             self.metrics.count_error(ErrorCode::TooManyConnections);
             if let Some(suppressed) = self.log_limits.limits.admit(Instant::now()) {
-                let limit = self.config.connections_per_shard_max;
-                tracing::warn!(
-                    shard = self.id,
-                    limit,
-                    suppressed,
-                    "connection refused: connections_per_shard_max reached"
-                );
+                tracing::warn!(shard = self.id, limit, suppressed, "connection refused: {limit_name} reached");
             }
             let mut frame = bytes::BytesMut::new();
-            let _ = self.encoder.error(&mut frame, ErrorCode::TooManyConnections, "connection limit reached");
+            let message = format!("connection limit reached ({limit_name} = {limit})");
+            let _ = self.encoder.error(&mut frame, ErrorCode::TooManyConnections, &message);
+            // Best effort and never blocking: the socket is non-blocking and
+            // new, so a frame this small fits its send buffer.
             let _ = (&stream).write(&frame);
             return Ok(());
         }
         let fd = stream.as_raw_fd();
-        let key = self.connections.insert(|key| Connection::new(key, stream));
+        let now_nanos = self.now_nanos();
+        let key = self.connections.insert(|key| Connection::new(key, stream, now_nanos));
         self.metrics.connections_accepted.add(1);
         self.metrics.connections.set(self.connections.len() as u64);
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -223,6 +230,8 @@ impl Shard {
             }
         };
         connection.read_buffer.extend_from_slice(&self.read_scratch[..read]);
+        connection.last_read_nanos = self.read_pass_nanos;
+        connection.pinged = false;
         self.metrics.bytes_in.add(read as u64);
         ReadOutcome::Data { bytes: read, filled_chunk: read == self.read_scratch.len() }
     }
@@ -236,6 +245,13 @@ impl Shard {
             }
             let length = match check(&connection.read_buffer, frame_bytes_max) {
                 Check::Incomplete => {
+                    // A frame has begun and not ended: its clock starts now
+                    // (see timeouts.rs, the stalled-frame check).
+                    if connection.read_buffer.is_empty() {
+                        connection.partial_frame_since_nanos = 0;
+                    } else if connection.partial_frame_since_nanos == 0 {
+                        connection.partial_frame_since_nanos = self.read_pass_nanos.max(1);
+                    }
                     connection.release_idle_buffers();
                     return;
                 }
@@ -243,6 +259,7 @@ impl Shard {
                 Check::Complete(length) => length,
             };
             let frame = connection.read_buffer.split_to(length).freeze();
+            connection.partial_frame_since_nanos = 0;
             // Publishes, the hot path, keep the frame whole and get ranges;
             // everything else is decoded into owned parts.
             let incoming = if frame[4] == Op::Publish as u8 {
@@ -390,6 +407,7 @@ impl Shard {
         self.pending_bytes_total -= connection.pending_bytes_reported;
         self.metrics.pending_bytes.set(self.pending_bytes_total as u64);
         self.metrics.connections.set(self.connections.len() as u64);
+        self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
         if tracing::enabled!(tracing::Level::DEBUG) && self.log_limits.connections.admit(Instant::now()).is_some() {
             let reason = if connection.error_sent { "after an error frame" } else { "peer closed or write failed" };
             tracing::debug!(shard = self.id, connection = key, reason, "connection closed");
@@ -478,6 +496,7 @@ impl Shard {
             let Some(connection) = self.connections.get_mut(key) else { continue };
             let _ = self.encoder.error(&mut connection.write_buffer, ErrorCode::ShuttingDown, "server shutting down");
             self.metrics.count_error(ErrorCode::ShuttingDown);
+            self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
             let _ = connection.write_out();
             let _ = connection.stream.shutdown(Shutdown::Write);
             self.metrics.connections_closed.add(1);

@@ -26,6 +26,7 @@ mod io;
 mod routing;
 #[cfg(test)]
 mod tests;
+mod timeouts;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
@@ -116,6 +117,11 @@ pub struct Shard {
     /// Sum of `pending_bytes_reported` over connections.
     pending_bytes_total: usize,
     log_limits: ShardLogLimits,
+    /// When the next timeout sweep is due, and its scratch list.
+    next_timeout_sweep: Instant,
+    timeout_verdicts: Vec<(ConnectionKey, timeouts::Verdict)>,
+    /// Idle passes since the clock was last read while spinning.
+    idle_spins: u32,
 }
 
 /// What [`Shard::new`] needs beyond the configuration.
@@ -178,6 +184,9 @@ impl Shard {
             read_pass_nanos: 0,
             pending_bytes_total: 0,
             log_limits: ShardLogLimits::default(),
+            next_timeout_sweep: Instant::now() + timeouts::TIMEOUT_SWEEP_INTERVAL,
+            timeout_verdicts: Vec::new(),
+            idle_spins: 0,
             config: parts.config,
         };
         let listener_fd = shard.listener.as_ref().map(|listener| listener.as_raw_fd()).expect("listener is set");
@@ -215,6 +224,7 @@ impl Shard {
             }
             if did_work {
                 last_work = Instant::now();
+                self.sweep_timeouts_if_due(last_work);
                 if !segment_busy {
                     self.metrics.idle_nanoseconds.add(nanos_between(segment_started, last_work));
                     (segment_started, segment_busy) = (last_work, true);
@@ -318,9 +328,15 @@ impl Shard {
             || self.draining_since.is_some()
             || last_work.elapsed() < IDLE_SPIN_BEFORE_PARK;
         if spinning {
+            // Read the clock only now and then: timeouts are coarse.
+            self.idle_spins = self.idle_spins.wrapping_add(1);
+            if self.idle_spins % 1024 == 0 {
+                self.sweep_timeouts_if_due(Instant::now());
+            }
             std::hint::spin_loop();
             return Ok(());
         }
+        self.sweep_timeouts_if_due(Instant::now());
         let waker = &self.shared.wakers[self.id];
         waker.announce_park();
         if self.mesh_has_input() || !self.ready.is_empty() || self.shared.stop.load(Ordering::SeqCst) {
@@ -334,7 +350,8 @@ impl Shard {
             self.closing_deadline_soonest().map(|deadline| deadline.saturating_duration_since(Instant::now()));
         let accept_retry = self.accept_retry_at.map(|at| at.saturating_duration_since(Instant::now()));
         let outbox_retry = outbox_waiting.then_some(OUTBOX_RETRY_INTERVAL);
-        let timeout = [closing_deadline, accept_retry, outbox_retry].into_iter().flatten().min();
+        let sweep = Some(self.next_timeout_sweep.saturating_duration_since(Instant::now()));
+        let timeout = [closing_deadline, accept_retry, outbox_retry, sweep].into_iter().flatten().min();
         let result = self.ring.wait(timeout);
         self.shared.wakers[self.id].clear_park();
         *last_work = Instant::now();
