@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use flit_wire::{Deliver, Frame, STATUS_NO_RESPONDERS};
+use flit_wire::{Deliver, ErrorCode, Frame, STATUS_NO_RESPONDERS};
 
 use crate::error::ClientError;
 use crate::inbox::Inbox;
@@ -75,6 +75,10 @@ pub struct Statistics {
     /// the milliseconds within which it said it would close the connection.
     /// Publishes sent after it are not delivered; reconnect elsewhere.
     pub server_draining_within_ms: Option<u64>,
+    /// Frames the server refused and that left the connection open
+    /// (`permission_denied`). In ack mode the refused call also returns the
+    /// error; otherwise this count is the only trace.
+    pub refused_by_server: u64,
 }
 
 struct SubscriptionEntry<S> {
@@ -225,6 +229,14 @@ impl<C: Channels> ConnectionState<C> {
             Frame::Ping => self.pongs_owed = self.pongs_owed.saturating_add(1),
             Frame::Draining { close_within_ms } => {
                 self.statistics.server_draining_within_ms = Some(close_within_ms);
+            }
+            Frame::Error(error) if ErrorCode::from_u16(error.code).is_some_and(|code| !code.closes_connection()) => {
+                self.statistics.refused_by_server += 1;
+                let error = ClientError::Server { code: error.code, message: error.message };
+                // In ack mode the Error answers the oldest unacknowledged frame.
+                if let Some(Some(waiter)) = self.acknowledgement_waiters.pop_front() {
+                    waiter.complete(Err(error));
+                }
             }
             Frame::Error(error) => {
                 let error = ClientError::Server { code: error.code, message: error.message };

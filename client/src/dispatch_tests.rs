@@ -209,3 +209,19 @@ fn dispatch_buffered_decodes_a_byte_stream_split_anywhere() {
         assert!(buffer.is_empty());
     }
 }
+
+#[test]
+fn a_permission_refusal_answers_the_frame_and_keeps_the_connection() {
+    let mut state = state(true);
+    let (refused, refused_answer) = done();
+    let (next, next_answer) = done();
+    state.expect_acknowledgement(Some(refused));
+    state.expect_acknowledgement(Some(next));
+    let error = ErrorFrame { code: ErrorCode::PermissionDenied.as_u16(), message: "no".to_owned() };
+    state.handle_frame(Frame::Error(error)).expect("not terminal");
+    assert!(matches!(refused_answer.try_recv(), Ok(Err(ClientError::Server { code: 401, .. }))));
+    assert!(state.usable().is_ok());
+    state.handle_frame(Frame::Ok).expect("ok");
+    assert!(matches!(next_answer.try_recv(), Ok(Ok(()))));
+    assert_eq!(state.statistics().refused_by_server, 1);
+}

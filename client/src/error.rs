@@ -80,10 +80,13 @@ impl ClientError {
 
     /// Whether the connection is unusable after this error.
     pub fn is_fatal(&self) -> bool {
+        if let ClientError::Server { code, .. } = self {
+            // A refusal of one frame (permission_denied) leaves the connection open.
+            return flit_wire::ErrorCode::from_u16(*code).is_none_or(|code| code.closes_connection());
+        }
         matches!(
             self,
             ClientError::Io(_)
-                | ClientError::Server { .. }
                 | ClientError::Disconnected
                 | ClientError::Protocol(_)
                 | ClientError::UnsupportedVersion { .. }

@@ -72,7 +72,7 @@ fn serve(mut stream: TcpStream, mut report: impl FnMut(Frame) -> bool) {
             Frame::Subscribe(subscribe) => subscriptions
                 .push((String::from_utf8(subscribe.pattern.to_vec()).expect("utf8"), subscribe.subscription_id)),
             Frame::Publish(publish) if &publish.subject[..] == b"poison" => {
-                encoder.error(&mut output, ErrorCode::PermissionDenied, "no poison here").expect("error");
+                encoder.error(&mut output, ErrorCode::InvalidSubject, "no poison here").expect("error");
                 close = true;
             }
             Frame::Publish(publish) => {
@@ -160,8 +160,8 @@ fn an_error_frame_ends_the_connection_for_every_later_call() {
     let subscription = client.subscribe("things.>").expect("subscribe");
     client.publish("poison", b"").expect("buffered before the server objects");
     let error = client.flush().expect_err("the server closes");
-    assert_eq!(error.server_code(), Some(ErrorCode::PermissionDenied), "{error:?}");
-    assert!(matches!(client.publish("a", b""), Err(ClientError::Server { code: 401, .. })));
+    assert_eq!(error.server_code(), Some(ErrorCode::InvalidSubject), "{error:?}");
+    assert!(matches!(client.publish("a", b""), Err(ClientError::Server { code: 200, .. })));
     assert!(subscription.next().is_none(), "subscriptions are closed");
     assert!(error.is_fatal());
     drop(frames);
@@ -192,7 +192,7 @@ fn ack_mode_waits_for_ok_and_reports_the_error_to_the_call_that_caused_it() {
     client.publish("a.b", b"x").expect("acknowledged publish");
     subscription.unsubscribe().expect("acknowledged unsubscribe");
     let error = client.publish("poison", b"").expect_err("the Error answers this publish");
-    assert_eq!(error.server_code(), Some(ErrorCode::PermissionDenied));
+    assert_eq!(error.server_code(), Some(ErrorCode::InvalidSubject));
 }
 
 #[test]

@@ -38,6 +38,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Show a live per-shard table from a router's metrics endpoint.
     Stats(StatsArguments),
+    /// Authentication helpers.
+    #[command(subcommand)]
+    Auth(AuthCommand),
 }
 
 /// `flit serve` flags. Each one left out falls back to the config file, then
@@ -102,6 +105,9 @@ pub struct ServeArguments {
     /// Log filter (`info`, `debug`, `flit_shard=debug,info`); wins over FLIT_LOG and the file. [default: info]
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
+    /// Identities file: turns authentication on (reloaded on SIGHUP). [default: off]
+    #[arg(long)]
+    pub identities: Option<PathBuf>,
 }
 
 impl ServeArguments {
@@ -125,8 +131,15 @@ impl ServeArguments {
         layer.metrics.listen = self.metrics;
         layer.log.format = self.log_format;
         layer.log.level = self.log_level.clone();
+        layer.auth.identities_file = self.identities.clone();
         layer
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Read a token on stdin, print its SHA-256 for the identities file.
+    HashToken,
 }
 
 #[derive(Debug, Subcommand)]

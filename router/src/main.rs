@@ -15,6 +15,7 @@
 
 mod cli;
 mod client_commands;
+mod identities_file;
 mod logging;
 mod metrics_http;
 mod serve;
@@ -34,6 +35,9 @@ fn main() -> ExitCode {
         cli::Command::Serve(arguments) => serve::run(arguments),
         cli::Command::Config(cli::ConfigCommand::Check { file }) => config_check(&file),
         cli::Command::Stats(arguments) => client_commands::exit(stats_command::run(arguments)),
+        cli::Command::Auth(cli::AuthCommand::HashToken) => {
+            client_commands::exit(identities_file::hash_token_from_stdin())
+        }
         cli::Command::Pub(arguments) => client_commands::exit(client_commands::publish(arguments)),
         cli::Command::Sub(arguments) => client_commands::exit(client_commands::subscribe(arguments)),
         cli::Command::Req(arguments) => client_commands::exit(client_commands::request(arguments)),

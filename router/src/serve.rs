@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use flit_shard::{available_cores, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::ServeArguments;
@@ -38,6 +38,23 @@ fn settings(arguments: &ServeArguments) -> Result<Settings, String> {
     Settings::resolve(layered.overridden_by(arguments.as_layer()))
 }
 
+/// SIGHUP: read the identities file again and hand it to the shards. A
+/// file that fails to load changes nothing.
+fn reload_identities(server: &Server, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: no identities file configured, nothing to reload");
+        return;
+    };
+    match crate::identities_file::load(path) {
+        Ok(identities) => {
+            let count = identities.len();
+            server.set_identities(Arc::new(identities));
+            tracing::info!(identities = count, file = %path.display(), "SIGHUP: identities reloaded");
+        }
+        Err(error) => tracing::error!(%error, "SIGHUP: identities not reloaded; the previous ones stay in force"),
+    }
+}
+
 pub fn run(arguments: ServeArguments) -> ExitCode {
     let settings = match settings(&arguments) {
         Ok(settings) => settings,
@@ -47,7 +64,7 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
         return fail(message);
     }
     // Signals are caught from here on, so one arriving during startup is not lost.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(error) => return fail(format!("cannot install signal handlers: {error}")),
     };
@@ -105,8 +122,13 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
         "flit ready"
     );
     let stop = server.stopper();
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            reload_identities(&server, settings.identities_file.as_deref());
+            continue;
+        }
         tracing::info!(signal, flush_timeout_ms = config.shutdown_flush_timeout.as_millis() as u64, "draining");
+        break;
     }
     draining.store(true, Ordering::Relaxed);
     stop();

@@ -124,6 +124,15 @@ pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[auth]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Identities and their permissions (see identities_file.rs); absent:
+    /// authentication off, every client unrestricted.
+    pub identities_file: Option<std::path::PathBuf>,
+}
+
 /// `[log]`
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +154,8 @@ pub struct FileSettings {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub auth: AuthSection,
 }
 
 /// Why a configuration file could not be used: one line, naming the file
@@ -205,6 +216,7 @@ impl FileSettings {
             },
             metrics: MetricsSection { listen: None },
             log: LogSection { format: Some(LogFormat::Human), level: Some(DEFAULT_LOG_LEVEL.to_string()) },
+            auth: AuthSection { identities_file: None },
         }
     }
 
@@ -248,6 +260,7 @@ impl FileSettings {
                 format: pick(base.log.format, over.log.format),
                 level: pick(base.log.level, over.log.level),
             },
+            auth: AuthSection { identities_file: pick(base.auth.identities_file, over.auth.identities_file) },
         }
     }
 }
@@ -262,6 +275,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Reloaded on SIGHUP.
+    pub identities_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -298,7 +313,11 @@ impl Settings {
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             return Err(format!("log level `{log_level}` is not a valid filter: {error}"));
         }
+        if let Some(path) = &merged.auth.identities_file {
+            server.identities = std::sync::Arc::new(crate::identities_file::load(path)?);
+        }
         Ok(Settings {
+            identities_file: merged.auth.identities_file,
             server,
             metrics_listen: merged.metrics.listen,
             log_format: merged.log.format.expect("defaulted"),
@@ -342,7 +361,8 @@ mod tests {
         let mut in_example = Vec::new();
         keys(&toml::Value::Table(toml::from_str(EXAMPLE).unwrap()), "", &mut in_example);
         // Off by default, so the example shows it commented out.
-        known.retain(|key| key != "metrics.listen");
+        known.retain(|key| key != "metrics.listen" && key != "auth.identities_file");
+        assert!(EXAMPLE.contains("\n# identities_file = "));
         assert!(EXAMPLE.contains("\n# listen = \"127.0.0.1:8222\"\n"));
         known.sort();
         in_example.sort();

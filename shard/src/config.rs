@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub shutdown_flush_timeout: Duration,
     /// Sent to clients in Welcome.
     pub server_name: String,
+    /// Who may connect, and what they may do, at startup (`Server::set_identities` replaces it).
+    pub identities: std::sync::Arc<crate::auth::Identities>,
 }
 
 impl ServerConfig {
@@ -90,6 +92,7 @@ impl ServerConfig {
             idle_timeout: IDLE_TIMEOUT_DEFAULT,
             shutdown_flush_timeout: SHUTDOWN_FLUSH_TIMEOUT_DEFAULT,
             server_name: "flit".to_string(),
+            identities: std::sync::Arc::new(crate::auth::Identities::open()),
         }
     }
 

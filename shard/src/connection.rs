@@ -54,6 +54,8 @@ pub enum ConnectionState {
 pub enum DeferredReply {
     Pong,
     Ok,
+    /// An Error frame that refuses one frame and leaves the connection open.
+    Refused(flit_wire::ErrorCode),
 }
 
 /// An empty buffer larger than this is released rather than kept.
@@ -108,6 +110,8 @@ pub struct Connection {
     pub last_read_nanos: u64,
     pub partial_frame_since_nanos: u64,
     pub pinged: bool,
+    /// Who the Hello proved the client to be; None when authentication is off.
+    pub identity: Option<std::sync::Arc<crate::auth::Identity>>,
 }
 
 impl Connection {
@@ -137,6 +141,7 @@ impl Connection {
             last_read_nanos: now_nanos,
             partial_frame_since_nanos: 0,
             pinged: false,
+            identity: None,
         }
     }
 

@@ -33,9 +33,11 @@
 //! feed it.
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod handshake;
 pub mod interest;
 pub mod log_limit;
 pub mod mesh;

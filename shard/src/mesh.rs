@@ -212,10 +212,15 @@ pub struct SharedState {
     /// Connections open on all shards, against `connections_max`. Touched at
     /// accept and close only, never per message.
     pub connections_open: AtomicUsize,
+    /// The identities in force, replaced on reload; a shard takes a copy
+    /// when `identities_generation` moves (checked once per pass, so the
+    /// lock is never taken on the message path).
+    pub identities: std::sync::Mutex<Arc<crate::auth::Identities>>,
+    pub identities_generation: AtomicU64,
 }
 
 impl SharedState {
-    pub fn new(wakers: Vec<Waker>) -> SharedState {
+    pub fn new(wakers: Vec<Waker>, identities: Arc<crate::auth::Identities>) -> SharedState {
         let shard_count = wakers.len();
         SharedState {
             wakers,
@@ -225,6 +230,8 @@ impl SharedState {
             metrics: (0..shard_count).map(|_| Arc::new(ShardMetrics::default())).collect(),
             epoch: Instant::now(),
             connections_open: AtomicUsize::new(0),
+            identities: std::sync::Mutex::new(identities),
+            identities_generation: AtomicU64::new(0),
         }
     }
 

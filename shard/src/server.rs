@@ -95,7 +95,7 @@ impl Server {
             wakers.push(Waker::new(write_end));
             pipe_read_ends.push(read_end);
         }
-        let shared = Arc::new(SharedState::new(wakers));
+        let shared = Arc::new(SharedState::new(wakers, config.identities.clone()));
         let cores = available_cores();
         let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), StartError>>();
         let mut threads = Vec::new();
@@ -153,6 +153,18 @@ impl Server {
     /// Whether a stop was asked for (the server is draining or stopped).
     pub fn stopping(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the identities (a SIGHUP reload). Every shard applies them
+    /// within one pass: connections whose identity is gone or whose token
+    /// changed, or whose subscriptions the new permissions refuse, are closed
+    /// with `authentication_failed`; the others stay, under the new rules.
+    pub fn set_identities(&self, identities: Arc<crate::auth::Identities>) {
+        *self.shared.identities.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = identities;
+        self.shared.identities_generation.fetch_add(1, Ordering::SeqCst);
+        for waker in &self.shared.wakers {
+            waker.wake();
+        }
     }
 
     /// Asks every shard to drain and stop. Returns at once.

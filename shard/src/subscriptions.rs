@@ -25,6 +25,9 @@ pub struct Subscription {
     pub group_key: GroupKey,
     /// Messages still to deliver before the subscription ends by itself.
     pub remaining: Option<u64>,
+    /// For a pattern that overlaps its identity's subscribe deny list:
+    /// deliveries on subjects that list matches are dropped.
+    pub delivery_filter: Option<std::sync::Arc<crate::auth::Permissions>>,
 }
 
 /// What a change did to this shard's interest in a (pattern, queue) pair.
@@ -82,8 +85,15 @@ impl Subscriptions {
         let count = self.local_counts.entry((pattern.clone(), queue.clone())).or_insert(0);
         *count += 1;
         let change = if *count == 1 { InterestChange::Gained } else { InterestChange::Unchanged };
-        self.slots[slot as usize] =
-            Some(Subscription { connection, subscription_id, pattern, queue, group_key, remaining: None });
+        self.slots[slot as usize] = Some(Subscription {
+            connection,
+            subscription_id,
+            pattern,
+            queue,
+            group_key,
+            remaining: None,
+            delivery_filter: None,
+        });
         (slot, change)
     }
 

@@ -89,6 +89,13 @@ impl FlitServer {
         assert!(status.success());
     }
 
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
     /// Waits (at most 20 s) for the process to exit; returns (exit code, stderr).
     pub fn wait(mut self) -> (Option<i32>, String) {
         let mut child = self.child.take().expect("running");

@@ -50,9 +50,10 @@ pub enum ErrorCode {
     IdleTimeout = 305,
     /// A frame was started and not finished within the server's frame timeout.
     StalledFrame = 306,
-    /// Reserved: authentication failed.
+    /// No token, a token that matches no identity, or credentials revoked by a reload.
     AuthenticationFailed = 400,
-    /// Reserved: the identity may not publish or subscribe to that subject.
+    /// The identity may not publish or subscribe to that subject. The
+    /// connection stays open.
     PermissionDenied = 401,
 }
 
@@ -90,6 +91,13 @@ impl ErrorCode {
     /// The code for a number received on the wire, if this version knows it.
     pub fn from_u16(value: u16) -> Option<ErrorCode> {
         ErrorCode::ALL.iter().copied().find(|code| code.as_u16() == value)
+    }
+
+    /// Whether the server closes the connection after sending this code.
+    /// Refusals of one frame (a publish or subscribe the identity may not
+    /// make) leave the connection open; everything else ends it.
+    pub fn closes_connection(self) -> bool {
+        !matches!(self, ErrorCode::PermissionDenied)
     }
 
     /// A short stable name, as used in docs, logs and metrics labels.

@@ -8,7 +8,10 @@ use flit_wire::{
     Encoder, ErrorCode, Frame, Op, PublishParts, Subscribe, Unsubscribe, Welcome, META_BYTES_MAX, PROTOCOL_VERSION,
 };
 
+use std::sync::Arc;
+
 use super::Shard;
+use crate::auth::{Identity, Pattern, SubscribeDecision};
 use crate::connection::{ConnectionKey, ConnectionState, DeferredReply};
 use crate::mesh::RoutedMessage;
 
@@ -39,14 +42,10 @@ impl Shard {
         match (state, frame) {
             (ConnectionState::Closing, _) => {}
             (ConnectionState::AwaitingHello, Frame::Hello(hello)) => {
-                if hello.version_min > PROTOCOL_VERSION || hello.version_max < PROTOCOL_VERSION {
-                    let message = format!(
-                        "client speaks versions {}..={}, server speaks {PROTOCOL_VERSION}",
-                        hello.version_min, hello.version_max
-                    );
-                    return self.protocol_error(key, ErrorCode::UnsupportedVersion, &message);
+                match crate::handshake::answer_hello(&hello, &self.identities) {
+                    Ok(identity) => self.welcome(key, hello.ack_mode, identity),
+                    Err((code, message)) => self.protocol_error(key, code, &message),
                 }
-                self.welcome(key, hello.ack_mode);
             }
             (ConnectionState::AwaitingHello, _) => {
                 self.protocol_error(key, ErrorCode::UnexpectedOp, "the first frame must be Hello")
@@ -54,7 +53,8 @@ impl Shard {
             (ConnectionState::Open, Frame::Subscribe(subscribe)) => self.on_subscribe(key, subscribe),
             (ConnectionState::Open, Frame::Unsubscribe(unsubscribe)) => self.on_unsubscribe(key, unsubscribe),
             (ConnectionState::Open, Frame::Ping) => self.reply(key, DeferredReply::Pong, true),
-            // The server sends no pings yet; a pong is harmless.
+            // The answer to the server's idle-check Ping; reading it already
+            // reset the idle clock.
             (ConnectionState::Open, Frame::Pong) => {}
             // A client that reports an error is done talking.
             (ConnectionState::Open, Frame::Error(_)) => self.begin_close(key, None),
@@ -65,7 +65,7 @@ impl Shard {
         }
     }
 
-    fn welcome(&mut self, key: ConnectionKey, ack_mode: bool) {
+    fn welcome(&mut self, key: ConnectionKey, ack_mode: bool, identity: Option<Arc<Identity>>) {
         let welcome = Welcome {
             version: PROTOCOL_VERSION,
             server_name: self.config.server_name.clone(),
@@ -79,11 +79,23 @@ impl Shard {
         let Some(connection) = self.connections.get_mut(key) else { return };
         connection.state = ConnectionState::Open;
         connection.ack_mode = ack_mode;
+        connection.identity = identity;
         let _ = self.encoder.welcome(&mut connection.write_buffer, &welcome);
         self.mark_dirty(key);
     }
 
     fn on_publish(&mut self, key: ConnectionKey, frame: Bytes, parts: PublishParts) {
+        if let Some(identity) = self.connections.get(key).and_then(|connection| connection.identity.as_ref()) {
+            let publish = &identity.permissions.publish;
+            if !publish.is_open() && !publish.permits(&frame[parts.subject.clone()]) {
+                let message = format!(
+                    "{} may not publish to {}",
+                    identity.name,
+                    String::from_utf8_lossy(&frame[parts.subject.clone()])
+                );
+                return self.refuse(key, ErrorCode::PermissionDenied, &message);
+            }
+        }
         self.metrics.messages_in.add(1);
         let mut message = RoutedMessage::from_publish(frame, parts);
         message.received_at_nanos = self.read_pass_nanos;
@@ -102,7 +114,26 @@ impl Shard {
                 format!("at most {} subscriptions per connection", self.config.subscriptions_per_connection_max);
             return self.protocol_error(key, ErrorCode::TooManySubscriptions, &message);
         }
-        self.add_subscription(key, subscribe);
+        let mut delivery_filter = None;
+        if let Some(identity) =
+            connection.identity.as_ref().filter(|identity| !identity.permissions.subscribe.is_open())
+        {
+            let pattern_text = String::from_utf8_lossy(&subscribe.pattern);
+            let decision = Pattern::parse(&pattern_text)
+                .map_or(SubscribeDecision::Denied, |pattern| identity.permissions.subscribe.subscription(&pattern));
+            match decision {
+                SubscribeDecision::Allowed => {}
+                SubscribeDecision::AllowedFiltered => delivery_filter = Some(identity.permissions.clone()),
+                SubscribeDecision::Denied => {
+                    let message = format!("{} may not subscribe to {pattern_text}", identity.name);
+                    return self.refuse(key, ErrorCode::PermissionDenied, &message);
+                }
+            }
+        }
+        let slot = self.add_subscription(key, subscribe);
+        if let Some(subscription) = self.subscriptions.get_mut(slot) {
+            subscription.delivery_filter = delivery_filter;
+        }
         self.acknowledge(key, true);
     }
 
@@ -118,6 +149,25 @@ impl Shard {
             }
         }
         self.acknowledge(key, true);
+    }
+
+    /// Refuses one frame with an Error that leaves the connection open (in
+    /// ack mode it takes the place of the frame's Ok). It keeps its place
+    /// behind replies still waiting for the interest barrier.
+    pub(super) fn refuse(&mut self, key: ConnectionKey, code: ErrorCode, message: &str) {
+        debug_assert!(!code.closes_connection());
+        self.metrics.count_error(code);
+        if let Some(suppressed) = self.log_limits.client_errors.admit(std::time::Instant::now()) {
+            tracing::info!(shard = self.id, connection = key, code = code.name(), suppressed, "refused: {message}");
+        }
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        if connection.deferred_replies.is_empty() {
+            let _ = self.encoder.error(&mut connection.write_buffer, code, message);
+            self.mark_dirty(key);
+            self.enforce_pending_limit(key);
+        } else {
+            self.reply(key, DeferredReply::Refused(code), false);
+        }
     }
 
     /// In ack mode, one Ok per publish, subscribe and unsubscribe.
@@ -147,7 +197,7 @@ impl Shard {
             return;
         }
         if barrier_passed && connection.deferred_replies.is_empty() {
-            write_reply(&mut connection.write_buffer, reply);
+            write_reply(&mut self.encoder, &mut connection.write_buffer, reply);
             self.mark_dirty(key);
             self.enforce_pending_limit(key);
             return;
@@ -179,7 +229,7 @@ impl Shard {
                     break;
                 }
                 connection.deferred_replies.pop_front();
-                write_reply(&mut connection.write_buffer, reply);
+                write_reply(&mut self.encoder, &mut connection.write_buffer, reply);
                 released = true;
             }
             let still_waiting = !connection.deferred_replies.is_empty();
@@ -194,10 +244,13 @@ impl Shard {
     }
 }
 
-fn write_reply(buffer: &mut bytes::BytesMut, reply: DeferredReply) {
+fn write_reply(encoder: &mut Encoder, buffer: &mut bytes::BytesMut, reply: DeferredReply) {
     match reply {
         DeferredReply::Pong => Encoder::bare(buffer, Op::Pong),
         DeferredReply::Ok => Encoder::bare(buffer, Op::Ok),
+        DeferredReply::Refused(code) => {
+            let _ = encoder.error(buffer, code, "refused (the frame's details were logged by the server)");
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 mod delivery_meta;
 mod dispatch;
 mod io;
+mod reload;
 mod routing;
 #[cfg(test)]
 mod tests;
@@ -122,6 +123,9 @@ pub struct Shard {
     timeout_verdicts: Vec<(ConnectionKey, timeouts::Verdict)>,
     /// Idle passes since the clock was last read while spinning.
     idle_spins: u32,
+    /// This shard's copy of the identities, and the reload it came from.
+    identities: Arc<crate::auth::Identities>,
+    identities_generation: u64,
 }
 
 /// What [`Shard::new`] needs beyond the configuration.
@@ -187,6 +191,8 @@ impl Shard {
             next_timeout_sweep: Instant::now() + timeouts::TIMEOUT_SWEEP_INTERVAL,
             timeout_verdicts: Vec::new(),
             idle_spins: 0,
+            identities: parts.config.identities.clone(),
+            identities_generation: 0,
             config: parts.config,
         };
         let listener_fd = shard.listener.as_ref().map(|listener| listener.as_raw_fd()).expect("listener is set");
@@ -257,6 +263,12 @@ impl Shard {
         self.completions = completions;
         if self.draining_since.is_none() && self.shared.stop.load(Ordering::Relaxed) {
             self.begin_drain();
+            did_work = true;
+        }
+        let identities_generation = self.shared.identities_generation.load(Ordering::Relaxed);
+        if identities_generation != self.identities_generation {
+            self.identities_generation = identities_generation;
+            self.apply_reloaded_identities();
             did_work = true;
         }
         let dead_shards = self.shared.dead_shards.load(Ordering::Relaxed);

@@ -67,6 +67,12 @@ impl Shard {
         self.queue_candidates.clear();
         for slot in &matched {
             let Some(subscription) = self.subscriptions.get(*slot) else { continue };
+            if let Some(permissions) = &subscription.delivery_filter {
+                // The pattern overlaps its identity's subscribe deny list.
+                if permissions.subscribe.deny.iter().any(|denied| denied.matches(message.subject())) {
+                    continue;
+                }
+            }
             if subscription.queue.is_none() {
                 self.deliver_to(*slot, message);
             } else if queue_picks.contains(&subscription.group_key) {
@@ -131,7 +137,8 @@ impl Shard {
         self.enforce_pending_limit(key);
     }
 
-    pub(super) fn add_subscription(&mut self, key: ConnectionKey, subscribe: Subscribe) {
+    /// Adds a subscription; returns its slot.
+    pub(super) fn add_subscription(&mut self, key: ConnectionKey, subscribe: Subscribe) -> u32 {
         // Own copies: the decoded pattern and queue are slices of the read
         // buffer, and a subscription lives long; keeping the slices would pin
         // that whole buffer (up to a megabyte-sized frame) for as long.
@@ -153,6 +160,7 @@ impl Shard {
                 queue: subscribe.queue.clone(),
             });
         }
+        slot
     }
 
     pub(super) fn remove_subscription(&mut self, slot: u32) {

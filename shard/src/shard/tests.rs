@@ -37,7 +37,7 @@ fn start_two_shards() -> (Vec<Shard>, Vec<std::net::SocketAddr>) {
         wakers.push(Waker::new(write_end));
         pipes.push(read_end);
     }
-    let shared = Arc::new(SharedState::new(wakers));
+    let shared = Arc::new(SharedState::new(wakers, Arc::new(crate::auth::Identities::open())));
     let config = ServerConfig::new(addresses[0], 2);
     let shards = listeners
         .into_iter()

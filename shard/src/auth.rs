@@ -1,0 +1,280 @@
+//! Who a client is, and what it may publish and subscribe to.
+//!
+//! **Identities** carry a bearer token, stored only as its SHA-256. A Hello's
+//! token is hashed once and compared with every identity's hash in constant
+//! time (all of them, so the time taken says nothing about which one, or
+//! whether any, matched). Tokens are meant to be long random strings (at
+//! least 128 bits, e.g. `openssl rand -hex 32`), for which a fast hash is the
+//! right tool; they are not passwords.
+//!
+//! **Permissions** are two rules, publish and subscribe, each an optional
+//! allow list and a deny list of subject patterns (wildcards as in
+//! subscriptions). Deny wins. No allow list means everything not denied.
+//! - A publish is allowed when its subject matches an allow pattern (or there
+//!   is no allow list) and matches no deny pattern.
+//! - A subscription is allowed when every subject its pattern can match is
+//!   allowed: the pattern is *contained* in an allow pattern and in no deny
+//!   pattern. A pattern that merely *overlaps* a deny pattern (`orders.>`
+//!   with `orders.secret.>` denied) is allowed with a filter: deliveries on
+//!   denied subjects are dropped for that subscription.
+//! - Inboxes: for an identity with a subscribe allow list, a pattern starting
+//!   with `_INBOX` must name one inbox (`_INBOX.<literal>...`): nobody can
+//!   subscribe to `_INBOX.>` and read everyone's replies. Replies need
+//!   `_INBOX.>` in the requester's subscribe allow list and in the
+//!   responder's publish allow list (docs/OPERATIONS.md).
+//!
+//! Everything here is pure data and functions: the shard calls it at the
+//! handshake, per publish of a restricted identity (a few pattern matches,
+//! no allocation), and per subscribe; the fuzz target and property tests
+//! call it directly.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// One token of a pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatternToken {
+    Literal(Box<[u8]>),
+    /// `*`: exactly one token.
+    Single,
+    /// `>`: one or more tokens, last only.
+    Tail,
+}
+
+/// A validated subject pattern, split into tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern(Vec<PatternToken>);
+
+impl Pattern {
+    /// Parses a pattern that `flit_wire::subject::validate_pattern` accepts.
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        flit_wire::subject::validate_pattern(text.as_bytes())
+            .map_err(|reason| format!("invalid pattern `{text}`: {reason}"))?;
+        let tokens = text
+            .split('.')
+            .map(|token| match token {
+                "*" => PatternToken::Single,
+                ">" => PatternToken::Tail,
+                literal => PatternToken::Literal(literal.as_bytes().into()),
+            })
+            .collect();
+        Ok(Pattern(tokens))
+    }
+
+    /// Whether the subject (a valid publish subject) matches.
+    pub fn matches(&self, subject: &[u8]) -> bool {
+        let mut tokens = subject.split(|byte| *byte == b'.');
+        for token in &self.0 {
+            match token {
+                PatternToken::Tail => return tokens.next().is_some(),
+                PatternToken::Single => {
+                    if tokens.next().is_none() {
+                        return false;
+                    }
+                }
+                PatternToken::Literal(literal) => {
+                    if tokens.next() != Some(&literal[..]) {
+                        return false;
+                    }
+                }
+            }
+        }
+        tokens.next().is_none()
+    }
+
+    /// Whether every subject `inner` matches is matched by `self`.
+    pub fn contains(&self, inner: &Pattern) -> bool {
+        contains(&self.0, &inner.0)
+    }
+
+    /// Whether some subject is matched by both.
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        overlaps(&self.0, &other.0)
+    }
+
+    fn tokens(&self) -> &[PatternToken] {
+        &self.0
+    }
+}
+
+fn contains(outer: &[PatternToken], inner: &[PatternToken]) -> bool {
+    use PatternToken::{Literal, Single, Tail};
+    match (outer.first(), inner.first()) {
+        (None, None) => true,
+        // `>` takes whatever one or more tokens remain of the inner pattern.
+        (Some(Tail), Some(_)) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(Single), Some(Literal(_) | Single)) => contains(&outer[1..], &inner[1..]),
+        // The inner `>` can match several tokens; an outer `*` or literal only one.
+        (Some(Single | Literal(_)), Some(Tail)) => false,
+        (Some(Literal(_)), Some(Single)) => false,
+        (Some(Literal(a)), Some(Literal(b))) => a == b && contains(&outer[1..], &inner[1..]),
+    }
+}
+
+fn overlaps(left: &[PatternToken], right: &[PatternToken]) -> bool {
+    use PatternToken::{Literal, Single, Tail};
+    match (left.first(), right.first()) {
+        (None, None) => true,
+        (Some(Tail), Some(_)) | (Some(_), Some(Tail)) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(Literal(a)), Some(Literal(b))) => a == b && overlaps(&left[1..], &right[1..]),
+        (Some(Single | Literal(_)), Some(Single | Literal(_))) => overlaps(&left[1..], &right[1..]),
+    }
+}
+
+/// One direction's rule: optional allow list, deny list; deny wins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// None: everything not denied is allowed.
+    pub allow: Option<Vec<Pattern>>,
+    pub deny: Vec<Pattern>,
+}
+
+/// The answer to a subscribe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscribeDecision {
+    Allowed,
+    /// Allowed, but deliveries on subjects the deny list matches are dropped.
+    AllowedFiltered,
+    Denied,
+}
+
+impl Rule {
+    /// Everything allowed.
+    pub fn open() -> Rule {
+        Rule::default()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.allow.is_none() && self.deny.is_empty()
+    }
+
+    /// Whether a message on `subject` may pass.
+    pub fn permits(&self, subject: &[u8]) -> bool {
+        if self.deny.iter().any(|pattern| pattern.matches(subject)) {
+            return false;
+        }
+        self.allow.as_ref().is_none_or(|allow| allow.iter().any(|pattern| pattern.matches(subject)))
+    }
+
+    /// Whether a subscription to `pattern` may be made, and how.
+    pub fn subscription(&self, pattern: &Pattern) -> SubscribeDecision {
+        if let Some(allow) = &self.allow {
+            if !allow.iter().any(|allowed| allowed.contains(pattern)) {
+                return SubscribeDecision::Denied;
+            }
+            // Restricted identities subscribe to one inbox at a time.
+            if let Some(PatternToken::Literal(first)) = pattern.tokens().first() {
+                if &first[..] == b"_INBOX" && !matches!(pattern.tokens().get(1), Some(PatternToken::Literal(_))) {
+                    return SubscribeDecision::Denied;
+                }
+            }
+        }
+        if self.deny.iter().any(|denied| denied.contains(pattern)) {
+            return SubscribeDecision::Denied;
+        }
+        if self.deny.iter().any(|denied| denied.overlaps(pattern)) {
+            return SubscribeDecision::AllowedFiltered;
+        }
+        SubscribeDecision::Allowed
+    }
+}
+
+/// What an identity may do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Rule,
+    pub subscribe: Rule,
+}
+
+/// A named client identity.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub name: String,
+    token_sha256: [u8; 32],
+    pub permissions: Arc<Permissions>,
+}
+
+impl Identity {
+    pub fn new(name: String, token_sha256: [u8; 32], permissions: Permissions) -> Identity {
+        Identity { name, token_sha256, permissions: Arc::new(permissions) }
+    }
+
+    /// Same name and same token: a reload keeps such a client connected.
+    pub fn same_credentials(&self, other: &Identity) -> bool {
+        self.name == other.name && bool::from(self.token_sha256.ct_eq(&other.token_sha256))
+    }
+}
+
+/// SHA-256 of a token, as stored in the identities file (lowercase hex there).
+pub fn token_sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Why a Hello was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("a token is required")]
+    MissingToken,
+    #[error("the token matches no identity")]
+    UnknownToken,
+}
+
+/// Every identity the server knows. Empty and not `required`: authentication
+/// is off and every client is unrestricted.
+#[derive(Clone, Debug, Default)]
+pub struct Identities {
+    pub required: bool,
+    identities: Vec<Arc<Identity>>,
+}
+
+impl Identities {
+    /// Authentication off.
+    pub fn open() -> Identities {
+        Identities::default()
+    }
+
+    /// Authentication on, with these identities (names must be unique and
+    /// tokens distinct; the file loader checks).
+    pub fn required(identities: Vec<Identity>) -> Identities {
+        Identities { required: true, identities: identities.into_iter().map(Arc::new).collect() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.identities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty()
+    }
+
+    /// The identity a Hello's token proves. `Ok(None)`: authentication is
+    /// off, the client is unrestricted.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Option<Arc<Identity>>, AuthError> {
+        if !self.required {
+            return Ok(None);
+        }
+        let token = token.filter(|token| !token.is_empty()).ok_or(AuthError::MissingToken)?;
+        let presented = token_sha256(token);
+        // Compare with every identity, matched or not, in constant time each.
+        let mut found = None;
+        for identity in &self.identities {
+            if bool::from(identity.token_sha256.ct_eq(&presented)) {
+                found = Some(identity.clone());
+            }
+        }
+        found.map(Some).ok_or(AuthError::UnknownToken)
+    }
+
+    /// The identity of this name, for a reload.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Identity>> {
+        self.identities.iter().find(|identity| identity.name == name)
+    }
+}
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod tests;

@@ -1,0 +1,31 @@
+//! The server's answer to a Hello, as a pure function: protocol version
+//! negotiation, then authentication. The shard applies the outcome (Welcome,
+//! or an Error frame and a close); the fuzz target (`shard/fuzz`) drives it
+//! with arbitrary bytes decoded as frames.
+
+use std::sync::Arc;
+
+use flit_wire::{ErrorCode, Hello, PROTOCOL_VERSION};
+
+use crate::auth::{AuthError, Identities, Identity};
+
+/// A refused Hello: the code and a message for the client.
+pub type Refusal = (ErrorCode, String);
+
+/// The identity the Hello proves (None: authentication is off), or why not.
+pub fn answer_hello(hello: &Hello, identities: &Identities) -> Result<Option<Arc<Identity>>, Refusal> {
+    if hello.version_min > PROTOCOL_VERSION || hello.version_max < PROTOCOL_VERSION {
+        let message = format!(
+            "client speaks versions {}..={}, server speaks {PROTOCOL_VERSION}",
+            hello.version_min, hello.version_max
+        );
+        return Err((ErrorCode::UnsupportedVersion, message));
+    }
+    identities.authenticate(hello.auth_token.as_deref()).map_err(|error| {
+        let message = match error {
+            AuthError::MissingToken => "authentication required: send a token in Hello".to_string(),
+            AuthError::UnknownToken => "authentication failed: unknown token".to_string(),
+        };
+        (ErrorCode::AuthenticationFailed, message)
+    })
+}
