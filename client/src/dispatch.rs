@@ -232,14 +232,22 @@ impl<C: Channels> ConnectionState<C> {
             }
             Frame::Error(error) if ErrorCode::from_u16(error.code).is_some_and(|code| !code.closes_connection()) => {
                 self.statistics.refused_by_server += 1;
-                let error = ClientError::Server { code: error.code, message: error.message };
+                let error = ClientError::Server {
+                    code: error.code,
+                    message: error.message,
+                    retry_after_ms: error.retry_after_ms,
+                };
                 // In ack mode the Error answers the oldest unacknowledged frame.
                 if let Some(Some(waiter)) = self.acknowledgement_waiters.pop_front() {
                     waiter.complete(Err(error));
                 }
             }
             Frame::Error(error) => {
-                let error = ClientError::Server { code: error.code, message: error.message };
+                let error = ClientError::Server {
+                    code: error.code,
+                    message: error.message,
+                    retry_after_ms: error.retry_after_ms,
+                };
                 // In ack mode the Error answers the oldest unacknowledged frame.
                 if let Some(Some(waiter)) = self.acknowledgement_waiters.pop_front() {
                     waiter.complete(Err(error.clone()));

@@ -107,7 +107,7 @@ fn acknowledgements_answer_the_oldest_frame_and_error_poisons() {
     state.handle_frame(Frame::Ok).expect("ok");
     state.handle_frame(Frame::Ok).expect("ok for the frame nobody waits on");
     assert!(matches!(first_answer.try_recv(), Ok(Ok(()))));
-    let error = ErrorFrame { code: ErrorCode::InvalidSubject.as_u16(), message: "bad".to_owned() };
+    let error = ErrorFrame { code: ErrorCode::InvalidSubject.as_u16(), message: "bad".to_owned(), retry_after_ms: 0 };
     assert!(state.handle_frame(Frame::Error(error)).is_err());
     let answer = third_answer.try_recv().expect("answered");
     assert!(matches!(answer, Err(ClientError::Server { code: 200, .. })));
@@ -132,7 +132,8 @@ fn an_error_frame_poisons_the_connection() {
     state.add_flush_waiter(flush);
     let (response, response_answer) = sync_channel(1);
     state.add_request(response);
-    let error = ErrorFrame { code: ErrorCode::SlowConsumer.as_u16(), message: "too slow".to_owned() };
+    let error =
+        ErrorFrame { code: ErrorCode::SlowConsumer.as_u16(), message: "too slow".to_owned(), retry_after_ms: 0 };
     let result = state.handle_frame(Frame::Error(error));
     assert!(matches!(&result, Err(ClientError::Server { code: 300, .. })));
     assert_eq!(result.expect_err("poisoned").server_code(), Some(ErrorCode::SlowConsumer));
@@ -217,7 +218,7 @@ fn a_permission_refusal_answers_the_frame_and_keeps_the_connection() {
     let (next, next_answer) = done();
     state.expect_acknowledgement(Some(refused));
     state.expect_acknowledgement(Some(next));
-    let error = ErrorFrame { code: ErrorCode::PermissionDenied.as_u16(), message: "no".to_owned() };
+    let error = ErrorFrame { code: ErrorCode::PermissionDenied.as_u16(), message: "no".to_owned(), retry_after_ms: 0 };
     state.handle_frame(Frame::Error(error)).expect("not terminal");
     assert!(matches!(refused_answer.try_recv(), Ok(Err(ClientError::Server { code: 401, .. }))));
     assert!(state.usable().is_ok());

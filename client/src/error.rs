@@ -20,7 +20,13 @@ pub enum ClientError {
     /// The server sent an Error frame; it closes the connection after one, so
     /// this is fatal. [`ClientError::server_code`] names the code.
     #[error("server error {code}: {message}")]
-    Server { code: u16, message: String },
+    Server {
+        code: u16,
+        message: String,
+        /// For `rate_limited` (307): milliseconds until the limit allows the
+        /// refused message again; 0 otherwise.
+        retry_after_ms: u32,
+    },
     /// The server closed the connection without saying why. Fatal.
     #[error("the server closed the connection")]
     Disconnected,

@@ -144,7 +144,9 @@ pub(crate) fn accept_welcome(frame: Frame) -> Result<Welcome, ClientError> {
         Frame::Welcome(welcome) => {
             Err(ClientError::UnsupportedVersion { server: welcome.version, client: flit_wire::PROTOCOL_VERSION })
         }
-        Frame::Error(error) => Err(ClientError::Server { code: error.code, message: error.message }),
+        Frame::Error(error) => {
+            Err(ClientError::Server { code: error.code, message: error.message, retry_after_ms: error.retry_after_ms })
+        }
         other => Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
     }
 }

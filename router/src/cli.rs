@@ -12,6 +12,7 @@ use flit_shard::config::{
 };
 use flit_wire::PAYLOAD_BYTES_MAX_DEFAULT;
 
+use crate::rate_limit_settings::PolicySetting;
 use crate::settings::{FileSettings, Idle, LogFormat, ShardCount, DEFAULT_ADDRESS};
 
 #[derive(Debug, Parser)]
@@ -24,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the router.
-    Serve(ServeArguments),
+    Serve(Box<ServeArguments>),
     /// Publish a message.
     Pub(PublishArguments),
     /// Subscribe and print one line per message: `SUBJECT PAYLOAD`.
@@ -105,6 +106,18 @@ pub struct ServeArguments {
     /// Log filter (`info`, `debug`, `flit_shard=debug,info`); wins over FLIT_LOG and the file. [default: info]
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
+    /// Publish rate limit of each connection, messages per second; 0: none. [default: 0]
+    #[arg(long = "rate-messages-per-second")]
+    pub rate_messages_per_second: Option<u64>,
+    /// Burst for --rate-messages-per-second; 0: one second's worth. [default: 0]
+    #[arg(long = "rate-burst-messages")]
+    pub rate_burst_messages: Option<u64>,
+    /// Publish rate limit of each connection, bytes per second; 0: none. [default: 0]
+    #[arg(long = "rate-bytes-per-second")]
+    pub rate_bytes_per_second: Option<u64>,
+    /// Over a rate limit: reject (drop, error 307) or slow-down (stop reading). [default: reject]
+    #[arg(long = "rate-policy", value_enum)]
+    pub rate_policy: Option<PolicySetting>,
     /// Identities file: turns authentication on (reloaded on SIGHUP). [default: off]
     #[arg(long)]
     pub identities: Option<PathBuf>,
@@ -132,6 +145,10 @@ impl ServeArguments {
         layer.log.format = self.log_format;
         layer.log.level = self.log_level.clone();
         layer.auth.identities_file = self.identities.clone();
+        layer.rate_limit.messages_per_second = self.rate_messages_per_second;
+        layer.rate_limit.burst_messages = self.rate_burst_messages;
+        layer.rate_limit.bytes_per_second = self.rate_bytes_per_second;
+        layer.rate_limit.policy = self.rate_policy;
         layer
     }
 }

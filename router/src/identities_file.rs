@@ -34,6 +34,9 @@ struct IdentityEntry {
     publish: RuleEntry,
     #[serde(default)]
     subscribe: RuleEntry,
+    /// Publish rate limit for all of the identity's connections together.
+    #[serde(default)]
+    rate: crate::rate_limit_settings::RateLimitSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,7 +95,7 @@ pub fn parse(text: &str, path: &str) -> Result<Identities, String> {
             subscribe: compile_rule(&entry.subscribe, &entry.name, "subscribe")
                 .map_err(|error| format!("{path}: {error}"))?,
         };
-        identities.push(Identity::new(entry.name.clone(), hash, permissions));
+        identities.push(Identity::new(entry.name.clone(), hash, permissions).with_rate_limits(entry.rate.limits()));
     }
     Ok(Identities::required(identities))
 }

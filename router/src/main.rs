@@ -18,6 +18,7 @@ mod client_commands;
 mod identities_file;
 mod logging;
 mod metrics_http;
+mod rate_limit_settings;
 mod serve;
 mod settings;
 mod stats_command;
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
         Err(error) => return cli::usage_error(error),
     };
     match command {
-        cli::Command::Serve(arguments) => serve::run(arguments),
+        cli::Command::Serve(arguments) => serve::run(*arguments),
         cli::Command::Config(cli::ConfigCommand::Check { file }) => config_check(&file),
         cli::Command::Stats(arguments) => client_commands::exit(stats_command::run(arguments)),
         cli::Command::Auth(cli::AuthCommand::HashToken) => {

@@ -246,6 +246,12 @@ const COUNTERS: &[CounterField] = &[
     ("flit_shard_mesh_messages_to_dead_shards", "Messages dropped because their shard had died.", |m| {
         m.mesh_messages_to_dead_shards.get()
     }),
+    ("flit_shard_rate_limit_rejections", "Publishes over a rate limit, dropped (policy reject).", |m| {
+        m.rate_limit_rejections.get()
+    }),
+    ("flit_shard_rate_limit_pauses", "Publishes over a rate limit that paused reading (policy slow_down).", |m| {
+        m.rate_limit_pauses.get()
+    }),
 ];
 
 impl Collector for FlitCollector {

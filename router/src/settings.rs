@@ -156,6 +156,9 @@ pub struct FileSettings {
     pub log: LogSection,
     #[serde(default)]
     pub auth: AuthSection,
+    /// Per-connection publish rate limit (identities add their own).
+    #[serde(default)]
+    pub rate_limit: crate::rate_limit_settings::RateLimitSection,
 }
 
 /// Why a configuration file could not be used: one line, naming the file
@@ -217,6 +220,7 @@ impl FileSettings {
             metrics: MetricsSection { listen: None },
             log: LogSection { format: Some(LogFormat::Human), level: Some(DEFAULT_LOG_LEVEL.to_string()) },
             auth: AuthSection { identities_file: None },
+            rate_limit: crate::rate_limit_settings::RateLimitSection::defaults(),
         }
     }
 
@@ -261,6 +265,7 @@ impl FileSettings {
                 level: pick(base.log.level, over.log.level),
             },
             auth: AuthSection { identities_file: pick(base.auth.identities_file, over.auth.identities_file) },
+            rate_limit: base.rate_limit.overridden_by(over.rate_limit),
         }
     }
 }
@@ -313,6 +318,7 @@ impl Settings {
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             return Err(format!("log level `{log_level}` is not a valid filter: {error}"));
         }
+        server.connection_rate_limits = merged.rate_limit.limits();
         if let Some(path) = &merged.auth.identities_file {
             server.identities = std::sync::Arc::new(crate::identities_file::load(path)?);
         }

@@ -196,11 +196,21 @@ pub struct Identity {
     pub name: String,
     token_sha256: [u8; 32],
     pub permissions: Arc<Permissions>,
+    /// The identity's rate limit, shared by all its connections on all shards.
+    pub rate: Option<Arc<crate::rate_limit::SharedBuckets>>,
 }
 
 impl Identity {
     pub fn new(name: String, token_sha256: [u8; 32], permissions: Permissions) -> Identity {
-        Identity { name, token_sha256, permissions: Arc::new(permissions) }
+        Identity { name, token_sha256, permissions: Arc::new(permissions), rate: None }
+    }
+
+    /// The identity with a rate limit for all of its connections together.
+    pub fn with_rate_limits(mut self, limits: crate::rate_limit::RateLimits) -> Identity {
+        if !limits.is_unlimited() {
+            self.rate = Some(Arc::new(crate::rate_limit::SharedBuckets::new(limits)));
+        }
+        self
     }
 
     /// Same name and same token: a reload keeps such a client connected.

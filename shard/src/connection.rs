@@ -54,8 +54,9 @@ pub enum ConnectionState {
 pub enum DeferredReply {
     Pong,
     Ok,
-    /// An Error frame that refuses one frame and leaves the connection open.
-    Refused(flit_wire::ErrorCode),
+    /// An Error frame that refuses one frame and leaves the connection open
+    /// (code, retry-after milliseconds).
+    Refused(flit_wire::ErrorCode, u32),
 }
 
 /// An empty buffer larger than this is released rather than kept.
@@ -112,6 +113,11 @@ pub struct Connection {
     pub pinged: bool,
     /// Who the Hello proved the client to be; None when authentication is off.
     pub identity: Option<std::sync::Arc<crate::auth::Identity>>,
+    /// This connection's own rate limit state, and (policy slow_down) when
+    /// the shard may read from it again (nanoseconds since the epoch; 0: now).
+    pub rate_buckets: crate::rate_limit::LocalBuckets,
+    pub reading_paused_until_nanos: u64,
+    pub in_paused_list: bool,
 }
 
 impl Connection {
@@ -142,6 +148,9 @@ impl Connection {
             partial_frame_since_nanos: 0,
             pinged: false,
             identity: None,
+            rate_buckets: Default::default(),
+            reading_paused_until_nanos: 0,
+            in_paused_list: false,
         }
     }
 

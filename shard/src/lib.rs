@@ -42,6 +42,7 @@ pub mod interest;
 pub mod log_limit;
 pub mod mesh;
 pub mod metrics;
+pub mod rate_limit;
 pub mod ring;
 pub mod server;
 mod shard;

@@ -138,6 +138,10 @@ pub struct ShardMetrics {
     pub protocol_errors: Counter,
     pub accept_errors: Counter,
     pub mesh_messages_to_dead_shards: Counter,
+    /// Publishes over a rate limit: dropped (policy reject), or accepted with
+    /// the socket's reading paused (policy slow_down).
+    pub rate_limit_rejections: Counter,
+    pub rate_limit_pauses: Counter,
     /// Error frames sent, indexed like [`ErrorCode::ALL`].
     pub errors_by_code: [Counter; ErrorCode::ALL.len()],
     /// Time in passes that did work, and time spinning or parked without any,

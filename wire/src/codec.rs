@@ -122,6 +122,9 @@ pub struct ErrorFrame {
     /// The raw code; [`ErrorCode::from_u16`] names it if this version knows it.
     pub code: u16,
     pub message: String,
+    /// For `rate_limited`: milliseconds until the refused message would be
+    /// allowed. 0: no hint.
+    pub retry_after_ms: u32,
 }
 
 /// A decoded frame.
@@ -334,7 +337,11 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
         Op::Error => {
             let error =
                 flatbuffers::root_with_opts::<schema::Error>(&options, meta).map_err(|e| invalid("Error", e))?;
-            Frame::Error(ErrorFrame { code: error.code(), message: error.message().unwrap_or_default().to_owned() })
+            Frame::Error(ErrorFrame {
+                code: error.code(),
+                message: error.message().unwrap_or_default().to_owned(),
+                retry_after_ms: error.retry_after_ms(),
+            })
         }
     };
     Ok(decoded)

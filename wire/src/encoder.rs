@@ -196,9 +196,20 @@ impl Encoder {
     /// An Error frame with a code this version may not know (as received from
     /// a newer peer and passed on, or re-encoded).
     pub fn error_with_raw_code(&mut self, out: &mut BytesMut, code: u16, message: &str) -> Result<(), WireError> {
+        self.error_with_retry(out, code, message, 0)
+    }
+
+    /// An Error frame with a retry-after hint (for `rate_limited`).
+    pub fn error_with_retry(
+        &mut self,
+        out: &mut BytesMut,
+        code: u16,
+        message: &str,
+        retry_after_ms: u32,
+    ) -> Result<(), WireError> {
         self.builder.reset();
         let message = Some(self.builder.create_string(message));
-        let root = schema::Error::create(&mut self.builder, &schema::ErrorArgs { code, message });
+        let root = schema::Error::create(&mut self.builder, &schema::ErrorArgs { code, message, retry_after_ms });
         let meta = self.finish(root);
         put_frame(out, Op::Error, 0, meta, &[])
     }
@@ -241,7 +252,7 @@ impl Encoder {
                 Encoder::bare(out, Op::Ok);
                 Ok(())
             }
-            Frame::Error(error) => self.error_with_raw_code(out, error.code, &error.message),
+            Frame::Error(error) => self.error_with_retry(out, error.code, &error.message, error.retry_after_ms),
             Frame::Draining { close_within_ms } => {
                 Encoder::draining(out, *close_within_ms);
                 Ok(())

@@ -50,6 +50,9 @@ pub enum ErrorCode {
     IdleTimeout = 305,
     /// A frame was started and not finished within the server's frame timeout.
     StalledFrame = 306,
+    /// A publish over the connection's or the identity's rate limit was
+    /// dropped; the Error carries a retry-after hint. The connection stays open.
+    RateLimited = 307,
     /// No token, a token that matches no identity, or credentials revoked by a reload.
     AuthenticationFailed = 400,
     /// The identity may not publish or subscribe to that subject. The
@@ -59,7 +62,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in numeric order (used by docs checks and tests).
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::MalformedFrame,
         ErrorCode::FrameTooLarge,
         ErrorCode::InvalidFlatbuffer,
@@ -79,6 +82,7 @@ impl ErrorCode {
         ErrorCode::HandshakeTimeout,
         ErrorCode::IdleTimeout,
         ErrorCode::StalledFrame,
+        ErrorCode::RateLimited,
         ErrorCode::AuthenticationFailed,
         ErrorCode::PermissionDenied,
     ];
@@ -97,7 +101,7 @@ impl ErrorCode {
     /// Refusals of one frame (a publish or subscribe the identity may not
     /// make) leave the connection open; everything else ends it.
     pub fn closes_connection(self) -> bool {
-        !matches!(self, ErrorCode::PermissionDenied)
+        !matches!(self, ErrorCode::PermissionDenied | ErrorCode::RateLimited)
     }
 
     /// A short stable name, as used in docs, logs and metrics labels.
@@ -122,6 +126,7 @@ impl ErrorCode {
             ErrorCode::HandshakeTimeout => "handshake_timeout",
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::StalledFrame => "stalled_frame",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::AuthenticationFailed => "authentication_failed",
             ErrorCode::PermissionDenied => "permission_denied",
         }

@@ -124,8 +124,9 @@ fn deliver() -> impl Strategy<Value = Frame> {
 }
 
 fn error() -> impl Strategy<Value = Frame> {
-    (prop::sample::select(&ErrorCode::ALL[..]), ".{0,64}")
-        .prop_map(|(code, message)| Frame::Error(ErrorFrame { code: code.as_u16(), message }))
+    (prop::sample::select(&ErrorCode::ALL[..]), ".{0,64}", any::<u32>()).prop_map(|(code, message, retry_after_ms)| {
+        Frame::Error(ErrorFrame { code: code.as_u16(), message, retry_after_ms })
+    })
 }
 
 /// Any frame of any op.

@@ -93,8 +93,11 @@ impl Shard {
                     identity.name,
                     String::from_utf8_lossy(&frame[parts.subject.clone()])
                 );
-                return self.refuse(key, ErrorCode::PermissionDenied, &message);
+                return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
             }
+        }
+        if !self.admit_by_rate(key, frame.len() as u64) {
+            return;
         }
         self.metrics.messages_in.add(1);
         let mut message = RoutedMessage::from_publish(frame, parts);
@@ -126,7 +129,7 @@ impl Shard {
                 SubscribeDecision::AllowedFiltered => delivery_filter = Some(identity.permissions.clone()),
                 SubscribeDecision::Denied => {
                     let message = format!("{} may not subscribe to {pattern_text}", identity.name);
-                    return self.refuse(key, ErrorCode::PermissionDenied, &message);
+                    return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
                 }
             }
         }
@@ -154,7 +157,7 @@ impl Shard {
     /// Refuses one frame with an Error that leaves the connection open (in
     /// ack mode it takes the place of the frame's Ok). It keeps its place
     /// behind replies still waiting for the interest barrier.
-    pub(super) fn refuse(&mut self, key: ConnectionKey, code: ErrorCode, message: &str) {
+    pub(super) fn refuse(&mut self, key: ConnectionKey, code: ErrorCode, message: &str, retry_after_ms: u32) {
         debug_assert!(!code.closes_connection());
         self.metrics.count_error(code);
         if let Some(suppressed) = self.log_limits.client_errors.admit(std::time::Instant::now()) {
@@ -162,11 +165,11 @@ impl Shard {
         }
         let Some(connection) = self.connections.get_mut(key) else { return };
         if connection.deferred_replies.is_empty() {
-            let _ = self.encoder.error(&mut connection.write_buffer, code, message);
+            let _ = self.encoder.error_with_retry(&mut connection.write_buffer, code.as_u16(), message, retry_after_ms);
             self.mark_dirty(key);
             self.enforce_pending_limit(key);
         } else {
-            self.reply(key, DeferredReply::Refused(code), false);
+            self.reply(key, DeferredReply::Refused(code, retry_after_ms), false);
         }
     }
 
@@ -248,8 +251,9 @@ fn write_reply(encoder: &mut Encoder, buffer: &mut bytes::BytesMut, reply: Defer
     match reply {
         DeferredReply::Pong => Encoder::bare(buffer, Op::Pong),
         DeferredReply::Ok => Encoder::bare(buffer, Op::Ok),
-        DeferredReply::Refused(code) => {
-            let _ = encoder.error(buffer, code, "refused (the frame's details were logged by the server)");
+        DeferredReply::Refused(code, retry_after_ms) => {
+            let message = "refused (the frame's details were logged by the server)";
+            let _ = encoder.error_with_retry(buffer, code.as_u16(), message, retry_after_ms);
         }
     }
 }

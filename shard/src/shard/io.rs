@@ -139,7 +139,7 @@ impl Shard {
         Ok(())
     }
 
-    fn mark_ready(&mut self, key: ConnectionKey) {
+    pub(super) fn mark_ready(&mut self, key: ConnectionKey) {
         if let Some(connection) = self.connections.get_mut(key) {
             if !connection.in_ready_queue {
                 connection.in_ready_queue = true;
@@ -173,6 +173,10 @@ impl Shard {
             did_work = true;
             if connection.state == ConnectionState::Closing {
                 self.discard_input(key);
+                continue;
+            }
+            if self.reading_paused(key) {
+                // Resumed from the paused list when its rate limit allows.
                 continue;
             }
             if self.read_connection(key) {
@@ -236,11 +240,11 @@ impl Shard {
         ReadOutcome::Data { bytes: read, filled_chunk: read == self.read_scratch.len() }
     }
 
-    fn handle_buffered_frames(&mut self, key: ConnectionKey) {
+    pub(super) fn handle_buffered_frames(&mut self, key: ConnectionKey) {
         let frame_bytes_max = self.limits.frame_bytes_max();
         loop {
             let Some(connection) = self.connections.get_mut(key) else { return };
-            if connection.state == ConnectionState::Closing {
+            if connection.state == ConnectionState::Closing || connection.reading_paused_until_nanos != 0 {
                 return;
             }
             let length = match check(&connection.read_buffer, frame_bytes_max) {

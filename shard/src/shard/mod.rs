@@ -23,6 +23,7 @@
 mod delivery_meta;
 mod dispatch;
 mod io;
+mod rate;
 mod reload;
 mod routing;
 #[cfg(test)]
@@ -126,6 +127,9 @@ pub struct Shard {
     /// This shard's copy of the identities, and the reload it came from.
     identities: Arc<crate::auth::Identities>,
     identities_generation: u64,
+    /// Connections whose reading waits for a slow_down rate limit.
+    paused_readers: Vec<ConnectionKey>,
+    resumed: Vec<ConnectionKey>,
 }
 
 /// What [`Shard::new`] needs beyond the configuration.
@@ -193,6 +197,8 @@ impl Shard {
             idle_spins: 0,
             identities: parts.config.identities.clone(),
             identities_generation: 0,
+            paused_readers: Vec::new(),
+            resumed: Vec::new(),
             config: parts.config,
         };
         let listener_fd = shard.listener.as_ref().map(|listener| listener.as_raw_fd()).expect("listener is set");
@@ -286,6 +292,7 @@ impl Shard {
             did_work = true;
             self.accept_connections()?;
         }
+        let _ = self.resume_paused_readers();
         did_work |= self.read_ready_connections()?;
         self.flush_outboxes();
         did_work |= self.write_dirty_connections()?;
@@ -363,7 +370,12 @@ impl Shard {
         let accept_retry = self.accept_retry_at.map(|at| at.saturating_duration_since(Instant::now()));
         let outbox_retry = outbox_waiting.then_some(OUTBOX_RETRY_INTERVAL);
         let sweep = Some(self.next_timeout_sweep.saturating_duration_since(Instant::now()));
-        let timeout = [closing_deadline, accept_retry, outbox_retry, sweep].into_iter().flatten().min();
+        let paused_reader = self.resume_paused_readers();
+        if !self.ready.is_empty() {
+            self.shared.wakers[self.id].clear_park();
+            return Ok(());
+        }
+        let timeout = [closing_deadline, accept_retry, outbox_retry, sweep, paused_reader].into_iter().flatten().min();
         let result = self.ring.wait(timeout);
         self.shared.wakers[self.id].clear_park();
         *last_work = Instant::now();
