@@ -89,6 +89,11 @@ impl FlitServer {
         assert!(status.success());
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Sends a signal by name (`HUP`, `TERM`, ...).
     pub fn signal(&self, name: &str) {
         let child = self.child.as_ref().expect("running");
@@ -240,6 +245,32 @@ impl RawConnection {
                 Err(error) => panic!("read failed: {error}"),
             }
         }
+    }
+
+    /// Like [`RawConnection::read_frame`], but a read error or timeout ends
+    /// the stream (None) instead of failing the test.
+    pub fn read_frame_lenient(&mut self) -> Option<Frame> {
+        let limits = Limits::default();
+        loop {
+            match check(&self.buffer, limits.frame_bytes_max()) {
+                Check::Complete(length) => {
+                    let frame = self.buffer.split_to(length).freeze();
+                    return Some(decode(frame, &limits).expect("server frames decode"));
+                }
+                Check::Invalid(error) => panic!("server sent an invalid frame: {error}"),
+                Check::Incomplete => {}
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
+            }
+        }
+    }
+
+    /// A connection over an already connected stream, without a handshake.
+    pub fn from_stream(stream: TcpStream) -> RawConnection {
+        RawConnection { stream, buffer: BytesMut::new() }
     }
 
     /// Reads until an Error frame; asserts the server then closes. Returns the code.
