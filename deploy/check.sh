@@ -49,7 +49,7 @@ COUNTERS = [
     "flit_shard_queue_group_misses_total", "flit_shard_accept_errors_total",
     "flit_shard_mesh_messages_to_dead_shards_total", "flit_shard_busy_seconds_total",
     "flit_shard_idle_seconds_total", "flit_shard_errors_total", "flit_shard_protocol_errors_total",
-    "flit_shard_rate_limit_rejections_total", "flit_shard_rate_limit_pauses_total",
+    "flit_shard_rate_limit_rejections_total", "flit_shard_rate_limit_pauses_total", "flit_shard_tls_failures_total",
 ]
 HISTOGRAMS = ["flit_in_router_latency_seconds"]
 # Series Prometheus itself adds for every scrape target.

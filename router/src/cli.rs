@@ -118,6 +118,15 @@ pub struct ServeArguments {
     /// Over a rate limit: reject (drop, error 307) or slow-down (stop reading). [default: reject]
     #[arg(long = "rate-policy", value_enum)]
     pub rate_policy: Option<PolicySetting>,
+    /// PEM certificate chain: turns TLS on for the listener (with --tls-key). [default: off]
+    #[arg(long = "tls-cert")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA(s) for client certificates: every client must present one (mutual TLS).
+    #[arg(long = "tls-client-ca")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Identities file: turns authentication on (reloaded on SIGHUP). [default: off]
     #[arg(long)]
     pub identities: Option<PathBuf>,
@@ -145,6 +154,9 @@ impl ServeArguments {
         layer.log.format = self.log_format;
         layer.log.level = self.log_level.clone();
         layer.auth.identities_file = self.identities.clone();
+        layer.tls.cert_file = self.tls_cert.clone();
+        layer.tls.key_file = self.tls_key.clone();
+        layer.tls.client_ca_file = self.tls_client_ca.clone();
         layer.rate_limit.messages_per_second = self.rate_messages_per_second;
         layer.rate_limit.burst_messages = self.rate_burst_messages;
         layer.rate_limit.bytes_per_second = self.rate_bytes_per_second;

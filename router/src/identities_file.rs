@@ -29,7 +29,11 @@ struct IdentitiesFile {
 #[serde(deny_unknown_fields)]
 struct IdentityEntry {
     name: String,
-    token_sha256: String,
+    /// At least one of the two proves the identity.
+    token_sha256: Option<String>,
+    /// With mutual TLS: the SHA-256 of the client certificate (DER), as
+    /// `openssl x509 -in client.crt -outform der | sha256sum` prints it.
+    certificate_sha256: Option<String>,
     #[serde(default)]
     publish: RuleEntry,
     #[serde(default)]
@@ -57,8 +61,8 @@ fn compile_rule(entry: &RuleEntry, identity: &str, direction: &str) -> Result<Ru
     Ok(Rule { allow: entry.allow.as_deref().map(compile).transpose()?, deny: compile(&entry.deny)? })
 }
 
-fn parse_hash(text: &str, identity: &str) -> Result<[u8; 32], String> {
-    let invalid = || format!("identity {identity}: token_sha256 must be 64 hex digits (see `flit auth hash-token`)");
+fn parse_hash(text: &str, identity: &str, key: &str) -> Result<[u8; 32], String> {
+    let invalid = || format!("identity {identity}: {key} must be 64 hex digits (see `flit auth hash-token`)");
     if text.len() != 64 {
         return Err(invalid());
     }
@@ -81,12 +85,25 @@ pub fn parse(text: &str, path: &str) -> Result<Identities, String> {
     }
     let mut identities = Vec::new();
     for entry in &file.identity {
-        let hash = parse_hash(&entry.token_sha256, &entry.name).map_err(|error| format!("{path}: {error}"))?;
+        let token = entry.token_sha256.as_deref().map(|text| parse_hash(text, &entry.name, "token_sha256")).transpose();
+        let certificate = entry
+            .certificate_sha256
+            .as_deref()
+            .map(|text| parse_hash(text, &entry.name, "certificate_sha256"))
+            .transpose();
+        let (token, certificate) =
+            (token.map_err(|e| format!("{path}: {e}"))?, certificate.map_err(|e| format!("{path}: {e}"))?);
+        if token.is_none() && certificate.is_none() {
+            return Err(format!(
+                "identities file {path}: identity {} needs token_sha256 or certificate_sha256",
+                entry.name
+            ));
+        }
         if file.identity.iter().filter(|other| other.name == entry.name).count() > 1 {
             return Err(format!("identities file {path}: identity name {} appears twice", entry.name));
         }
-        if file.identity.iter().filter(|other| other.token_sha256.eq_ignore_ascii_case(&entry.token_sha256)).count() > 1
-        {
+        let same_token = |other: &IdentityEntry| matches!((&other.token_sha256, &entry.token_sha256), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+        if file.identity.iter().filter(|other| same_token(other)).count() > 1 {
             return Err(format!("identities file {path}: identity {} shares its token with another", entry.name));
         }
         let permissions = Permissions {
@@ -95,7 +112,15 @@ pub fn parse(text: &str, path: &str) -> Result<Identities, String> {
             subscribe: compile_rule(&entry.subscribe, &entry.name, "subscribe")
                 .map_err(|error| format!("{path}: {error}"))?,
         };
-        identities.push(Identity::new(entry.name.clone(), hash, permissions).with_rate_limits(entry.rate.limits()));
+        let mut identity = Identity::new(entry.name.clone(), token.unwrap_or_default(), permissions)
+            .with_rate_limits(entry.rate.limits());
+        if token.is_none() {
+            identity = identity.without_token();
+        }
+        if let Some(certificate) = certificate {
+            identity = identity.with_certificate(certificate);
+        }
+        identities.push(identity);
     }
     Ok(Identities::required(identities))
 }

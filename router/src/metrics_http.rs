@@ -252,6 +252,9 @@ const COUNTERS: &[CounterField] = &[
     ("flit_shard_rate_limit_pauses", "Publishes over a rate limit that paused reading (policy slow_down).", |m| {
         m.rate_limit_pauses.get()
     }),
+    ("flit_shard_tls_failures", "TLS connections closed by a TLS error (not TLS, refused certificate).", |m| {
+        m.tls_failures.get()
+    }),
 ];
 
 impl Collector for FlitCollector {

@@ -194,15 +194,38 @@ pub struct Permissions {
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub name: String,
-    token_sha256: [u8; 32],
+    /// None: this identity proves itself with a client certificate only.
+    token_sha256: Option<[u8; 32]>,
     pub permissions: Arc<Permissions>,
     /// The identity's rate limit, shared by all its connections on all shards.
     pub rate: Option<Arc<crate::rate_limit::SharedBuckets>>,
+    /// With mutual TLS: the SHA-256 of the client certificate that proves
+    /// this identity (instead of, or as well as, the token).
+    pub certificate_sha256: Option<[u8; 32]>,
 }
 
 impl Identity {
     pub fn new(name: String, token_sha256: [u8; 32], permissions: Permissions) -> Identity {
-        Identity { name, token_sha256, permissions: Arc::new(permissions), rate: None }
+        Identity {
+            name,
+            token_sha256: Some(token_sha256),
+            permissions: Arc::new(permissions),
+            rate: None,
+            certificate_sha256: None,
+        }
+    }
+
+    /// An identity proved by a client certificate (mutual TLS), with or
+    /// without a token as well.
+    pub fn with_certificate(mut self, certificate_sha256: [u8; 32]) -> Identity {
+        self.certificate_sha256 = Some(certificate_sha256);
+        self
+    }
+
+    /// Drops the token: only the certificate proves this identity.
+    pub fn without_token(mut self) -> Identity {
+        self.token_sha256 = None;
+        self
     }
 
     /// The identity with a rate limit for all of its connections together.
@@ -215,7 +238,14 @@ impl Identity {
 
     /// Same name and same token: a reload keeps such a client connected.
     pub fn same_credentials(&self, other: &Identity) -> bool {
-        self.name == other.name && bool::from(self.token_sha256.ct_eq(&other.token_sha256))
+        let same = |left: Option<[u8; 32]>, right: Option<[u8; 32]>| match (left, right) {
+            (Some(left), Some(right)) => bool::from(left.ct_eq(&right)),
+            (None, None) => true,
+            _ => false,
+        };
+        self.name == other.name
+            && same(self.token_sha256, other.token_sha256)
+            && same(self.certificate_sha256, other.certificate_sha256)
     }
 }
 
@@ -272,11 +302,22 @@ impl Identities {
         // Compare with every identity, matched or not, in constant time each.
         let mut found = None;
         for identity in &self.identities {
-            if bool::from(identity.token_sha256.ct_eq(&presented)) {
+            if identity.token_sha256.is_some_and(|known| bool::from(known.ct_eq(&presented))) {
                 found = Some(identity.clone());
             }
         }
         found.map(Some).ok_or(AuthError::UnknownToken)
+    }
+
+    /// The identity a verified client certificate maps to, if any.
+    pub fn by_certificate(&self, fingerprint: &[u8; 32]) -> Option<Arc<Identity>> {
+        let mut found = None;
+        for identity in &self.identities {
+            if identity.certificate_sha256.is_some_and(|known| bool::from(known.ct_eq(fingerprint))) {
+                found = Some(identity.clone());
+            }
+        }
+        found
     }
 
     /// The identity of this name, for a reload.

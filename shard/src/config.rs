@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub shutdown_flush_timeout: Duration,
     /// Sent to clients in Welcome.
     pub server_name: String,
+    /// TLS on the listener (every connection), or plain TCP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Every connection's own publish rate limit (identities add theirs).
     pub connection_rate_limits: crate::rate_limit::RateLimits,
     /// Who may connect, and what they may do, at startup (`Server::set_identities` replaces it).
@@ -94,6 +96,7 @@ impl ServerConfig {
             idle_timeout: IDLE_TIMEOUT_DEFAULT,
             shutdown_flush_timeout: SHUTDOWN_FLUSH_TIMEOUT_DEFAULT,
             server_name: "flit".to_string(),
+            tls: None,
             connection_rate_limits: crate::rate_limit::RateLimits::unlimited(),
             identities: std::sync::Arc::new(crate::auth::Identities::open()),
         }

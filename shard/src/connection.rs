@@ -118,6 +118,8 @@ pub struct Connection {
     pub rate_buckets: crate::rate_limit::LocalBuckets,
     pub reading_paused_until_nanos: u64,
     pub in_paused_list: bool,
+    /// The TLS session, when the listener has TLS (see tls.rs).
+    pub tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl Connection {
@@ -151,12 +153,16 @@ impl Connection {
             rate_buckets: Default::default(),
             reading_paused_until_nanos: 0,
             in_paused_list: false,
+            tls: None,
         }
     }
 
     /// Writes as much of the write buffer as the socket takes, keeping track
     /// of frame boundaries. Ok(bytes written), or Err for a dead socket.
     pub fn write_out(&mut self) -> std::io::Result<usize> {
+        if self.tls.is_some() {
+            return crate::tls::write_out(self);
+        }
         let mut written_total = 0;
         while !self.write_buffer.is_empty() {
             match self.stream.write(&self.write_buffer) {
@@ -173,6 +179,12 @@ impl Connection {
             }
         }
         Ok(written_total)
+    }
+
+    /// Whether anything waits to be written: flit frames, or TLS records
+    /// (handshake messages, alerts, encrypted frames) rustls holds.
+    pub fn has_output(&self) -> bool {
+        !self.write_buffer.is_empty() || self.tls.as_ref().is_some_and(|session| session.wants_write())
     }
 
     /// Drops everything queued that the socket has not started on, keeping the
@@ -197,7 +209,7 @@ impl Connection {
 /// Where the next frame boundary is after `written` bytes of `buffer` went
 /// out, given that the buffer's first `partial` bytes end a frame. Walks the
 /// headers of the frames written (4 bytes read per frame).
-fn partial_frame_after_write(buffer: &[u8], partial: usize, written: usize) -> usize {
+pub(crate) fn partial_frame_after_write(buffer: &[u8], partial: usize, written: usize) -> usize {
     let mut boundary = partial;
     while boundary < written {
         let header = [buffer[boundary], buffer[boundary + 1], buffer[boundary + 2], buffer[boundary + 3]];

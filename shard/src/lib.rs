@@ -48,6 +48,7 @@ pub mod server;
 mod shard;
 pub mod stats;
 pub mod subscriptions;
+pub mod tls;
 pub mod trie;
 
 pub use config::{IdleStrategy, ServerConfig};

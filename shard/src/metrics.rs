@@ -142,6 +142,8 @@ pub struct ShardMetrics {
     /// the socket's reading paused (policy slow_down).
     pub rate_limit_rejections: Counter,
     pub rate_limit_pauses: Counter,
+    /// TLS connections closed by a TLS error (not TLS, refused certificate).
+    pub tls_failures: Counter,
     /// Error frames sent, indexed like [`ErrorCode::ALL`].
     pub errors_by_code: [Counter; ErrorCode::ALL.len()],
     /// Time in passes that did work, and time spinning or parked without any,

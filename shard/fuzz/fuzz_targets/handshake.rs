@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
             (None, Frame::Hello(hello)) => {
                 let version_ok = hello.version_min <= PROTOCOL_VERSION && hello.version_max >= PROTOCOL_VERSION;
                 let expected = TOKENS.iter().find(|(_, token)| hello.auth_token.as_deref() == Some(*token));
-                match answer_hello(&hello, &identities) {
+                match answer_hello(&hello, &identities, None) {
                     Ok(Some(accepted)) => {
                         assert!(version_ok, "accepted a Hello without our version");
                         assert_eq!(Some(accepted.name.as_str()), expected.map(|(name, _)| *name));

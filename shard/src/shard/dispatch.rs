@@ -42,7 +42,8 @@ impl Shard {
         match (state, frame) {
             (ConnectionState::Closing, _) => {}
             (ConnectionState::AwaitingHello, Frame::Hello(hello)) => {
-                match crate::handshake::answer_hello(&hello, &self.identities) {
+                let certificate = connection.tls.as_deref().and_then(crate::tls::peer_fingerprint);
+                match crate::handshake::answer_hello(&hello, &self.identities, certificate.as_ref()) {
                     Ok(identity) => self.welcome(key, hello.ack_mode, identity),
                     Err((code, message)) => self.protocol_error(key, code, &message),
                 }

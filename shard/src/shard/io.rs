@@ -108,9 +108,22 @@ impl Shard {
             let _ = (&stream).write(&frame);
             return Ok(());
         }
+        let tls = match &self.config.tls {
+            None => None,
+            Some(config) => match crate::tls::session(config) {
+                Ok(session) => Some(session),
+                Err(_) => {
+                    self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+            },
+        };
         let fd = stream.as_raw_fd();
         let now_nanos = self.now_nanos();
         let key = self.connections.insert(|key| Connection::new(key, stream, now_nanos));
+        if let Some(connection) = self.connections.get_mut(key) {
+            connection.tls = tls;
+        }
         self.metrics.connections_accepted.add(1);
         self.metrics.connections.set(self.connections.len() as u64);
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -223,6 +236,9 @@ impl Shard {
     /// that actually arrived.
     fn read_some(&mut self, key: ConnectionKey) -> ReadOutcome {
         let Some(connection) = self.connections.get_mut(key) else { return ReadOutcome::Closed };
+        if connection.tls.is_some() {
+            return self.read_some_tls(key);
+        }
         let read = match connection.stream.read(&mut self.read_scratch) {
             Ok(0) => return ReadOutcome::Closed,
             Ok(read) => read,
@@ -238,6 +254,38 @@ impl Shard {
         connection.pinged = false;
         self.metrics.bytes_in.add(read as u64);
         ReadOutcome::Data { bytes: read, filled_chunk: read == self.read_scratch.len() }
+    }
+
+    /// `read_some` for a TLS connection: socket bytes through rustls into
+    /// the read buffer; handshake replies and alerts make it dirty.
+    fn read_some_tls(&mut self, key: ConnectionKey) -> ReadOutcome {
+        let Some(connection) = self.connections.get_mut(key) else { return ReadOutcome::Closed };
+        let outcome = crate::tls::read(connection, &mut self.read_scratch);
+        let wants_write = connection.tls.as_ref().is_some_and(|session| session.wants_write());
+        match outcome {
+            crate::tls::TlsRead::Data { socket_bytes } => {
+                connection.last_read_nanos = self.read_pass_nanos;
+                connection.pinged = false;
+                self.metrics.bytes_in.add(socket_bytes as u64);
+                if wants_write {
+                    self.mark_dirty(key);
+                }
+                // rustls reads at most one buffer of records per call: more may wait.
+                ReadOutcome::Data { bytes: socket_bytes, filled_chunk: true }
+            }
+            crate::tls::TlsRead::WouldBlock => ReadOutcome::WouldBlock,
+            crate::tls::TlsRead::Closed => ReadOutcome::Closed,
+            crate::tls::TlsRead::Failed(reason) => {
+                self.metrics.tls_failures.add(1);
+                if let Some(suppressed) = self.log_limits.client_errors.admit(Instant::now()) {
+                    tracing::info!(shard = self.id, connection = key, suppressed, "TLS failed: {reason}");
+                }
+                // No flit frame: the client is not speaking flit over TLS. The
+                // alert rustls queued goes out, then the socket closes.
+                self.begin_close(key, None);
+                ReadOutcome::WouldBlock
+            }
+        }
     }
 
     pub(super) fn handle_buffered_frames(&mut self, key: ConnectionKey) {
@@ -435,7 +483,7 @@ impl Shard {
         for key in &dirty {
             let Some(connection) = self.connections.get_mut(*key) else { continue };
             connection.in_dirty_list = false;
-            if !connection.write_buffer.is_empty() {
+            if connection.has_output() {
                 did_work = true;
                 match connection.write_out() {
                     Ok(written) => self.metrics.bytes_out.add(written as u64),
@@ -447,7 +495,7 @@ impl Shard {
             }
             let Some(connection) = self.connections.get_mut(*key) else { continue };
             account_write(connection, &self.metrics, &mut self.pending_bytes_total, now_nanos);
-            if !connection.write_buffer.is_empty() {
+            if connection.has_output() {
                 if !connection.waiting_writable {
                     connection.waiting_writable = true;
                     let fd = connection.stream.as_raw_fd();

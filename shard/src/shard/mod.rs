@@ -434,7 +434,7 @@ impl Shard {
         // interest change is made. Each shard counts itself in once.
         let all_shards = if self.shard_count == 64 { u64::MAX } else { (1u64 << self.shard_count) - 1 };
         let all_outboxes_empty = self.shared.shards_with_empty_outboxes.load(Ordering::SeqCst) == all_shards;
-        let writes_done = self.connections.iter().all(|connection| connection.write_buffer.is_empty());
+        let writes_done = self.connections.iter().all(|connection| !connection.has_output());
         all_outboxes_empty && writes_done && !self.mesh_has_input()
     }
 }
