@@ -105,6 +105,15 @@ pub struct RunArguments {
     /// No progress line each second.
     #[arg(long)]
     pub quiet: bool,
+    /// flit over TLS: trust this CA (PEM) for the server's certificate.
+    #[arg(long = "tls-ca")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry.
+    #[arg(long = "tls-server-name", default_value = "localhost")]
+    pub tls_server_name: String,
+    /// flit: the token sent in Hello (a server with an identities file needs one).
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 /// Parses "500ms", "5s", "2m" or a plain number of seconds.
@@ -160,7 +169,14 @@ pub fn run(arguments: RunArguments) -> Result<()> {
         subscribers: arguments.subscribers,
         connections: if scenario == ScenarioKind::Conns { arguments.connections } else { 0 },
         progress: !arguments.quiet,
+        tls: match &arguments.tls_ca {
+            None => None,
+            Some(ca_file) => Some((crate::transport::client_config(ca_file)?, arguments.tls_server_name.clone())),
+        },
     };
+    if options.tls.is_some() && target.kind != crate::target::TargetKind::Flit {
+        bail!("--tls-ca is for flit:// targets only");
+    }
     let plan = options.plan(target.kind)?;
     if plan.roles.len() as u64 + 64 > open_files {
         bail!(
@@ -170,8 +186,10 @@ pub fn run(arguments: RunArguments) -> Result<()> {
     }
     let rss_before = arguments.server_pid.map(system::process_rss_kib).transpose()?;
     let payload_bytes = options.payload_bytes;
-    let engine = Engine::connect(target.address, plan, options.clone(), || target.protocol(payload_bytes))
-        .with_context(|| format!("setting up {} against {url}", scenario.name()))?;
+    let token = arguments.token.clone();
+    let engine =
+        Engine::connect(target.address, plan, options.clone(), || target.protocol(payload_bytes, token.clone()))
+            .with_context(|| format!("setting up {} against {url}", scenario.name()))?;
     let rss_after = arguments.server_pid.map(system::process_rss_kib).transpose()?;
     let cpu_before = arguments.server_pid.map(system::process_cpu_time).transpose()?;
     let started = Instant::now();

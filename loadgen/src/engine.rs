@@ -16,7 +16,7 @@
 //! drain); the loop ends by itself.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::protocol::{stamp_of, Inbound, Protocol, STAMP_BYTES};
 use crate::scenario::{Idle, Plan, Role, RunOptions};
+use crate::transport::Transport;
 
 /// How long connecting, handshaking and subscribing may take in all.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,7 +38,7 @@ const POLL_RESOLUTION: Duration = Duration::from_millis(1);
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 
 struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     protocol: Box<dyn Protocol>,
     role: Role,
     input: BytesMut,
@@ -113,6 +114,8 @@ impl Engine {
             stream.set_nonblocking(true)?;
             let mut stream = TcpStream::from_std(stream);
             poll.registry().register(&mut stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
+            let tls = options.tls.as_ref().map(|(config, name)| (config, name.as_str()));
+            let stream = Transport::new(stream, tls)?;
             if matches!(role, Role::Publisher | Role::Requester { .. }) {
                 senders.push(Sender {
                     connection: index,
@@ -345,6 +348,7 @@ impl Engine {
                 }
             }
             // Whatever is left goes out on the next writable event.
+            connection.stream.flush_pending().with_context(|| format!("TLS records on connection {index}"))?;
         }
         Ok(())
     }

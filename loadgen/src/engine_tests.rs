@@ -172,6 +172,7 @@ fn reqrep_options(rate: u64, duration: Duration, drain: Duration) -> RunOptions 
         subscribers: 1,
         connections: 0,
         progress: false,
+        tls: None,
     }
 }
 

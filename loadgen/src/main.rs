@@ -23,6 +23,7 @@ mod report;
 mod scenario;
 mod system;
 mod target;
+mod transport;
 
 use std::process::ExitCode;
 

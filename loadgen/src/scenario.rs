@@ -64,6 +64,8 @@ pub struct RunOptions {
     /// Idle connections for the conns scenario.
     pub connections: usize,
     pub progress: bool,
+    /// TLS to the target: the client configuration and the server name to verify.
+    pub tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
 }
 
 /// Bytes at the front of every payload: intended send time (ns), sequence, sender.

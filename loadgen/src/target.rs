@@ -47,9 +47,9 @@ impl Target {
     }
 
     /// A fresh protocol state for one connection.
-    pub fn protocol(&self, payload_bytes: usize) -> Box<dyn Protocol> {
+    pub fn protocol(&self, payload_bytes: usize, auth_token: Option<String>) -> Box<dyn Protocol> {
         match self.kind {
-            TargetKind::Flit => Box::new(FlitProtocol::default()),
+            TargetKind::Flit => Box::new(FlitProtocol::with_token(auth_token)),
             TargetKind::Nats => Box::new(NatsProtocol::new()),
             TargetKind::Echo => Box::new(EchoProtocol::new(payload_bytes)),
         }

@@ -118,6 +118,9 @@ pub struct Connection {
     pub rate_buckets: crate::rate_limit::LocalBuckets,
     pub reading_paused_until_nanos: u64,
     pub in_paused_list: bool,
+    /// The last subject this connection was allowed to publish to: a
+    /// publisher repeating a subject skips the pattern matching.
+    pub publish_permitted_subject: Vec<u8>,
     /// The TLS session, when the listener has TLS (see tls.rs).
     pub tls: Option<Box<rustls::ServerConnection>>,
 }
@@ -154,6 +157,7 @@ impl Connection {
             reading_paused_until_nanos: 0,
             in_paused_list: false,
             tls: None,
+            publish_permitted_subject: Vec::new(),
         }
     }
 

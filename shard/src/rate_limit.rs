@@ -35,10 +35,10 @@ pub struct Limit {
 }
 
 impl Limit {
-    /// Nanoseconds one unit uses up (rounded up, at least 1).
+    /// Nanoseconds `units` use up (rounded up, at least 1). u64 arithmetic:
+    /// a frame is at most 4 GiB, and 4 GiB x 10^9 still fits.
     fn interval_nanos(&self, units: u64) -> u64 {
-        let nanos = (u128::from(units) * 1_000_000_000).div_ceil(u128::from(self.per_second.max(1)));
-        u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
+        units.saturating_mul(1_000_000_000).div_ceil(self.per_second.max(1)).max(1)
     }
 
     fn tolerance_nanos(&self) -> u64 {

@@ -24,6 +24,14 @@ pub struct FlitProtocol {
     cached_subject: Vec<u8>,
     cached_reply: Option<Vec<u8>>,
     cached_meta: Vec<u8>,
+    /// Sent in Hello when the server requires authentication.
+    auth_token: Option<String>,
+}
+
+impl FlitProtocol {
+    pub fn with_token(auth_token: Option<String>) -> FlitProtocol {
+        FlitProtocol { auth_token, ..FlitProtocol::default() }
+    }
 }
 
 fn error(message: impl Into<String>) -> ProtocolError {
@@ -36,7 +44,7 @@ impl Protocol for FlitProtocol {
             version_min: PROTOCOL_VERSION,
             version_max: PROTOCOL_VERSION,
             client_name: Some("flit-loadgen".to_owned()),
-            auth_token: None,
+            auth_token: self.auth_token.clone(),
             ack_mode: false,
         };
         self.encoder.hello(output, &hello).expect("a Hello always encodes");

@@ -86,15 +86,23 @@ impl Shard {
     }
 
     fn on_publish(&mut self, key: ConnectionKey, frame: Bytes, parts: PublishParts) {
-        if let Some(identity) = self.connections.get(key).and_then(|connection| connection.identity.as_ref()) {
-            let publish = &identity.permissions.publish;
-            if !publish.is_open() && !publish.permits(&frame[parts.subject.clone()]) {
-                let message = format!(
-                    "{} may not publish to {}",
-                    identity.name,
-                    String::from_utf8_lossy(&frame[parts.subject.clone()])
-                );
-                return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
+        // Without identities nobody is restricted: no lookup at all.
+        let connection = if self.identities.required { self.connections.get_mut(key) } else { None };
+        if let Some(connection) = connection {
+            if let Some(identity) =
+                connection.identity.as_ref().filter(|identity| !identity.permissions.publish.is_open())
+            {
+                let subject = &frame[parts.subject.clone()];
+                if connection.publish_permitted_subject != subject {
+                    if !identity.permissions.publish.permits(subject) {
+                        let message =
+                            format!("{} may not publish to {}", identity.name, String::from_utf8_lossy(subject));
+                        return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
+                    }
+                    // Remembered until the next different subject (or a reload).
+                    connection.publish_permitted_subject.clear();
+                    connection.publish_permitted_subject.extend_from_slice(subject);
+                }
             }
         }
         if !self.admit_by_rate(key, frame.len() as u64) {

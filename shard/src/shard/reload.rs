@@ -57,6 +57,7 @@ impl Shard {
             }
             if let Some(connection) = self.connections.get_mut(key) {
                 connection.identity = Some(identity);
+                connection.publish_permitted_subject.clear();
             }
         }
         for (key, message) in revoked {
