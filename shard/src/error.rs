@@ -54,3 +54,23 @@ pub enum ShardError {
     #[error("shard {shard} panicked")]
     Panicked { shard: usize },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_ring_failure_names_its_cause_and_fix_in_one_line() {
+        let cases = [
+            (libc::EPERM, "io_uring_disabled"),
+            (libc::ENOSYS, "seccomp"),
+            (libc::EINVAL, "Linux 6.1"),
+            (libc::ENOMEM, "LimitMEMLOCK"),
+        ];
+        for (errno, fix) in cases {
+            let message = StartError::from_ring_error(io::Error::from_raw_os_error(errno)).to_string();
+            assert!(message.contains(fix), "{errno}: {message}");
+            assert!(!message.contains('\n'));
+        }
+    }
+}

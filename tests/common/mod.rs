@@ -27,7 +27,21 @@ impl FlitServer {
     /// Starts `flit serve` with `shards` shards, JSON logs (see
     /// [`log_events`]) and any extra flags.
     pub fn start(shards: usize, extra_arguments: &[&str]) -> FlitServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flit"))
+        FlitServer::start_under(&[], shards, extra_arguments)
+    }
+
+    /// As [`FlitServer::start`], run through a wrapper command (e.g.
+    /// `prlimit --nofile=40:40`); `wrapper` empty runs flit directly.
+    pub fn start_under(wrapper: &[&str], shards: usize, extra_arguments: &[&str]) -> FlitServer {
+        let mut command = match wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_flit")),
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(env!("CARGO_BIN_EXE_flit"));
+                command
+            }
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--shards", &shards.to_string(), "--no-pin"])
             .args(["--log-format", "json"])
             .args(extra_arguments)
