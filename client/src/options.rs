@@ -8,7 +8,7 @@ use std::time::Duration;
 pub struct Options {
     /// Shown in the server's logs and metrics.
     pub name: Option<String>,
-    /// Bearer token sent in Hello (the server accepts and ignores it for now).
+    /// Bearer token sent in Hello; required by a server with identities (docs/OPERATIONS.md).
     pub auth_token: Option<String>,
     /// Ask the server to answer every publish, subscribe and unsubscribe with
     /// Ok or Error. Each of those calls then waits for its answer, so errors are
