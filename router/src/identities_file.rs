@@ -168,6 +168,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads_and_its_tokens_authenticate() {
+        let text = include_str!("../../deploy/identities.example.toml");
+        let identities = parse(text, "identities.example.toml").expect("the example parses");
+        assert_eq!(identities.len(), 3);
+        let orders = identities.authenticate(Some("example-orders-token-do-not-use")).unwrap().unwrap();
+        assert_eq!(orders.name, "orders");
+        assert!(orders.rate.is_some());
+        let billing = identities.authenticate(Some("example-billing-token-do-not-use")).unwrap().unwrap();
+        assert!(billing.permissions.publish.permits(b"_INBOX.abc.1"));
+        assert!(identities.by_name("audit").is_some_and(|audit| !audit.permissions.publish.permits(b"orders.x")));
+    }
+
+    #[test]
     fn mistakes_are_one_line_errors() {
         let token = hex("t-0123456789abcdef");
         let cases = [
