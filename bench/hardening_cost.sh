@@ -14,15 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=${1:-bench-results/$(date +%Y-%m-%d)-hardening-cost}
-REPS=${REPS:-5}
-DURATION=${DURATION:-3s}
-WARMUP=${WARMUP:-1s}
-SERVER_CPU=${SERVER_CPU:-0}
-LOADGEN_CPU=${LOADGEN_CPU:-1}
-
-cargo build --release -p flit-router -p flit-loadgen >&2
-flit=target/release/flit
-loadgen=target/release/flit-loadgen
+source bench/side_by_side.sh
 mkdir -p "$out/runs"
 secrets=$(mktemp -d)
 trap 'rm -rf "$secrets"' EXIT
@@ -48,15 +40,9 @@ IDENTITIES
 commands="$out/commands.txt"
 : > "$commands"
 {
-  echo "# Machine"
-  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "- cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
-  echo "- kernel: $(uname -r)"
-  echo "- flit at $(git rev-parse --short HEAD); server pinned to CPU $SERVER_CPU, loadgen to CPU $LOADGEN_CPU"
-  echo "- $REPS reps of $DURATION after $WARMUP warm-up; TLS 1.3 with an ECDSA P-256 certificate (openssl-made, this run only)"
+  machine_header
+  echo "- flit at $(git rev-parse --short HEAD); TLS 1.3 with an ECDSA P-256 certificate (openssl-made, this run only)"
 } > "$out/machine.md"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # run VARIANT SCENARIO IDLE REP -- loadgen arguments
 run() {
@@ -73,10 +59,7 @@ run() {
   taskset -c "$SERVER_CPU" "$flit" serve --listen "127.0.0.1:$port" --shards 1 --idle "$idle" --no-pin \
     "${server_args[@]}" > "$out/runs/server.log" 2>&1 &
   local server_pid=$!
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    sleep 0.05
-  done
+  wait_for_port "$port"
   local name="$scenario.$variant.$rep"
   local command=("$loadgen" --target "flit://127.0.0.1:$port" --idle spin --cpu "$LOADGEN_CPU"
     --duration "$DURATION" --warmup "$WARMUP" --server-pid "$server_pid" --quiet

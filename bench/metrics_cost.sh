@@ -17,28 +17,15 @@ cd "$(dirname "$0")/.."
 
 before=${1:?usage: bench/metrics_cost.sh BEFORE_FLIT_BINARY [OUT_DIR]}
 out=${2:-bench-results/$(date +%Y-%m-%d)-metrics-cost}
-REPS=${REPS:-5}
-DURATION=${DURATION:-3s}
-WARMUP=${WARMUP:-1s}
-SERVER_CPU=${SERVER_CPU:-0}
-LOADGEN_CPU=${LOADGEN_CPU:-1}
-
-cargo build --release -p flit-router -p flit-loadgen >&2
-after=target/release/flit
-loadgen=target/release/flit-loadgen
+source bench/side_by_side.sh
+after=$flit
 mkdir -p "$out/runs"
 commands="$out/commands.txt"
 : > "$commands"
 {
-  echo "# Machine"
-  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "- cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
-  echo "- kernel: $(uname -r)"
+  machine_header
   echo "- before: $before ($("$before" --version 2>/dev/null || echo unknown)); after: $after at $(git rev-parse --short HEAD)"
-  echo "- server pinned to CPU $SERVER_CPU, loadgen to CPU $LOADGEN_CPU; $REPS reps of $DURATION after $WARMUP warm-up"
 } > "$out/machine.md"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 server_pid=""
 scraper_pid=""
@@ -58,10 +45,7 @@ run() {
   taskset -c "$SERVER_CPU" "$binary" serve --listen "127.0.0.1:$port" --shards 1 --idle "$idle" --no-pin \
     "${metrics[@]}" > "$out/runs/server.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    sleep 0.05
-  done
+  wait_for_port "$port"
   if [[ $variant == scraped ]]; then
     # The scraper shares the loadgen's CPU, not the shard's.
     taskset -c "$LOADGEN_CPU" bash -c "while true; do curl -s -o /dev/null http://127.0.0.1:$metrics_port/metrics; sleep 0.1; done" &

@@ -241,29 +241,16 @@ impl RawConnection {
 
     /// The next frame, or None once the server has closed the connection.
     pub fn read_frame(&mut self) -> Option<Frame> {
-        let limits = Limits::default();
-        loop {
-            match check(&self.buffer, limits.frame_bytes_max()) {
-                Check::Complete(length) => {
-                    let frame = self.buffer.split_to(length).freeze();
-                    return Some(decode(frame, &limits).expect("server frames decode"));
-                }
-                Check::Invalid(error) => panic!("server sent an invalid frame: {error}"),
-                Check::Incomplete => {}
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
-                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(error) => panic!("read failed: {error}"),
-            }
-        }
+        self.next_frame(false)
     }
 
     /// Like [`RawConnection::read_frame`], but a read error or timeout ends
     /// the stream (None) instead of failing the test.
     pub fn read_frame_lenient(&mut self) -> Option<Frame> {
+        self.next_frame(true)
+    }
+
+    fn next_frame(&mut self, lenient: bool) -> Option<Frame> {
         let limits = Limits::default();
         loop {
             match check(&self.buffer, limits.frame_bytes_max()) {
@@ -276,8 +263,10 @@ impl RawConnection {
             }
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => return None,
                 Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
+                Err(error) if lenient || error.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(error) => panic!("read failed: {error}"),
             }
         }
     }
