@@ -32,7 +32,8 @@ use crate::ring::{Completion, Token};
 pub const READ_BYTES_PER_PASS_MAX: usize = 256 * 1024;
 /// Most connections accepted in one pass.
 pub const ACCEPTS_PER_PASS_MAX: usize = 64;
-/// After a failed accept (EMFILE, ENFILE, ENOBUFS), how long until the next try.
+/// After a failed accept (EMFILE, ENFILE, ENOBUFS) or a pass that refused
+/// connections at the limit, how long until the listener is tried again.
 pub const ACCEPT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 /// At most one log line per this interval about failing accepts.
 pub const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -53,6 +54,7 @@ enum ReadOutcome {
 
 impl Shard {
     pub(super) fn accept_connections(&mut self) -> std::io::Result<()> {
+        let mut refused_in_pass = false;
         for _ in 0..ACCEPTS_PER_PASS_MAX {
             let Some(listener) = &self.listener else { break };
             let stream = match listener.accept() {
@@ -77,7 +79,19 @@ impl Shard {
                     return Ok(());
                 }
             };
+            let refusals_before = self.metrics.connections_refused.get();
             self.adopt(stream)?;
+            if self.metrics.connections_refused.get() != refusals_before {
+                refused_in_pass = true;
+            }
+        }
+        if refused_in_pass {
+            // At the connection limit: refuse this pass's batch with 302, then
+            // leave the rest in the kernel's backlog for a moment, so a storm
+            // of reconnects costs at most ACCEPTS_PER_PASS_MAX refusals per
+            // ACCEPT_RETRY_INTERVAL per shard.
+            self.listener_ready = false;
+            self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY_INTERVAL);
         }
         Ok(())
     }
