@@ -170,6 +170,12 @@ impl Shard {
             connection.subscriptions.remove(&subscription.subscription_id);
         }
         if change == InterestChange::Lost {
+            // The group's last member on this shard left: its rotation cursor
+            // goes too, so cursors follow the live groups, not every group
+            // ever seen.
+            if subscription.queue.is_some() {
+                self.group_cursors.remove(&subscription.group_key);
+            }
             self.interest.remove(&subscription.pattern, subscription.queue.as_ref(), self.id);
             self.broadcast_interest(|| MeshMessage::InterestRemove {
                 pattern: subscription.pattern.clone(),

@@ -207,3 +207,25 @@ fn a_dead_shard_does_not_hold_back_the_others() {
     pump_until(&mut shards[..1], &mut client, Op::Pong, 1);
     assert_eq!(shards[0].outboxes[1].len(), 0, "nothing is kept for a dead shard");
 }
+
+#[test]
+fn queue_group_cursors_are_dropped_with_their_last_member() {
+    let (mut shards, addresses) = start_two_shards();
+    let mut client = CountingClient::connect(addresses[0]);
+    handshake(&mut shards, &mut client);
+    let mut encoder = Encoder::default();
+    for group in 0..50u64 {
+        let queue = format!("workers-{group}");
+        let mut frames = BytesMut::new();
+        encoder.subscribe(&mut frames, b"jobs.>", Some(queue.as_bytes()), group).expect("subscribe");
+        // One message, so the group's cursor exists.
+        encoder.publish(&mut frames, b"jobs.x", None, None, &PAYLOAD).expect("publish");
+        encoder
+            .unsubscribe(&mut frames, flit_wire::Unsubscribe { subscription_id: group, after_messages: 0 })
+            .expect("unsubscribe");
+        Encoder::bare(&mut frames, Op::Ping);
+        client.send_all(&frames, &mut shards);
+        pump_until(&mut shards, &mut client, Op::Pong, 1);
+    }
+    assert!(shards[0].group_cursors.is_empty(), "{} cursors left", shards[0].group_cursors.len());
+}
