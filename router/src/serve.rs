@@ -48,7 +48,7 @@ fn reload_identities(server: &Server, path: Option<&std::path::Path>) {
     match crate::identities_file::load(path) {
         Ok(identities) => {
             let count = identities.len();
-            server.set_identities(Arc::new(identities));
+            server.set_identities(identities);
             tracing::info!(identities = count, file = %path.display(), "SIGHUP: identities reloaded");
         }
         Err(error) => tracing::error!(%error, "SIGHUP: identities not reloaded; the previous ones stay in force"),

@@ -320,6 +320,22 @@ impl Identities {
         found
     }
 
+    /// A reload keeps rate-limit state: an identity whose limits did not
+    /// change takes over the old one's buckets, so a SIGHUP does not hand
+    /// every identity a fresh burst.
+    pub fn keep_rate_state_from(&mut self, old: &Identities) {
+        for identity in &mut self.identities {
+            let Some(previous) = old.by_name(&identity.name) else { continue };
+            let same_limits = match (&identity.rate, &previous.rate) {
+                (Some(new), Some(old)) => new.limits == old.limits,
+                _ => false,
+            };
+            if same_limits {
+                Arc::make_mut(identity).rate = previous.rate.clone();
+            }
+        }
+    }
+
     /// The identity of this name, for a reload.
     pub fn by_name(&self, name: &str) -> Option<&Arc<Identity>> {
         self.identities.iter().find(|identity| identity.name == name)

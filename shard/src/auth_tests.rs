@@ -64,6 +64,29 @@ fn authentication_finds_the_identity_by_token_hash_only() {
     assert!(Identities::open().authenticate(None).unwrap().is_none(), "off: unrestricted");
 }
 
+#[test]
+fn a_reload_keeps_the_rate_state_of_unchanged_limits() {
+    use crate::rate_limit::{Limit, Policy, RateLimits};
+    let limits =
+        RateLimits { messages: Some(Limit { per_second: 10, burst: 10 }), bytes: None, policy: Policy::Reject };
+    let make = |limits: RateLimits| {
+        Identities::required(vec![Identity::new(
+            "a".into(),
+            token_sha256("token-a-0123456789"),
+            Permissions::default(),
+        )
+        .with_rate_limits(limits)])
+    };
+    let old = make(limits);
+    let mut same = make(limits);
+    same.keep_rate_state_from(&old);
+    let bucket = |identities: &Identities| identities.by_name("a").unwrap().rate.clone().unwrap();
+    assert!(Arc::ptr_eq(&bucket(&old), &bucket(&same)), "unchanged limits: the old buckets carry on");
+    let mut changed = make(RateLimits { messages: Some(Limit { per_second: 20, burst: 10 }), ..limits });
+    changed.keep_rate_state_from(&old);
+    assert!(!Arc::ptr_eq(&bucket(&old), &bucket(&changed)), "new limits: new buckets");
+}
+
 // ---- the naive reference ----
 
 /// Tokens of the brute-force universe: two literals the patterns use and one

@@ -185,6 +185,16 @@ impl Connection {
         Ok(written_total)
     }
 
+    /// Ends our sending side: a TLS connection first says so (close_notify,
+    /// written best effort), then the socket's write side is shut down.
+    pub fn shut_down_write(&mut self) {
+        if let Some(session) = self.tls.as_mut() {
+            session.send_close_notify();
+            let _ = self.write_out();
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+
     /// Whether anything waits to be written: flit frames, or TLS records
     /// (handshake messages, alerts, encrypted frames) rustls holds.
     pub fn has_output(&self) -> bool {

@@ -159,8 +159,12 @@ impl Server {
     /// within one pass: connections whose identity is gone or whose token
     /// changed, or whose subscriptions the new permissions refuse, are closed
     /// with `authentication_failed`; the others stay, under the new rules.
-    pub fn set_identities(&self, identities: Arc<crate::auth::Identities>) {
-        *self.shared.identities.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = identities;
+    pub fn set_identities(&self, identities: crate::auth::Identities) {
+        let mut current = self.shared.identities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut identities = identities;
+        identities.keep_rate_state_from(&current);
+        *current = Arc::new(identities);
+        drop(current);
         self.shared.identities_generation.fetch_add(1, Ordering::SeqCst);
         for waker in &self.shared.wakers {
             waker.wake();

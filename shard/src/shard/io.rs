@@ -14,7 +14,6 @@
 //! instead of being destroyed by a reset caused by unread input.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -526,7 +525,7 @@ impl Shard {
                 self.finish_close(*key);
             } else if !connection.write_shut_down {
                 connection.write_shut_down = true;
-                let _ = connection.stream.shutdown(Shutdown::Write);
+                connection.shut_down_write();
             }
         }
         let mut dirty = dirty;
@@ -564,7 +563,7 @@ impl Shard {
             self.metrics.count_error(ErrorCode::ShuttingDown);
             self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
             let _ = connection.write_out();
-            let _ = connection.stream.shutdown(Shutdown::Write);
+            connection.shut_down_write();
             self.metrics.connections_closed.add(1);
         }
         self.connections = Default::default();
