@@ -179,3 +179,23 @@ fn sighup_reloads_identities_without_dropping_entitled_connections() {
         assert_eq!(code(&server.connect(Some(ORDERS_TOKEN)).expect_err("gone")), Some(ErrorCode::AuthenticationFailed));
     }
 }
+
+#[test]
+fn the_cli_authenticates_with_a_token_file() {
+    let server = AuthServer::start(1);
+    let address = server.server.address.to_string();
+    let token_file = server.file.with_file_name("orders.token");
+    std::fs::write(&token_file, format!("{ORDERS_TOKEN}\n")).expect("write token");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flit"))
+            .args(["pub", "orders.cli", "x", "--server", &address])
+            .args(extra)
+            .output()
+            .expect("flit pub")
+    };
+    let without = run(&[]);
+    assert_eq!(without.status.code(), Some(1), "{without:?}");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("400"), "{without:?}");
+    let with = run(&["--token-file", token_file.to_str().expect("utf-8")]);
+    assert!(with.status.success(), "{with:?}");
+}

@@ -283,3 +283,62 @@ fn an_unreadable_certificate_is_a_one_line_startup_error() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot read TLS certificate") && stderr.contains("missing.crt"), "{stderr}");
 }
+
+#[test]
+fn the_blocking_client_and_the_cli_speak_tls_and_mutual_tls() {
+    let pki = pki("client");
+    let (client_pem, client_key, client_der) = leaf(&pki.client_authority, "orders", false);
+    let ca_file = pki.files.write("server-ca.crt", &pki.server_authority.pem);
+    let client_cert = pki.files.write("client.crt", &client_pem);
+    let client_key_file = pki.files.write("client.key", &client_key);
+    let fingerprint: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(client_der.as_ref()).iter().map(|byte| format!("{byte:02x}")).collect()
+    };
+    let identities = pki.files.write(
+        "identities.toml",
+        &format!("[[identity]]\nname = \"orders\"\ncertificate_sha256 = \"{fingerprint}\"\n"),
+    );
+    let server = FlitServer::start(
+        1,
+        &[
+            "--tls-cert",
+            &pki.cert,
+            "--tls-key",
+            &pki.key,
+            "--tls-client-ca",
+            &pki.client_ca,
+            "--identities",
+            &identities,
+        ],
+    );
+    let tls = flit_client::TlsOptions::from_files(
+        Path::new(&ca_file),
+        Some((Path::new(&client_cert), Path::new(&client_key_file))),
+        "localhost",
+    )
+    .expect("TLS options");
+    let options = flit_client::Options { tls: Some(tls), ..flit_client::Options::default() };
+    let subscriber = flit_client::Client::connect_with(server.address, options.clone()).expect("TLS client");
+    let subscription = subscriber.subscribe("cli.>").expect("subscribe");
+    subscriber.flush().expect("flush");
+    // A large payload crosses several TLS records both ways.
+    let big = vec![b'z'; 200_000];
+    let publisher = flit_client::Client::connect_with(server.address, options).expect("TLS client");
+    publisher.publish("cli.big", &big).expect("publish");
+    publisher.flush().expect("flush");
+    assert_eq!(common::next_message(&subscription).payload.len(), big.len());
+
+    // The command-line client, with its certificate.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flit"))
+        .args(["pub", "cli.hello", "from the cli", "--server", &server.address.to_string()])
+        .args(["--tls-ca", &ca_file, "--tls-cert", &client_cert, "--tls-key", &client_key_file])
+        .output()
+        .expect("flit pub");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(&common::next_message(&subscription).payload[..], b"from the cli");
+
+    // Without TLS options the blocking client fails with an error, not a hang.
+    let plain = flit_client::Client::connect(server.address).expect_err("plain against TLS");
+    assert!(plain.is_fatal(), "{plain:?}");
+}

@@ -64,6 +64,10 @@ pub enum ClientError {
     /// The subscription was unsubscribed (or its connection ended) and holds no more messages.
     #[error("the subscription is closed")]
     SubscriptionClosed,
+    /// TLS failed: a CA or certificate file, the handshake (an untrusted or
+    /// expired certificate, a server that does not speak TLS), or a record. Fatal.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The result of `close()` from the result of its final flush: a connection
@@ -93,6 +97,7 @@ impl ClientError {
         matches!(
             self,
             ClientError::Io(_)
+                | ClientError::Tls(_)
                 | ClientError::Disconnected
                 | ClientError::Protocol(_)
                 | ClientError::UnsupportedVersion { .. }

@@ -57,6 +57,7 @@ mod framing;
 pub mod inbox;
 pub mod message;
 pub mod options;
+pub mod tls;
 
 pub use asynchronous::{AsyncClient, AsyncSubscription};
 pub use blocking::{Client, Subscription};
@@ -65,3 +66,4 @@ pub use error::ClientError;
 pub use flit_wire::Welcome;
 pub use message::Message;
 pub use options::Options;
+pub use tls::TlsOptions;

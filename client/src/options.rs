@@ -26,6 +26,8 @@ pub struct Options {
     /// Bytes of encoded frames buffered before a publisher waits for the
     /// socket. Bounds memory when publishing faster than the network drains.
     pub write_buffer_bytes_max: usize,
+    /// Speak TLS to the server (blocking client only, for now).
+    pub tls: Option<crate::tls::TlsOptions>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             flush_timeout: Duration::from_secs(10),
             subscription_capacity: 65_536,
             write_buffer_bytes_max: 4 * 1024 * 1024,
+            tls: None,
         }
     }
 }

@@ -198,6 +198,23 @@ pub struct ServerArgument {
     /// The router's address.
     #[arg(long, default_value = DEFAULT_ADDRESS)]
     pub server: String,
+    /// Speak TLS, trusting this CA (PEM) for the server's certificate.
+    #[arg(long = "tls-ca")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry.
+    #[arg(long = "tls-server-name", default_value = "localhost")]
+    pub tls_server_name: String,
+    /// Mutual TLS: this client's certificate and key (PEM).
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Bearer token for a server with identities (visible in `ps`: prefer --token-file).
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file whose first line is the token.
+    #[arg(long = "token-file")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flit_client::{Client, ClientError, Subscription};
+use flit_client::{Client, ClientError, Options, Subscription, TlsOptions};
 
-use crate::cli::{PublishArguments, ReplyArguments, RequestArguments, SubscribeArguments};
+use crate::cli::{PublishArguments, ReplyArguments, RequestArguments, ServerArgument, SubscribeArguments};
 
 /// Turns a command's result into an exit code and one line on stderr.
 pub fn exit(result: Result<()>) -> ExitCode {
@@ -21,13 +21,31 @@ pub fn exit(result: Result<()>) -> ExitCode {
     }
 }
 
-fn connect(server: &str) -> Result<Client> {
-    Client::connect(server).with_context(|| format!("cannot connect to flit at {server} (is `flit serve` running?)"))
+fn connect(server: &ServerArgument) -> Result<Client> {
+    let tls = match &server.tls_ca {
+        None => None,
+        Some(ca) => {
+            let client_certificate = server.tls_cert.as_deref().zip(server.tls_key.as_deref());
+            Some(TlsOptions::from_files(ca, client_certificate, &server.tls_server_name)?)
+        }
+    };
+    let token = match &server.token_file {
+        None => server.token.clone(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read token file {}", path.display()))?;
+            text.lines().next().map(str::to_owned)
+        }
+    };
+    let options = Options { auth_token: token, tls, ..Options::default() };
+    let address = &server.server;
+    Client::connect_with(address.as_str(), options)
+        .with_context(|| format!("cannot connect to flit at {address} (is `flit serve` running?)"))
 }
 
 /// Connects and subscribes (in a queue group if given); the flush makes the
 /// subscription visible on every shard before the command goes on.
-fn subscribed(server: &str, subject: &str, queue: Option<&str>) -> Result<(Client, Subscription)> {
+fn subscribed(server: &ServerArgument, subject: &str, queue: Option<&str>) -> Result<(Client, Subscription)> {
     let client = connect(server)?;
     let subscription = match queue {
         Some(queue) => client.queue_subscribe(subject, queue)?,
@@ -38,7 +56,7 @@ fn subscribed(server: &str, subject: &str, queue: Option<&str>) -> Result<(Clien
 }
 
 pub fn publish(arguments: PublishArguments) -> Result<()> {
-    let client = connect(&arguments.server.server)?;
+    let client = connect(&arguments.server)?;
     for _ in 0..arguments.count {
         client.publish(&arguments.subject, arguments.payload.as_bytes())?;
     }
@@ -48,7 +66,7 @@ pub fn publish(arguments: PublishArguments) -> Result<()> {
 }
 
 pub fn subscribe(arguments: SubscribeArguments) -> Result<()> {
-    let (_client, subscription) = subscribed(&arguments.server.server, &arguments.subject, arguments.queue.as_deref())?;
+    let (_client, subscription) = subscribed(&arguments.server, &arguments.subject, arguments.queue.as_deref())?;
     let mut stdout = std::io::stdout().lock();
     let mut received = 0u64;
     while arguments.count.is_none_or(|count| received < count) {
@@ -63,7 +81,7 @@ pub fn subscribe(arguments: SubscribeArguments) -> Result<()> {
 }
 
 pub fn request(arguments: RequestArguments) -> Result<()> {
-    let client = connect(&arguments.server.server)?;
+    let client = connect(&arguments.server)?;
     let timeout = Duration::from_millis(arguments.timeout_ms);
     match client.request(&arguments.subject, arguments.payload.as_bytes(), timeout) {
         Ok(reply) => {
@@ -77,7 +95,7 @@ pub fn request(arguments: RequestArguments) -> Result<()> {
 }
 
 pub fn reply(arguments: ReplyArguments) -> Result<()> {
-    let (client, subscription) = subscribed(&arguments.server.server, &arguments.subject, arguments.queue.as_deref())?;
+    let (client, subscription) = subscribed(&arguments.server, &arguments.subject, arguments.queue.as_deref())?;
     eprintln!("flit: answering requests on `{}`", arguments.subject);
     let mut answered = 0u64;
     while arguments.count.is_none_or(|count| answered < count) {

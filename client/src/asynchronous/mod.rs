@@ -92,6 +92,9 @@ impl AsyncClient {
     /// Connects and completes the handshake within `options.connect_timeout`,
     /// then spawns the reader and writer tasks on the current runtime.
     pub async fn connect_with(address: impl ToSocketAddrs, options: Options) -> Result<AsyncClient, ClientError> {
+        if options.tls.is_some() {
+            return Err(ClientError::Tls("the async client does not speak TLS yet; use the blocking Client".into()));
+        }
         let handshake = async {
             let mut stream = TcpStream::connect(address).await?;
             let (welcome, leftover) = io::handshake(&mut stream, &options).await?;

@@ -27,6 +27,11 @@ use crate::error::ClientError;
 use crate::framing::{accept_welcome, next_frame, FrameWriter};
 use crate::message::Message;
 use crate::options::Options;
+use crate::tls::{PlaintextStream, TlsSession};
+
+/// A byte stream both ways: plain TCP, or TLS plaintext during the handshake.
+pub(crate) trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// Bytes read from the socket per `read` call.
 pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -122,14 +127,41 @@ pub(crate) fn connect_socket(addresses: impl ToSocketAddrs, timeout: Duration) -
     Err(last_error.into())
 }
 
-/// Sends Hello and reads the answer within `deadline`. Returns the Welcome and
-/// whatever the server sent after it, which the reader must dispatch first.
+/// Runs the TLS handshake if `options.tls` asks for it, then sends Hello and
+/// reads the answer, all within `deadline`. Returns the Welcome, whatever the
+/// server sent after it (which the reader must dispatch first), and the TLS
+/// session.
 pub(crate) fn handshake(
     stream: &mut TcpStream,
     options: &Options,
     deadline: Instant,
-) -> Result<(Welcome, BytesMut), ClientError> {
+) -> Result<(Welcome, BytesMut, Option<Arc<TlsSession>>), ClientError> {
     stream.set_nodelay(true)?;
+    let socket = stream.try_clone()?;
+    let Some(tls) = &options.tls else {
+        let (welcome, leftover) = exchange_hello(stream, &socket, options, deadline)?;
+        return Ok((welcome, leftover, None));
+    };
+    socket.set_read_timeout(Some(time_left(deadline)?))?;
+    let session = Arc::new(TlsSession::handshake(tls, stream)?);
+    let mut plaintext = PlaintextStream { session: &session, stream, pending: Vec::new() };
+    let (welcome, mut leftover) = exchange_hello(&mut plaintext, &socket, options, deadline)?;
+    leftover.extend_from_slice(&plaintext.pending);
+    Ok((welcome, leftover, Some(session)))
+}
+
+fn time_left(deadline: Instant) -> Result<Duration, ClientError> {
+    deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()).ok_or(ClientError::Timeout)
+}
+
+/// Hello out, Welcome in, over plain TCP or TLS plaintext; `socket` carries
+/// the read timeouts.
+fn exchange_hello(
+    stream: &mut impl ReadWrite,
+    socket: &TcpStream,
+    options: &Options,
+    deadline: Instant,
+) -> Result<(Welcome, BytesMut), ClientError> {
     let mut hello = FrameWriter::new(Limits::default());
     hello.hello(options)?;
     stream.write_all(&hello.take())?;
@@ -139,11 +171,10 @@ pub(crate) fn handshake(
         // The Welcome carries no payload, so the default limits are enough to read it.
         if let Some(frame) = next_frame(&mut buffer, &Limits::default())? {
             let welcome = accept_welcome(frame)?;
-            stream.set_read_timeout(None)?;
+            socket.set_read_timeout(None)?;
             return Ok((welcome, buffer));
         }
-        let left = deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero());
-        stream.set_read_timeout(Some(left.ok_or(ClientError::Timeout)?))?;
+        socket.set_read_timeout(Some(time_left(deadline)?))?;
         match stream.read(&mut chunk) {
             Ok(0) => return Err(ClientError::Disconnected),
             Ok(read) => buffer.extend_from_slice(&chunk[..read]),
@@ -163,8 +194,10 @@ pub(crate) fn run_reader(
     limits: Limits,
     state: Arc<Mutex<ConnectionState<Blocking>>>,
     wake_flusher: SyncSender<()>,
+    tls: Option<Arc<TlsSession>>,
 ) {
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut plaintext = Vec::new();
     let error = loop {
         match dispatch_buffered(&mut buffer, &limits, &state) {
             Ok(true) => {
@@ -175,7 +208,16 @@ pub(crate) fn run_reader(
         }
         match stream.read(&mut chunk) {
             Ok(0) => break ClientError::Disconnected,
-            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            Ok(read) => match &tls {
+                None => buffer.extend_from_slice(&chunk[..read]),
+                Some(session) => {
+                    plaintext.clear();
+                    if let Err(error) = session.decrypt(&chunk[..read], &mut plaintext) {
+                        break error;
+                    }
+                    buffer.extend_from_slice(&plaintext);
+                }
+            },
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => break error.into(),
         }
@@ -195,6 +237,8 @@ pub(crate) struct Shared {
     pub(crate) stream: Mutex<TcpStream>,
     pub(crate) wake_flusher: SyncSender<()>,
     pub(crate) reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The TLS session, shared with the reader (see tls.rs).
+    pub(crate) tls: Option<Arc<TlsSession>>,
 }
 
 impl Shared {
@@ -208,8 +252,11 @@ impl Shared {
         let mut stream = lock(&self.stream);
         let bytes = writer.take();
         drop(writer);
-        if let Err(error) = stream.write_all(&bytes) {
-            let error = ClientError::from(error);
+        let written = match &self.tls {
+            None => stream.write_all(&bytes).map_err(ClientError::from),
+            Some(session) => session.encrypt(&bytes).and_then(|records| Ok(stream.write_all(&records)?)),
+        };
+        if let Err(error) = written {
             self.core.fail(error.clone());
             let _ = stream.shutdown(Shutdown::Both);
             return Err(error);
@@ -232,6 +279,9 @@ impl Shared {
     /// Ends the connection: nothing more is sent or received.
     pub(crate) fn shut_down(&self, error: ClientError) {
         let _ = self.write_out();
+        if let Some(session) = &self.tls {
+            let _ = lock(&self.stream).write_all(&session.close_notify());
+        }
         self.core.fail(error);
         let _ = lock(&self.stream).shutdown(Shutdown::Both);
         let reader = lock(&self.reader).take();

@@ -62,7 +62,7 @@ impl Client {
     pub fn connect_with(address: impl ToSocketAddrs, options: Options) -> Result<Client, ClientError> {
         let deadline = Instant::now() + options.connect_timeout;
         let mut stream = io::connect_socket(address, options.connect_timeout)?;
-        let (welcome, leftover) = match io::handshake(&mut stream, &options, deadline) {
+        let (welcome, leftover, tls) = match io::handshake(&mut stream, &options, deadline) {
             Ok(answer) => answer,
             Err(error) => {
                 let _ = stream.shutdown(Shutdown::Both);
@@ -75,10 +75,11 @@ impl Client {
         let state = Arc::clone(&core.state);
         let limits = core.limits;
         let reader_wakes_flusher = wake_flusher.clone();
-        let shared = Arc::new(Shared { core, stream: Mutex::new(stream), wake_flusher, reader: Mutex::new(None) });
+        let reader_tls = tls.clone();
+        let shared = Arc::new(Shared { core, stream: Mutex::new(stream), wake_flusher, reader: Mutex::new(None), tls });
         let reader = std::thread::Builder::new()
             .name("flit-client-reader".to_owned())
-            .spawn(move || io::run_reader(read_half, leftover, limits, state, reader_wakes_flusher))?;
+            .spawn(move || io::run_reader(read_half, leftover, limits, state, reader_wakes_flusher, reader_tls))?;
         *lock(&shared.reader) = Some(reader);
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
