@@ -146,6 +146,19 @@ impl TlsClient {
     }
 }
 
+/// The SHA-256 of a certificate, as an identities file names it.
+fn fingerprint(certificate: &CertificateDer<'_>) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(certificate.as_ref()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A server with TLS, a client CA (mutual TLS) and `identities`.
+fn start_mutual(pki: &Pki, shards: usize, identities: &str) -> FlitServer {
+    let arguments =
+        ["--tls-cert", &pki.cert, "--tls-key", &pki.key, "--tls-client-ca", &pki.client_ca, "--identities", identities];
+    FlitServer::start(shards, &arguments)
+}
+
 struct Pki {
     files: Files,
     server_authority: Authority,
@@ -221,10 +234,7 @@ fn mutual_tls_admits_the_trusted_certificate_and_refuses_untrusted_and_expired_o
     let stranger = authority("someone else's CA");
     let (untrusted_pem, untrusted_key, _) = leaf(&stranger, "orders", false);
     let (expired_pem, expired_key, _) = leaf(&pki.client_authority, "orders", true);
-    let fingerprint: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(client_der.as_ref()).iter().map(|byte| format!("{byte:02x}")).collect()
-    };
+    let fingerprint = fingerprint(&client_der);
     let identities = pki.files.write(
         "identities.toml",
         &format!(
@@ -233,19 +243,7 @@ fn mutual_tls_admits_the_trusted_certificate_and_refuses_untrusted_and_expired_o
         ),
     );
     for shards in SHARD_COUNTS {
-        let server = FlitServer::start(
-            shards,
-            &[
-                "--tls-cert",
-                &pki.cert,
-                "--tls-key",
-                &pki.key,
-                "--tls-client-ca",
-                &pki.client_ca,
-                "--identities",
-                &identities,
-            ],
-        );
+        let server = start_mutual(&pki, shards, &identities);
         let ca = &pki.server_authority.der;
         let mut subscriber = TlsClient::connect(server.address, ca, Some((&client_pem, &client_key)))
             .expect("the trusted certificate is the identity: no token needed");
@@ -291,27 +289,12 @@ fn the_blocking_client_and_the_cli_speak_tls_and_mutual_tls() {
     let ca_file = pki.files.write("server-ca.crt", &pki.server_authority.pem);
     let client_cert = pki.files.write("client.crt", &client_pem);
     let client_key_file = pki.files.write("client.key", &client_key);
-    let fingerprint: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(client_der.as_ref()).iter().map(|byte| format!("{byte:02x}")).collect()
-    };
+    let fingerprint = fingerprint(&client_der);
     let identities = pki.files.write(
         "identities.toml",
         &format!("[[identity]]\nname = \"orders\"\ncertificate_sha256 = \"{fingerprint}\"\n"),
     );
-    let server = FlitServer::start(
-        1,
-        &[
-            "--tls-cert",
-            &pki.cert,
-            "--tls-key",
-            &pki.key,
-            "--tls-client-ca",
-            &pki.client_ca,
-            "--identities",
-            &identities,
-        ],
-    );
+    let server = start_mutual(&pki, 1, &identities);
     let tls = flit_client::TlsOptions::from_files(
         Path::new(&ca_file),
         Some((Path::new(&client_cert), Path::new(&client_key_file))),
