@@ -325,3 +325,24 @@ fn the_blocking_client_and_the_cli_speak_tls_and_mutual_tls() {
     let plain = flit_client::Client::connect(server.address).expect_err("plain against TLS");
     assert!(plain.is_fatal(), "{plain:?}");
 }
+
+#[test]
+fn the_async_client_speaks_tls() {
+    let pki = pki("async");
+    let ca_file = pki.files.write("server-ca.crt", &pki.server_authority.pem);
+    let server = FlitServer::start(2, &["--tls-cert", &pki.cert, "--tls-key", &pki.key]);
+    let tls = flit_client::TlsOptions::from_files(Path::new(&ca_file), None, "localhost").expect("TLS options");
+    let options = flit_client::Options { tls: Some(tls), ..flit_client::Options::default() };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let subscriber = flit_client::AsyncClient::connect_with(server.address, options.clone()).await.expect("TLS");
+        let mut subscription = subscriber.subscribe("async.>").await.expect("subscribe");
+        subscriber.flush().await.expect("flush");
+        let publisher = flit_client::AsyncClient::connect_with(server.address, options).await.expect("TLS");
+        let big = vec![b'a'; 100_000];
+        publisher.publish("async.big", &big).await.expect("publish");
+        publisher.flush().await.expect("flush");
+        let message = subscription.next_timeout(Duration::from_secs(5)).await.expect("open").expect("a message");
+        assert_eq!(message.payload.len(), big.len());
+    });
+}

@@ -26,7 +26,7 @@ pub struct Options {
     /// Bytes of encoded frames buffered before a publisher waits for the
     /// socket. Bounds memory when publishing faster than the network drains.
     pub write_buffer_bytes_max: usize,
-    /// Speak TLS to the server (blocking client only, for now).
+    /// Speak TLS to the server (both clients).
     pub tls: Option<crate::tls::TlsOptions>,
 }
 

@@ -1,11 +1,11 @@
-//! TLS for the blocking client (rustls, ring provider).
+//! TLS for the clients (rustls, ring provider). The async client hands the
+//! configuration to tokio-rustls; what follows is about the blocking one.
 //!
 //! The blocking client has a reader thread and writers on other threads, so
 //! one rustls session is shared under a mutex, and no socket IO happens while
 //! it is held: the reader reads socket bytes first, then decrypts them under
 //! the lock; a writer encrypts under the lock into a buffer, then writes that
 //! buffer to the socket under the socket's own lock (which orders records).
-//! The async client does not speak TLS yet.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

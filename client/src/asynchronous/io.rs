@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use flit_wire::{Limits, Welcome};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -54,10 +53,43 @@ impl<T> Completion<T> for oneshot::Sender<Result<T, ClientError>> {
     }
 }
 
+/// The two directions of a connection, plain TCP or TLS.
+pub(crate) type ReadSide = Box<dyn AsyncRead + Unpin + Send>;
+pub(crate) type WriteSide = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Connects over plain TCP or TLS (per `options.tls`) and runs the flit
+/// handshake; returns the two directions, the Welcome and what followed it.
+pub(crate) async fn connect(
+    stream: TcpStream,
+    options: &Options,
+) -> Result<(ReadSide, WriteSide, Welcome, BytesMut), ClientError> {
+    stream.set_nodelay(true)?;
+    match &options.tls {
+        None => {
+            let mut stream = stream;
+            let (welcome, leftover) = handshake(&mut stream, options).await?;
+            let (read_half, write_half) = stream.into_split();
+            Ok((Box::new(read_half), Box::new(write_half), welcome, leftover))
+        }
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone())
+                .map_err(|error| ClientError::Tls(format!("server name {}: {error}", tls.server_name)))?;
+            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+            let mut stream =
+                connector.connect(name, stream).await.map_err(|error| ClientError::Tls(error.to_string()))?;
+            let (welcome, leftover) = handshake(&mut stream, options).await?;
+            let (read_half, write_half) = tokio::io::split(stream);
+            Ok((Box::new(read_half), Box::new(write_half), welcome, leftover))
+        }
+    }
+}
+
 /// Sends Hello and reads the answer. The caller bounds it with a timeout.
 /// Returns the Welcome and whatever the server sent after it.
-pub(crate) async fn handshake(stream: &mut TcpStream, options: &Options) -> Result<(Welcome, BytesMut), ClientError> {
-    stream.set_nodelay(true)?;
+pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    options: &Options,
+) -> Result<(Welcome, BytesMut), ClientError> {
     let mut hello = FrameWriter::new(Limits::default());
     hello.hello(options)?;
     stream.write_all(&hello.take()).await?;
@@ -75,7 +107,7 @@ pub(crate) async fn handshake(stream: &mut TcpStream, options: &Options) -> Resu
 
 /// The reader task's body. See the module header.
 pub(crate) async fn run_reader(
-    mut read_half: OwnedReadHalf,
+    mut read_half: ReadSide,
     mut buffer: BytesMut,
     limits: Limits,
     state: Arc<Mutex<ConnectionState<Tokio>>>,
@@ -101,7 +133,7 @@ pub(crate) async fn run_reader(
 
 /// The writer task's body. See the module header.
 pub(crate) async fn run_writer(
-    mut write_half: OwnedWriteHalf,
+    mut write_half: WriteSide,
     writer: Arc<Mutex<FrameWriter>>,
     state: Arc<Mutex<ConnectionState<Tokio>>>,
     wake: Arc<Notify>,

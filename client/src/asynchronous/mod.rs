@@ -92,18 +92,13 @@ impl AsyncClient {
     /// Connects and completes the handshake within `options.connect_timeout`,
     /// then spawns the reader and writer tasks on the current runtime.
     pub async fn connect_with(address: impl ToSocketAddrs, options: Options) -> Result<AsyncClient, ClientError> {
-        if options.tls.is_some() {
-            return Err(ClientError::Tls("the async client does not speak TLS yet; use the blocking Client".into()));
-        }
         let handshake = async {
-            let mut stream = TcpStream::connect(address).await?;
-            let (welcome, leftover) = io::handshake(&mut stream, &options).await?;
-            Ok::<_, ClientError>((stream, welcome, leftover))
+            let stream = TcpStream::connect(address).await?;
+            io::connect(stream, &options).await
         };
-        let (stream, welcome, leftover) =
+        let (read_half, write_half, welcome, leftover) =
             tokio::time::timeout(options.connect_timeout, handshake).await.map_err(|_| ClientError::Timeout)??;
         let core = Core::<Tokio>::new(welcome, options);
-        let (read_half, write_half) = stream.into_split();
         let wake_writer = Arc::new(Notify::new());
         let drained = Arc::new(Notify::new());
         let reader = tokio::spawn(io::run_reader(
