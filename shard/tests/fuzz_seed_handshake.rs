@@ -4,7 +4,7 @@
 //! write the seeds there:
 //!
 //! ```text
-//! FLIT_FUZZ_SEED_DIR=$PWD/shard/fuzz/corpus/handshake cargo test -p flit-shard --test fuzz_seed_handshake
+//! FLIT_FUZZ_SEED_DIR=shard/fuzz/corpus/handshake cargo test -p flit-shard --test fuzz_seed_handshake
 //! ```
 //!
 //! Without the variable the test checks that every seed is whole frames.
@@ -53,9 +53,11 @@ fn seeds_are_whole_frames() {
                 other => panic!("{name}: {other:?}"),
             }
         }
-        if let Ok(directory) = std::env::var("FLIT_FUZZ_SEED_DIR") {
+        if let Some(directory) = std::env::var_os("FLIT_FUZZ_SEED_DIR") {
+            // A relative directory is taken from the repository root.
+            let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(directory);
             std::fs::create_dir_all(&directory).expect("seed directory");
-            std::fs::write(format!("{directory}/{name}"), &seed).expect("write seed");
+            std::fs::write(directory.join(name), &seed).expect("write seed");
         }
     }
 }

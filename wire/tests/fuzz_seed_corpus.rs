@@ -94,6 +94,9 @@ fn every_seed_is_whole_frames_and_is_written_when_asked() {
         }
     }
     if let Some(dir) = std::env::var_os("FLIT_FUZZ_SEED_DIR") {
+        // A relative directory is taken from the repository root, not from
+        // this crate's directory (where cargo runs the test).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
         std::fs::create_dir_all(&dir).expect("create the seed directory");
         for (name, bytes) in &seeds {
             std::fs::write(std::path::Path::new(&dir).join(name), bytes).expect("write a seed");
