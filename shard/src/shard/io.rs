@@ -34,8 +34,6 @@ pub const ACCEPTS_PER_PASS_MAX: usize = 64;
 /// After a failed accept (EMFILE, ENFILE, ENOBUFS) or a pass that refused
 /// connections at the limit, how long until the listener is tried again.
 pub const ACCEPT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
-/// At most one log line per this interval about failing accepts.
-pub const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for its peer to hang up.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Most bytes a closing connection reads and discards before it is dropped.
@@ -65,15 +63,14 @@ impl Shard {
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                 Err(error) => {
                     // EMFILE and friends: keep serving the connections we
-                    // have, try again after a pause, log at most once a second.
+                    // have, try again after a pause; the log is rate-limited.
                     self.metrics.accept_errors.add(1);
                     self.listener_ready = false;
                     let now = Instant::now();
                     self.accept_retry_at = Some(now + ACCEPT_RETRY_INTERVAL);
-                    if self.accept_error_logged_at.is_none_or(|at| now.duration_since(at) >= ACCEPT_ERROR_LOG_INTERVAL)
-                    {
-                        self.accept_error_logged_at = Some(now);
-                        tracing::warn!(shard = self.id, %error, "accept failed; serving existing connections, retrying");
+                    if let Some(suppressed) = self.log_limits.accept_errors.admit(now) {
+                        let message = "accept failed; serving existing connections, retrying";
+                        tracing::warn!(shard = self.id, %error, suppressed, "{message}");
                     }
                     return Ok(());
                 }

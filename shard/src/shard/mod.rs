@@ -72,7 +72,6 @@ pub struct Shard {
     listener_ready: bool,
     /// After a failed accept: when to try the listener again.
     accept_retry_at: Option<Instant>,
-    accept_error_logged_at: Option<Instant>,
     wake_pipe: UnixStream,
     shared: Shared,
     mesh: MeshEnds,
@@ -160,7 +159,6 @@ impl Shard {
             listener: Some(parts.listener),
             listener_ready: false,
             accept_retry_at: None,
-            accept_error_logged_at: None,
             wake_pipe: parts.wake_pipe,
             shared: parts.shared,
             mesh: parts.mesh,
