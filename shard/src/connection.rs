@@ -114,10 +114,10 @@ pub struct Connection {
     /// Who the Hello proved the client to be; None when authentication is off.
     pub identity: Option<std::sync::Arc<crate::auth::Identity>>,
     /// This connection's own rate limit state, and (policy slow_down) when
-    /// the shard may read from it again (nanoseconds since the epoch; 0: now).
+    /// the shard may read from it again (nanoseconds since the epoch; 0: not
+    /// paused; otherwise the connection is listed in the shard's paused readers).
     pub rate_buckets: crate::rate_limit::LocalBuckets,
     pub reading_paused_until_nanos: u64,
-    pub in_paused_list: bool,
     /// The last subject this connection was allowed to publish to: a
     /// publisher repeating a subject skips the pattern matching.
     pub publish_permitted_subject: Vec<u8>,
@@ -155,7 +155,6 @@ impl Connection {
             identity: None,
             rate_buckets: Default::default(),
             reading_paused_until_nanos: 0,
-            in_paused_list: false,
             tls: None,
             publish_permitted_subject: Vec::new(),
         }

@@ -50,11 +50,11 @@ impl Shard {
         }
         if let Some(wait_nanos) = slow_wait {
             self.metrics.rate_limit_pauses.add(1);
-            connection.reading_paused_until_nanos = now.saturating_add(wait_nanos);
-            if !connection.in_paused_list {
-                connection.in_paused_list = true;
-                self.paused_readers.push(key);
-            }
+            // A paused connection handles no frames, so it was not paused
+            // (nor listed) before this one: list it once.
+            debug_assert_eq!(connection.reading_paused_until_nanos, 0);
+            connection.reading_paused_until_nanos = now.saturating_add(wait_nanos).max(1);
+            self.paused_readers.push(key);
         }
         true
     }
@@ -75,7 +75,6 @@ impl Shard {
                 soonest = Some(soonest.map_or(until, |soonest| soonest.min(until)));
                 return true;
             }
-            connection.in_paused_list = false;
             connection.reading_paused_until_nanos = 0;
             self.resumed.push(*key);
             false
