@@ -171,7 +171,7 @@ pub fn run(arguments: RunArguments) -> Result<()> {
         progress: !arguments.quiet,
         tls: match &arguments.tls_ca {
             None => None,
-            Some(ca_file) => Some((crate::transport::client_config(ca_file)?, arguments.tls_server_name.clone())),
+            Some(ca_file) => Some(flit_client::TlsOptions::from_files(ca_file, None, &arguments.tls_server_name)?),
         },
     };
     if options.tls.is_some() && target.kind != crate::target::TargetKind::Flit {

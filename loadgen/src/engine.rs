@@ -114,7 +114,7 @@ impl Engine {
             stream.set_nonblocking(true)?;
             let mut stream = TcpStream::from_std(stream);
             poll.registry().register(&mut stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
-            let tls = options.tls.as_ref().map(|(config, name)| (config, name.as_str()));
+            let tls = options.tls.as_ref().map(|tls| (&tls.config, tls.server_name.as_str()));
             let stream = Transport::new(stream, tls)?;
             if matches!(role, Role::Publisher | Role::Requester { .. }) {
                 senders.push(Sender {

@@ -64,8 +64,8 @@ pub struct RunOptions {
     /// Idle connections for the conns scenario.
     pub connections: usize,
     pub progress: bool,
-    /// TLS to the target: the client configuration and the server name to verify.
-    pub tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
+    /// TLS to the target (loaded by the flit client's own `TlsOptions`).
+    pub tls: Option<flit_client::TlsOptions>,
 }
 
 /// Bytes at the front of every payload: intended send time (ns), sequence, sender.

@@ -8,32 +8,16 @@
 //! `flush_pending`, which the engine calls on every writable event.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use mio::net::TcpStream;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
 pub enum Transport {
     Plain(TcpStream),
     Tls { stream: TcpStream, session: Box<ClientConnection> },
-}
-
-/// A client TLS configuration trusting the CA certificate(s) in `ca_file`.
-pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(ca_file).with_context(|| format!("read {}", ca_file.display()))? {
-        roots.add(certificate.with_context(|| format!("parse {}", ca_file.display()))?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 impl Transport {
