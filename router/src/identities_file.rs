@@ -76,9 +76,8 @@ fn parse_hash(text: &str, identity: &str, key: &str) -> Result<[u8; 32], String>
 /// Parses and checks an identities file's text.
 pub fn parse(text: &str, path: &str) -> Result<Identities, String> {
     let file: IdentitiesFile = toml::from_str(text).map_err(|error| {
-        let line = error.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-        let location = line.map(|line| format!(" line {line}")).unwrap_or_default();
-        format!("identities file {path}{location}: {}", error.message().replace('\n', " ").trim())
+        let (location, message) = crate::settings::toml_error_parts(text, &error);
+        format!("identities file {path}{location}: {message}")
     })?;
     if file.identity.is_empty() {
         return Err(format!("identities file {path}: no [[identity]]: nobody could connect"));

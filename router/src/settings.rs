@@ -185,19 +185,21 @@ pub enum SettingsError {
     Parse { path: String, location: String, message: String },
 }
 
+/// A TOML error as one line: (" line N" where the parser knows it, the message).
+pub fn toml_error_parts(text: &str, error: &toml::de::Error) -> (String, String) {
+    let location = match error.span() {
+        Some(span) => format!(" line {}", text[..span.start.min(text.len())].matches('\n').count() + 1),
+        None => String::new(),
+    };
+    (location, error.message().replace('\n', " ").trim().to_string())
+}
+
 impl FileSettings {
     /// Parses TOML text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &str) -> Result<FileSettings, SettingsError> {
         toml::from_str(text).map_err(|error| {
-            let location = match error.span() {
-                Some(span) => format!(" line {}", text[..span.start.min(text.len())].matches('\n').count() + 1),
-                None => String::new(),
-            };
-            SettingsError::Parse {
-                path: path.to_string(),
-                location,
-                message: error.message().replace('\n', " ").trim().to_string(),
-            }
+            let (location, message) = toml_error_parts(text, &error);
+            SettingsError::Parse { path: path.to_string(), location, message }
         })
     }
 
