@@ -152,9 +152,14 @@ impl Rule {
         self.allow.is_none() && self.deny.is_empty()
     }
 
+    /// Whether the deny list matches `subject`.
+    pub fn denies(&self, subject: &[u8]) -> bool {
+        self.deny.iter().any(|pattern| pattern.matches(subject))
+    }
+
     /// Whether a message on `subject` may pass.
     pub fn permits(&self, subject: &[u8]) -> bool {
-        if self.deny.iter().any(|pattern| pattern.matches(subject)) {
+        if self.denies(subject) {
             return false;
         }
         self.allow.as_ref().is_none_or(|allow| allow.iter().any(|pattern| pattern.matches(subject)))

@@ -69,7 +69,7 @@ impl Shard {
             let Some(subscription) = self.subscriptions.get(*slot) else { continue };
             if let Some(permissions) = &subscription.delivery_filter {
                 // The pattern overlaps its identity's subscribe deny list.
-                if permissions.subscribe.deny.iter().any(|denied| denied.matches(message.subject())) {
+                if permissions.subscribe.denies(message.subject()) {
                     continue;
                 }
             }
