@@ -188,3 +188,10 @@ fn subscribe_with_misplaced_full_wildcard_is_answered_with_invalid_subject() {
     Encoder::default().subscribe(&mut bytes, b"a.>.b", None, 1).expect("encode subscribe");
     bad_input_is_answered_and_others_unaffected(&bytes, Greeting::Handshake, Then::KeepOpen, ErrorCode::InvalidSubject);
 }
+
+#[test]
+fn a_server_only_draining_frame_from_a_client_is_answered_with_unexpected_op() {
+    let mut bytes = BytesMut::new();
+    Encoder::draining(&mut bytes, 5_000);
+    bad_input_is_answered_and_others_unaffected(&bytes, Greeting::Handshake, Then::KeepOpen, ErrorCode::UnexpectedOp);
+}
