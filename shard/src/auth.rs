@@ -17,11 +17,20 @@
 //!   pattern. A pattern that merely *overlaps* a deny pattern (`orders.>`
 //!   with `orders.secret.>` denied) is allowed with a filter: deliveries on
 //!   denied subjects are dropped for that subscription.
-//! - Inboxes: for an identity with a subscribe allow list, a pattern starting
-//!   with `_INBOX` must name one inbox (`_INBOX.<literal>...`): nobody can
-//!   subscribe to `_INBOX.>` and read everyone's replies. Replies need
-//!   `_INBOX.>` in the requester's subscribe allow list and in the
-//!   responder's publish allow list (docs/OPERATIONS.md).
+//! - Inboxes (subjects whose first token is `_INBOX`) carry replies. An
+//!   identity with any subscribe rule (an allow list or a deny list) is
+//!   *restricted*: a pattern of its that starts with `_INBOX` must name one
+//!   inbox (`_INBOX.<literal>...`), and one that starts with a wildcard
+//!   (`>`, `*.>`, `*.*.*`) is filtered so that it never receives an inbox
+//!   subject. So a restricted identity reads only the inboxes it names, and
+//!   the shard holds it to one named inbox per connection at a time. Only an
+//!   identity with no subscribe rule at all (or no authentication) may read
+//!   any inbox through a wildcard. Replies need `_INBOX.>` in the requester's
+//!   subscribe allow list and in the responder's publish allow list
+//!   (docs/OPERATIONS.md).
+//! - Reply subjects: a restricted publisher's reply subject must be one it
+//!   may publish to, or an inbox its connection has subscribed to by name
+//!   (checked by the shard, which knows the connection's inbox).
 //!
 //! Everything here is pure data and functions: the shard calls it at the
 //! handshake, per publish of a restricted identity (a few pattern matches,
@@ -94,8 +103,50 @@ impl Pattern {
         overlaps(&self.0, &other.0)
     }
 
-    fn tokens(&self) -> &[PatternToken] {
-        &self.0
+    /// How this pattern reaches inbox subjects.
+    pub fn inbox_reach(&self) -> InboxReach<'_> {
+        match (self.0.first(), self.0.get(1)) {
+            (Some(PatternToken::Literal(first)), Some(PatternToken::Literal(inbox))) if &first[..] == INBOX_PREFIX => {
+                InboxReach::Named(inbox)
+            }
+            (Some(PatternToken::Literal(first)), _) if &first[..] == INBOX_PREFIX => InboxReach::Unnamed,
+            (Some(PatternToken::Literal(_)), _) => InboxReach::None,
+            _ => InboxReach::Wildcard,
+        }
+    }
+}
+
+/// The first token of every inbox subject.
+pub const INBOX_PREFIX: &[u8] = b"_INBOX";
+
+/// How a pattern can match inbox subjects (`_INBOX...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboxReach<'a> {
+    /// Its first token is a literal other than `_INBOX`: it matches no inbox.
+    None,
+    /// `_INBOX.<inbox>...`: only subjects of that one inbox.
+    Named(&'a [u8]),
+    /// `_INBOX` followed by a wildcard (or by nothing): any inbox.
+    Unnamed,
+    /// Its first token is a wildcard: inbox subjects among others.
+    Wildcard,
+}
+
+/// The inbox a validated pattern names (`_INBOX.<inbox>...` with `<inbox>`
+/// a literal), if it names one.
+pub fn pattern_named_inbox(pattern: &[u8]) -> Option<&[u8]> {
+    subject_inbox(pattern).filter(|inbox| !inbox.is_empty() && *inbox != b"*" && *inbox != b">")
+}
+
+/// The inbox a subject belongs to (its second token), if it is an inbox
+/// subject at all (its first token is `_INBOX`). `Some(b"")` for the bare
+/// subject `_INBOX`, which names no inbox.
+pub fn subject_inbox(subject: &[u8]) -> Option<&[u8]> {
+    let rest = subject.strip_prefix(INBOX_PREFIX)?;
+    match rest.split_first() {
+        None => Some(&[]),
+        Some((b'.', rest)) => Some(rest.split(|byte| *byte == b'.').next().unwrap_or_default()),
+        Some(_) => None,
     }
 }
 
@@ -137,8 +188,11 @@ pub struct Rule {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubscribeDecision {
     Allowed,
-    /// Allowed, but deliveries on subjects the deny list matches are dropped.
-    AllowedFiltered,
+    /// Allowed, but deliveries on subjects the deny list matches are dropped,
+    /// and with `inboxes_excluded` so are deliveries on any inbox subject.
+    AllowedFiltered {
+        inboxes_excluded: bool,
+    },
     Denied,
 }
 
@@ -171,18 +225,19 @@ impl Rule {
             if !allow.iter().any(|allowed| allowed.contains(pattern)) {
                 return SubscribeDecision::Denied;
             }
-            // Restricted identities subscribe to one inbox at a time.
-            if let Some(PatternToken::Literal(first)) = pattern.tokens().first() {
-                if &first[..] == b"_INBOX" && !matches!(pattern.tokens().get(1), Some(PatternToken::Literal(_))) {
-                    return SubscribeDecision::Denied;
-                }
-            }
         }
         if self.deny.iter().any(|denied| denied.contains(pattern)) {
             return SubscribeDecision::Denied;
         }
-        if self.deny.iter().any(|denied| denied.overlaps(pattern)) {
-            return SubscribeDecision::AllowedFiltered;
+        // Restricted identities read only the inboxes they name.
+        let inboxes_excluded = !self.is_open()
+            && match pattern.inbox_reach() {
+                InboxReach::Unnamed => return SubscribeDecision::Denied,
+                InboxReach::Wildcard => true,
+                InboxReach::None | InboxReach::Named(_) => false,
+            };
+        if inboxes_excluded || self.deny.iter().any(|denied| denied.overlaps(pattern)) {
+            return SubscribeDecision::AllowedFiltered { inboxes_excluded };
         }
         SubscribeDecision::Allowed
     }

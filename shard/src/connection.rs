@@ -123,9 +123,26 @@ pub struct Connection {
     pub publish_permitted_subject: Vec<u8>,
     /// The TLS session, when the listener has TLS (see tls.rs).
     pub tls: Option<Box<rustls::ServerConnection>>,
+    /// Inboxes this connection's subscriptions name (`_INBOX.<inbox>...`),
+    /// with how many name each: a restricted identity holds at most one, and
+    /// a restricted publisher may use them as reply subjects.
+    pub named_inboxes: HashMap<Box<[u8]>, u32>,
 }
 
 impl Connection {
+    /// Counts a subscription to `pattern` in or out of `named_inboxes`.
+    pub fn count_named_inbox(&mut self, pattern: &[u8], added: bool) {
+        let Some(inbox) = crate::auth::pattern_named_inbox(pattern) else { return };
+        if added {
+            *self.named_inboxes.entry(inbox.into()).or_insert(0) += 1;
+        } else if let Some(count) = self.named_inboxes.get_mut(inbox) {
+            *count -= 1;
+            if *count == 0 {
+                self.named_inboxes.remove(inbox);
+            }
+        }
+    }
+
     pub fn new(key: ConnectionKey, stream: TcpStream, now_nanos: u64) -> Connection {
         Connection {
             key,
@@ -156,6 +173,7 @@ impl Connection {
             rate_buckets: Default::default(),
             reading_paused_until_nanos: 0,
             tls: None,
+            named_inboxes: HashMap::new(),
             publish_permitted_subject: Vec::new(),
         }
     }

@@ -12,12 +12,21 @@
 //! that shard which groups it must serve; the member on that shard is picked
 //! there. So each message reaches exactly one member per group.
 //!
-//! Invariants: an entry exists only while at least one shard's bit is set;
-//! a shard's bit is set exactly while that shard has told us it has interest.
+//! Filters: a shard's interest may come with a [`DeliveryFilter`] (its
+//! subscriptions of a restricted identity may not receive every subject the
+//! pattern matches). The publishing shard counts such a shard as interested
+//! in a subject only if the filter permits it, and picks a queue group's
+//! member shard only among those, so a filtered member is never picked for
+//! a message it may not receive.
+//!
+//! Invariants: an entry exists only while at least one shard's bit is set
+//! in it (unfiltered, or under some filter); a shard's bit is set under a
+//! filter exactly while that shard has told us it has interest under it.
 
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::delivery_filter::DeliveryFilter;
 use crate::trie::SubjectTrie;
 
 /// One bit per shard.
@@ -46,8 +55,42 @@ pub fn group_key(pattern: &[u8], queue: &[u8]) -> GroupKey {
 struct InterestEntry {
     queue: Option<Bytes>,
     group_key: GroupKey,
+    /// Shards with interest and no filter.
     shards: ShardMask,
+    /// Shards with interest under a filter, one mask per filter.
+    filtered: Vec<(DeliveryFilter, ShardMask)>,
     next_pick: u32,
+}
+
+impl InterestEntry {
+    /// Shards that may receive a message on `subject`.
+    fn shards_for(&self, subject: &[u8]) -> ShardMask {
+        let mut shards = self.shards;
+        for (filter, filtered_shards) in &self.filtered {
+            // A filter is checked only when it could add a shard.
+            if filtered_shards & !shards != 0 && filter.permits(subject) {
+                shards |= filtered_shards;
+            }
+        }
+        shards
+    }
+
+    /// The mask that `filter` (None: unfiltered) keeps, created if missing.
+    fn mask_mut(&mut self, filter: Option<&DeliveryFilter>) -> &mut ShardMask {
+        let Some(filter) = filter else { return &mut self.shards };
+        let index = match self.filtered.iter().position(|(known, _)| known == filter) {
+            Some(index) => index,
+            None => {
+                self.filtered.push((filter.clone(), 0));
+                self.filtered.len() - 1
+            }
+        };
+        &mut self.filtered[index].1
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shards == 0 && self.filtered.is_empty()
+    }
 }
 
 /// Where one published message must go.
@@ -77,27 +120,31 @@ pub struct InterestTable {
 }
 
 impl InterestTable {
-    /// Records that `shard` has interest in (pattern, queue).
-    pub fn add(&mut self, pattern: &[u8], queue: Option<&Bytes>, shard: usize) {
+    /// Records that `shard` has interest in (pattern, queue) under `filter`.
+    pub fn add(&mut self, pattern: &[u8], queue: Option<&Bytes>, filter: Option<&DeliveryFilter>, shard: usize) {
         debug_assert!(shard < SHARDS_MAX);
         let same_queue = |entry: &InterestEntry| entry.queue.as_ref() == queue;
         if let Some(entry) = self.trie.find_mut(pattern, same_queue) {
-            entry.shards |= 1 << shard;
+            *entry.mask_mut(filter) |= 1 << shard;
             return;
         }
         let group_key = queue.map_or(0, |queue| group_key(pattern, queue));
-        self.trie.insert(pattern, InterestEntry { queue: queue.cloned(), group_key, shards: 1 << shard, next_pick: 0 });
+        let mut entry =
+            InterestEntry { queue: queue.cloned(), group_key, shards: 0, filtered: Vec::new(), next_pick: 0 };
+        *entry.mask_mut(filter) |= 1 << shard;
+        self.trie.insert(pattern, entry);
     }
 
-    /// Records that `shard` no longer has interest in (pattern, queue).
-    pub fn remove(&mut self, pattern: &[u8], queue: Option<&Bytes>, shard: usize) {
+    /// Records that `shard` no longer has interest in (pattern, queue) under `filter`.
+    pub fn remove(&mut self, pattern: &[u8], queue: Option<&Bytes>, filter: Option<&DeliveryFilter>, shard: usize) {
         let same_queue = |entry: &InterestEntry| entry.queue.as_ref() == queue;
         let Some(entry) = self.trie.find_mut(pattern, same_queue) else {
             debug_assert!(false, "interest removed that was never added");
             return;
         };
-        entry.shards &= !(1 << shard);
-        if entry.shards == 0 {
+        *entry.mask_mut(filter) &= !(1 << shard);
+        entry.filtered.retain(|(_, shards)| *shards != 0);
+        if entry.is_empty() {
             self.trie.remove(pattern, |entry| entry.queue.as_ref() == queue);
         }
     }
@@ -115,14 +162,19 @@ impl InterestTable {
     pub fn route(&mut self, subject: &[u8], route: &mut Route) {
         route.clear();
         self.trie.visit_matches(subject, &mut |entry: &mut InterestEntry| {
+            let shards = entry.shards_for(subject);
             if entry.queue.is_none() {
-                route.targets |= entry.shards;
+                route.targets |= shards;
                 return;
             }
-            let members = entry.shards.count_ones();
+            let members = shards.count_ones();
+            if members == 0 {
+                // Every member may not receive this subject.
+                return;
+            }
             let nth = entry.next_pick % members;
             entry.next_pick = entry.next_pick.wrapping_add(1);
-            let shard = nth_set_bit(entry.shards, nth);
+            let shard = nth_set_bit(shards, nth);
             route.targets |= 1 << shard;
             route.queue_picks.push((shard as u8, entry.group_key));
         });
@@ -144,15 +196,15 @@ mod tests {
     #[test]
     fn plain_interest_unions_shards() {
         let mut table = InterestTable::default();
-        table.add(b"a.*", None, 0);
-        table.add(b"a.b", None, 2);
+        table.add(b"a.*", None, None, 0);
+        table.add(b"a.b", None, None, 2);
         let mut route = Route::default();
         table.route(b"a.b", &mut route);
         assert_eq!(route.targets, 0b101);
-        table.remove(b"a.b", None, 2);
+        table.remove(b"a.b", None, None, 2);
         table.route(b"a.b", &mut route);
         assert_eq!(route.targets, 0b001);
-        table.remove(b"a.*", None, 0);
+        table.remove(b"a.*", None, None, 0);
         assert!(table.is_empty());
     }
 
@@ -160,8 +212,8 @@ mod tests {
     fn queue_group_picks_rotate_over_member_shards() {
         let mut table = InterestTable::default();
         let queue = Bytes::from_static(b"workers");
-        table.add(b"jobs", Some(&queue), 1);
-        table.add(b"jobs", Some(&queue), 3);
+        table.add(b"jobs", Some(&queue), None, 1);
+        table.add(b"jobs", Some(&queue), None, 3);
         let mut route = Route::default();
         let mut picked = Vec::new();
         for _ in 0..4 {
@@ -171,6 +223,36 @@ mod tests {
         }
         assert_eq!(picked, vec![1, 3, 1, 3]);
         assert_eq!(route.picks_for(3).as_slice(), &[group_key(b"jobs", b"workers")]);
+    }
+
+    #[test]
+    fn queue_group_picks_only_shards_whose_member_may_receive() {
+        use crate::auth::{Pattern, Permissions, Rule};
+        let deny = vec![Pattern::parse("orders.audit.>").expect("valid")];
+        let permissions =
+            std::sync::Arc::new(Permissions { publish: Rule::open(), subscribe: Rule { allow: None, deny } });
+        let filter = DeliveryFilter::new(permissions, false);
+        let mut table = InterestTable::default();
+        let queue = Bytes::from_static(b"g");
+        table.add(b"orders.>", Some(&queue), None, 0);
+        table.add(b"orders.>", Some(&queue), Some(&filter), 1);
+        let mut route = Route::default();
+        for _ in 0..6 {
+            table.route(b"orders.audit.x", &mut route);
+            assert_eq!(route.queue_picks.as_slice(), &[(0, group_key(b"orders.>", b"g"))]);
+        }
+        let mut picked = Vec::new();
+        for _ in 0..4 {
+            table.route(b"orders.eu.x", &mut route);
+            picked.push(route.queue_picks[0].0);
+        }
+        picked.sort_unstable();
+        assert_eq!(picked, vec![0, 0, 1, 1], "both members share what both may receive");
+        table.remove(b"orders.>", Some(&queue), None, 0);
+        table.route(b"orders.audit.x", &mut route);
+        assert_eq!(route.targets, 0, "nobody may receive it: no target at all");
+        table.remove(b"orders.>", Some(&queue), Some(&filter), 1);
+        assert!(table.is_empty());
     }
 
     #[test]

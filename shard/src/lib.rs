@@ -36,6 +36,7 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod delivery_filter;
 pub mod error;
 pub mod handshake;
 pub mod interest;

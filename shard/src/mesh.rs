@@ -27,6 +27,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use flit_wire::PublishParts;
 
+use crate::delivery_filter::DeliveryFilter;
 use crate::interest::QueuePicks;
 use crate::metrics::ShardMetrics;
 
@@ -110,10 +111,10 @@ impl RoutedMessage {
 pub enum MeshMessage {
     /// Deliver to local subscribers; for the listed queue groups, to one member each.
     Publish { message: RoutedMessage, queue_picks: QueuePicks },
-    /// The sending shard gained interest in (pattern, queue).
-    InterestAdd { pattern: Bytes, queue: Option<Bytes> },
-    /// The sending shard lost interest in (pattern, queue).
-    InterestRemove { pattern: Bytes, queue: Option<Bytes> },
+    /// The sending shard gained interest in (pattern, queue) under the filter.
+    InterestAdd { pattern: Bytes, queue: Option<Bytes>, filter: Option<DeliveryFilter> },
+    /// The sending shard lost interest in (pattern, queue) under the filter.
+    InterestRemove { pattern: Bytes, queue: Option<Bytes>, filter: Option<DeliveryFilter> },
     /// The receiving shard has applied one more interest change from the sender.
     InterestAck,
 }

@@ -1,17 +1,20 @@
 //! The subscriptions held by one shard's connections.
 //!
 //! A slab of subscriptions indexed by slot, a trie from pattern to slot for
-//! matching, and a count per (pattern, queue) of local subscriptions, whose
-//! transitions between 0 and 1 are what the shard broadcasts as interest.
+//! matching, and a count per (pattern, queue, filter) of local subscriptions,
+//! whose transitions between 0 and 1 are what the shard broadcasts as
+//! interest.
 //!
 //! Invariants: a slot is in the trie exactly while it is occupied; the count
-//! for (pattern, queue) equals the number of occupied slots with that pair.
+//! for (pattern, queue, filter) equals the number of occupied slots with
+//! that triple.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 
 use crate::connection::ConnectionKey;
+use crate::delivery_filter::DeliveryFilter;
 use crate::interest::{group_key, GroupKey};
 use crate::trie::SubjectTrie;
 
@@ -25,9 +28,9 @@ pub struct Subscription {
     pub group_key: GroupKey,
     /// Messages still to deliver before the subscription ends by itself.
     pub remaining: Option<u64>,
-    /// For a pattern that overlaps its identity's subscribe deny list:
-    /// deliveries on subjects that list matches are dropped.
-    pub delivery_filter: Option<std::sync::Arc<crate::auth::Permissions>>,
+    /// For a restricted identity's pattern that can match subjects it may
+    /// not read (see [`DeliveryFilter`]); part of the interest key.
+    pub delivery_filter: Option<DeliveryFilter>,
 }
 
 /// What a change did to this shard's interest in a (pattern, queue) pair.
@@ -40,12 +43,15 @@ pub enum InterestChange {
     Unchanged,
 }
 
+/// What the shard's interest is counted by: pattern, queue, filter.
+type InterestKey = (Bytes, Option<Bytes>, Option<DeliveryFilter>);
+
 #[derive(Debug, Default)]
 pub struct Subscriptions {
     slots: Vec<Option<Subscription>>,
     free_slots: Vec<u32>,
     pub trie: SubjectTrie<u32>,
-    local_counts: HashMap<(Bytes, Option<Bytes>), u32>,
+    local_counts: HashMap<InterestKey, u32>,
 }
 
 impl Subscriptions {
@@ -72,6 +78,7 @@ impl Subscriptions {
         subscription_id: u64,
         pattern: Bytes,
         queue: Option<Bytes>,
+        delivery_filter: Option<DeliveryFilter>,
     ) -> (u32, InterestChange) {
         let group_key = queue.as_ref().map_or(0, |queue| group_key(&pattern, queue));
         let slot = match self.free_slots.pop() {
@@ -82,9 +89,7 @@ impl Subscriptions {
             }
         };
         self.trie.insert(&pattern, slot);
-        let count = self.local_counts.entry((pattern.clone(), queue.clone())).or_insert(0);
-        *count += 1;
-        let change = if *count == 1 { InterestChange::Gained } else { InterestChange::Unchanged };
+        let change = self.count_in((pattern.clone(), queue.clone(), delivery_filter.clone()));
         self.slots[slot as usize] = Some(Subscription {
             connection,
             subscription_id,
@@ -92,7 +97,7 @@ impl Subscriptions {
             queue,
             group_key,
             remaining: None,
-            delivery_filter: None,
+            delivery_filter,
         });
         (slot, change)
     }
@@ -103,16 +108,53 @@ impl Subscriptions {
         let removed = self.trie.remove(&subscription.pattern, |value| *value == slot);
         debug_assert_eq!(removed, Some(slot));
         self.free_slots.push(slot);
-        let pair = (subscription.pattern.clone(), subscription.queue.clone());
-        let count = self.local_counts.get_mut(&pair).expect("every subscription is counted");
+        let change = self.count_out(Self::interest_key(&subscription));
+        Some((subscription, change))
+    }
+
+    /// Gives a subscription a new filter (a reload changed its identity's
+    /// permissions). Returns the filter it had and what the move did to the
+    /// interest under the new filter and under the old one, in that order.
+    pub fn refilter(
+        &mut self,
+        slot: u32,
+        delivery_filter: Option<DeliveryFilter>,
+    ) -> Option<(Option<DeliveryFilter>, InterestChange, InterestChange)> {
+        let subscription = self.slots.get_mut(slot as usize)?.as_mut()?;
+        if subscription.delivery_filter == delivery_filter {
+            return None;
+        }
+        let old_filter = std::mem::replace(&mut subscription.delivery_filter, delivery_filter);
+        let new_key = Self::interest_key(subscription);
+        let old_key = (new_key.0.clone(), new_key.1.clone(), old_filter.clone());
+        let gained = self.count_in(new_key);
+        let lost = self.count_out(old_key);
+        Some((old_filter, gained, lost))
+    }
+
+    fn interest_key(subscription: &Subscription) -> InterestKey {
+        (subscription.pattern.clone(), subscription.queue.clone(), subscription.delivery_filter.clone())
+    }
+
+    fn count_in(&mut self, key: InterestKey) -> InterestChange {
+        let count = self.local_counts.entry(key).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            InterestChange::Gained
+        } else {
+            InterestChange::Unchanged
+        }
+    }
+
+    fn count_out(&mut self, key: InterestKey) -> InterestChange {
+        let count = self.local_counts.get_mut(&key).expect("every subscription is counted");
         *count -= 1;
-        let change = if *count == 0 {
-            self.local_counts.remove(&pair);
+        if *count == 0 {
+            self.local_counts.remove(&key);
             InterestChange::Lost
         } else {
             InterestChange::Unchanged
-        };
-        Some((subscription, change))
+        }
     }
 }
 
@@ -124,11 +166,11 @@ mod tests {
     fn interest_changes_only_on_first_and_last() {
         let mut subscriptions = Subscriptions::default();
         let pattern = Bytes::from_static(b"a.>");
-        let (first, change) = subscriptions.add(1, 10, pattern.clone(), None);
+        let (first, change) = subscriptions.add(1, 10, pattern.clone(), None, None);
         assert_eq!(change, InterestChange::Gained);
-        let (second, change) = subscriptions.add(2, 10, pattern.clone(), None);
+        let (second, change) = subscriptions.add(2, 10, pattern.clone(), None, None);
         assert_eq!(change, InterestChange::Unchanged);
-        let (_, change) = subscriptions.add(2, 11, pattern.clone(), Some(Bytes::from_static(b"q")));
+        let (_, change) = subscriptions.add(2, 11, pattern.clone(), Some(Bytes::from_static(b"q")), None);
         assert_eq!(change, InterestChange::Gained, "a queue group is its own interest");
         assert_eq!(subscriptions.remove(first).map(|(_, change)| change), Some(InterestChange::Unchanged));
         assert_eq!(subscriptions.remove(second).map(|(_, change)| change), Some(InterestChange::Lost));

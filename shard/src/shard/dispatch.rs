@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use super::Shard;
 use crate::auth::{Identity, Pattern, SubscribeDecision};
-use crate::connection::{ConnectionKey, ConnectionState, DeferredReply};
+use crate::connection::{Connection, ConnectionKey, ConnectionState, DeferredReply};
+use crate::delivery_filter::DeliveryFilter;
 use crate::mesh::RoutedMessage;
 
 /// Most replies one connection may have waiting behind the interest barrier.
@@ -103,6 +104,20 @@ impl Shard {
                     connection.publish_permitted_subject.clear();
                     connection.publish_permitted_subject.extend_from_slice(subject);
                 }
+                // A reply subject is where responders will publish for this
+                // client: one it may publish to itself, or its own inbox.
+                if let Some(reply) = parts.reply.clone().map(|range| &frame[range]) {
+                    let own_inbox = crate::auth::subject_inbox(reply)
+                        .is_some_and(|inbox| connection.named_inboxes.contains_key(inbox));
+                    if !own_inbox && !identity.permissions.publish.permits(reply) {
+                        let message = format!(
+                            "{} may not use {} as a reply subject (neither publishable nor its own inbox)",
+                            identity.name,
+                            String::from_utf8_lossy(reply)
+                        );
+                        return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
+                    }
+                }
             }
         }
         if !self.admit_by_rate(key, frame.len() as u64) {
@@ -111,7 +126,7 @@ impl Shard {
         self.metrics.messages_in.add(1);
         let mut message = RoutedMessage::from_publish(frame, parts);
         message.received_at_nanos = self.read_pass_nanos;
-        self.route_message(message);
+        self.route_message(message, Some(key));
         self.acknowledge(key, false);
     }
 
@@ -131,21 +146,15 @@ impl Shard {
             connection.identity.as_ref().filter(|identity| !identity.permissions.subscribe.is_open())
         {
             let pattern_text = String::from_utf8_lossy(&subscribe.pattern);
-            let decision = Pattern::parse(&pattern_text)
-                .map_or(SubscribeDecision::Denied, |pattern| identity.permissions.subscribe.subscription(&pattern));
-            match decision {
-                SubscribeDecision::Allowed => {}
-                SubscribeDecision::AllowedFiltered => delivery_filter = Some(identity.permissions.clone()),
-                SubscribeDecision::Denied => {
-                    let message = format!("{} may not subscribe to {pattern_text}", identity.name);
+            match subscribe_decision(identity, connection, &subscribe.pattern) {
+                Ok(filter) => delivery_filter = filter,
+                Err(reason) => {
+                    let message = format!("{} may not subscribe to {pattern_text}: {reason}", identity.name);
                     return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
                 }
             }
         }
-        let slot = self.add_subscription(key, subscribe);
-        if let Some(subscription) = self.subscriptions.get_mut(slot) {
-            subscription.delivery_filter = delivery_filter;
-        }
+        self.add_subscription(key, subscribe, delivery_filter);
         self.acknowledge(key, true);
     }
 
@@ -254,6 +263,31 @@ impl Shard {
         waiters.append(&mut self.barrier_waiters);
         self.barrier_waiters = waiters;
     }
+}
+
+/// Whether a restricted identity may subscribe to `pattern` on this
+/// connection, and with which delivery filter; or why not.
+pub(super) fn subscribe_decision(
+    identity: &Identity,
+    connection: &Connection,
+    pattern: &[u8],
+) -> Result<Option<DeliveryFilter>, &'static str> {
+    let parsed = Pattern::parse(&String::from_utf8_lossy(pattern)).map_err(|_| "not a valid pattern")?;
+    let filter = match identity.permissions.subscribe.subscription(&parsed) {
+        SubscribeDecision::Denied => return Err("not permitted"),
+        SubscribeDecision::Allowed => None,
+        SubscribeDecision::AllowedFiltered { inboxes_excluded } => {
+            Some(DeliveryFilter::new(identity.permissions.clone(), inboxes_excluded))
+        }
+    };
+    // One named inbox per connection at a time, so a restricted client
+    // cannot collect inboxes (every other client's replies go to one).
+    if let Some(inbox) = crate::auth::pattern_named_inbox(pattern) {
+        if connection.named_inboxes.keys().any(|held| &held[..] != inbox) {
+            return Err("this connection already holds another inbox (one at a time)");
+        }
+    }
+    Ok(filter)
 }
 
 fn write_reply(encoder: &mut Encoder, buffer: &mut bytes::BytesMut, reply: DeferredReply) {

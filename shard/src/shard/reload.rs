@@ -5,15 +5,16 @@
 //! exists any more or its token changed, or if one of its subscriptions is
 //! refused by the new permissions, the connection is closed with
 //! `authentication_failed` (the client reconnects and is judged afresh);
-//! otherwise it keeps running under the new permissions, and its filtered
-//! subscriptions take the new deny list.
+//! otherwise it keeps running under the new permissions, and each of its
+//! subscriptions takes the delivery filter the new permissions give it (its
+//! interest moves to the new filter on every shard).
 
 use std::sync::PoisonError;
 
 use flit_wire::ErrorCode;
 
+use super::dispatch::subscribe_decision;
 use super::Shard;
-use crate::auth::{Pattern, SubscribeDecision};
 use crate::connection::ConnectionState;
 
 impl Shard {
@@ -35,11 +36,13 @@ impl Shard {
             let mut refused = None;
             for (subscription_id, slot) in &connection.subscriptions {
                 let Some(subscription) = self.subscriptions.get(*slot) else { continue };
-                let pattern = Pattern::parse(&String::from_utf8_lossy(&subscription.pattern));
-                match pattern.map(|pattern| renewed.permissions.subscribe.subscription(&pattern)) {
-                    Ok(SubscribeDecision::Allowed) => filters.push((*slot, false)),
-                    Ok(SubscribeDecision::AllowedFiltered) => filters.push((*slot, true)),
-                    _ => refused = Some(*subscription_id),
+                if renewed.permissions.subscribe.is_open() {
+                    filters.push((*slot, None));
+                    continue;
+                }
+                match subscribe_decision(renewed, connection, &subscription.pattern) {
+                    Ok(filter) => filters.push((*slot, filter)),
+                    Err(_) => refused = Some(*subscription_id),
                 }
             }
             match refused {
@@ -50,10 +53,8 @@ impl Shard {
             }
         }
         for (key, identity, filters) in kept {
-            for (slot, filtered) in filters {
-                if let Some(subscription) = self.subscriptions.get_mut(slot) {
-                    subscription.delivery_filter = filtered.then(|| identity.permissions.clone());
-                }
+            for (slot, filter) in filters {
+                self.refilter_subscription(slot, filter);
             }
             if let Some(connection) = self.connections.get_mut(key) {
                 connection.identity = Some(identity);

@@ -14,23 +14,26 @@ use flit_wire::{Encoder, Subscribe, STATUS_NO_RESPONDERS};
 
 use super::Shard;
 use crate::connection::ConnectionKey;
+use crate::delivery_filter::DeliveryFilter;
 use crate::interest::QueuePicks;
 use crate::mesh::{MeshMessage, RoutedMessage};
 use crate::subscriptions::InterestChange;
 
 impl Shard {
     /// Sends a message to every shard with matching interest (at most one hop
-    /// each), or answers "no responders" to a request nobody can receive.
-    pub(super) fn route_message(&mut self, message: RoutedMessage) {
+    /// each), or, for a request nobody may receive, answers "no responders"
+    /// to the requester's connection (`origin`) alone: the status goes to
+    /// that connection's subscriptions on the reply subject, never to other
+    /// subscribers of it, so a reply subject cannot make the router publish
+    /// anywhere on a client's behalf.
+    pub(super) fn route_message(&mut self, message: RoutedMessage, origin: Option<ConnectionKey>) {
         self.interest.route(message.subject(), &mut self.route);
         if self.route.targets == 0 {
-            if let Some(reply) = message.reply() {
+            if let (Some(reply), Some(origin)) = (message.reply(), origin) {
                 self.metrics.no_responders.add(1);
                 let mut status = RoutedMessage::status(reply, STATUS_NO_RESPONDERS);
                 status.received_at_nanos = message.received_at_nanos;
-                // The status message has no reply subject, so this recursion
-                // ends after one level.
-                self.route_message(status);
+                self.deliver_to_requester(origin, &status);
             }
             return;
         }
@@ -67,9 +70,10 @@ impl Shard {
         self.queue_candidates.clear();
         for slot in &matched {
             let Some(subscription) = self.subscriptions.get(*slot) else { continue };
-            if let Some(permissions) = &subscription.delivery_filter {
-                // The pattern overlaps its identity's subscribe deny list.
-                if permissions.subscribe.denies(message.subject()) {
+            if let Some(filter) = &subscription.delivery_filter {
+                // Its identity may not read this subject (denied, or another
+                // client's inbox matched by a wildcard).
+                if !filter.permits(message.subject()) {
                     continue;
                 }
             }
@@ -80,6 +84,29 @@ impl Shard {
             }
         }
         self.deliver_to_queue_members(queue_picks, message);
+        self.matched_slots = matched;
+        for slot in std::mem::take(&mut self.expired_slots) {
+            self.remove_subscription(slot);
+        }
+    }
+
+    /// Delivers a status message to `origin`'s own subscriptions that match
+    /// its subject (and whose filters permit it).
+    fn deliver_to_requester(&mut self, origin: ConnectionKey, status: &RoutedMessage) {
+        let mut matched = std::mem::take(&mut self.matched_slots);
+        matched.clear();
+        self.subscriptions.trie.visit_matches(status.subject(), &mut |slot: &mut u32| matched.push(*slot));
+        matched.retain(|slot| {
+            self.subscriptions.get(*slot).is_some_and(|subscription| {
+                subscription.connection == origin
+                    && subscription.delivery_filter.as_ref().is_none_or(|filter| filter.permits(status.subject()))
+            })
+        });
+        if !matched.is_empty() && self.delivery_meta.prepare(&mut self.encoder, status).is_ok() {
+            for slot in &matched {
+                self.deliver_to(*slot, status);
+            }
+        }
         self.matched_slots = matched;
         for slot in std::mem::take(&mut self.expired_slots) {
             self.remove_subscription(slot);
@@ -137,28 +164,29 @@ impl Shard {
         self.enforce_pending_limit(key);
     }
 
-    /// Adds a subscription; returns its slot.
-    pub(super) fn add_subscription(&mut self, key: ConnectionKey, subscribe: Subscribe) -> u32 {
+    /// Adds a subscription (with its delivery filter, if its identity needs
+    /// one); returns its slot.
+    pub(super) fn add_subscription(
+        &mut self,
+        key: ConnectionKey,
+        subscribe: Subscribe,
+        delivery_filter: Option<DeliveryFilter>,
+    ) -> u32 {
         // Own copies: the decoded pattern and queue are slices of the read
         // buffer, and a subscription lives long; keeping the slices would pin
         // that whole buffer (up to a megabyte-sized frame) for as long.
-        let subscribe = Subscribe {
-            pattern: Bytes::copy_from_slice(&subscribe.pattern),
-            queue: subscribe.queue.as_deref().map(Bytes::copy_from_slice),
-            subscription_id: subscribe.subscription_id,
-        };
+        let pattern = Bytes::copy_from_slice(&subscribe.pattern);
+        let queue = subscribe.queue.as_deref().map(Bytes::copy_from_slice);
+        let subscription_id = subscribe.subscription_id;
         let (slot, change) =
-            self.subscriptions.add(key, subscribe.subscription_id, subscribe.pattern.clone(), subscribe.queue.clone());
+            self.subscriptions.add(key, subscription_id, pattern.clone(), queue.clone(), delivery_filter.clone());
         self.metrics.subscriptions.set(self.subscriptions.len() as u64);
         if let Some(connection) = self.connections.get_mut(key) {
-            connection.subscriptions.insert(subscribe.subscription_id, slot);
+            connection.subscriptions.insert(subscription_id, slot);
+            connection.count_named_inbox(&pattern, true);
         }
         if change == InterestChange::Gained {
-            self.interest.add(&subscribe.pattern, subscribe.queue.as_ref(), self.id);
-            self.broadcast_interest(|| MeshMessage::InterestAdd {
-                pattern: subscribe.pattern.clone(),
-                queue: subscribe.queue.clone(),
-            });
+            self.broadcast_interest_change(pattern, queue, delivery_filter, true);
         }
         slot
     }
@@ -168,18 +196,64 @@ impl Shard {
         self.metrics.subscriptions.set(self.subscriptions.len() as u64);
         if let Some(connection) = self.connections.get_mut(subscription.connection) {
             connection.subscriptions.remove(&subscription.subscription_id);
+            connection.count_named_inbox(&subscription.pattern, false);
         }
         if change == InterestChange::Lost {
             // The group's last member on this shard left: its rotation cursor
             // goes too, so cursors follow the live groups, not every group
-            // ever seen.
+            // ever seen. (Other filters' members of the same group share
+            // the cursor; losing it only restarts the rotation.)
             if subscription.queue.is_some() {
                 self.group_cursors.remove(&subscription.group_key);
             }
-            self.interest.remove(&subscription.pattern, subscription.queue.as_ref(), self.id);
+            self.broadcast_interest_change(
+                subscription.pattern,
+                subscription.queue,
+                subscription.delivery_filter,
+                false,
+            );
+        }
+    }
+
+    /// Moves a subscription to a new delivery filter (after a reload): the
+    /// interest under the new filter is announced before the old one is
+    /// withdrawn, so no shard sees a moment without it.
+    pub(super) fn refilter_subscription(&mut self, slot: u32, delivery_filter: Option<DeliveryFilter>) {
+        let Some((old_filter, gained, lost)) = self.subscriptions.refilter(slot, delivery_filter.clone()) else {
+            return;
+        };
+        let Some(subscription) = self.subscriptions.get(slot) else { return };
+        let (pattern, queue) = (subscription.pattern.clone(), subscription.queue.clone());
+        if gained == InterestChange::Gained {
+            self.broadcast_interest_change(pattern.clone(), queue.clone(), delivery_filter, true);
+        }
+        if lost == InterestChange::Lost {
+            self.broadcast_interest_change(pattern, queue, old_filter, false);
+        }
+    }
+
+    /// Applies a change of this shard's interest locally and tells every
+    /// other shard.
+    fn broadcast_interest_change(
+        &mut self,
+        pattern: Bytes,
+        queue: Option<Bytes>,
+        filter: Option<DeliveryFilter>,
+        gained: bool,
+    ) {
+        if gained {
+            self.interest.add(&pattern, queue.as_ref(), filter.as_ref(), self.id);
+            self.broadcast_interest(|| MeshMessage::InterestAdd {
+                pattern: pattern.clone(),
+                queue: queue.clone(),
+                filter: filter.clone(),
+            });
+        } else {
+            self.interest.remove(&pattern, queue.as_ref(), filter.as_ref(), self.id);
             self.broadcast_interest(|| MeshMessage::InterestRemove {
-                pattern: subscription.pattern.clone(),
-                queue: subscription.queue.clone(),
+                pattern: pattern.clone(),
+                queue: queue.clone(),
+                filter: filter.clone(),
             });
         }
     }
@@ -272,12 +346,12 @@ impl Shard {
     fn handle_mesh_message(&mut self, source: usize, message: MeshMessage) {
         match message {
             MeshMessage::Publish { message, queue_picks } => self.deliver_local(&message, &queue_picks),
-            MeshMessage::InterestAdd { pattern, queue } => {
-                self.interest.add(&pattern, queue.as_ref(), source);
+            MeshMessage::InterestAdd { pattern, queue, filter } => {
+                self.interest.add(&pattern, queue.as_ref(), filter.as_ref(), source);
                 self.send_to_shard(source, MeshMessage::InterestAck);
             }
-            MeshMessage::InterestRemove { pattern, queue } => {
-                self.interest.remove(&pattern, queue.as_ref(), source);
+            MeshMessage::InterestRemove { pattern, queue, filter } => {
+                self.interest.remove(&pattern, queue.as_ref(), filter.as_ref(), source);
                 self.send_to_shard(source, MeshMessage::InterestAck);
             }
             MeshMessage::InterestAck => {
