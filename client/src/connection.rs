@@ -12,13 +12,12 @@
 //! lock the writer needs. Registering a waiter while holding `writer` is what
 //! keeps waiters in the same order as the frames they wait for.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::BytesMut;
 use flit_wire::{Limits, Welcome};
 
-use crate::dispatch::{Channels, ConnectionState, Statistics};
+use crate::dispatch::{Attributed, Channels, ConnectionState, InboxStep, PongWaiter, Statistics};
 use crate::error::ClientError;
 use crate::framing::{check_subject, next_frame, FrameWriter};
 use crate::inbox::Inbox;
@@ -37,9 +36,6 @@ pub(crate) struct Core<C: Channels> {
     pub(crate) welcome: Welcome,
     pub(crate) limits: Limits,
     pub(crate) options: Options,
-    /// Set once a flush has confirmed the inbox subscription is visible on
-    /// every shard; before that a fast responder's answer could be lost.
-    inbox_ready: AtomicBool,
 }
 
 impl<C: Channels> Core<C> {
@@ -51,7 +47,6 @@ impl<C: Channels> Core<C> {
             welcome,
             limits,
             options,
-            inbox_ready: AtomicBool::new(false),
         }
     }
 
@@ -61,6 +56,14 @@ impl<C: Channels> Core<C> {
 
     pub(crate) fn statistics(&self) -> Statistics {
         lock(&self.state).statistics()
+    }
+
+    /// `Err(ClientError::Refused)` with the refusals not reported yet.
+    pub(crate) fn check_refusals(&self) -> Result<(), ClientError> {
+        match lock(&self.state).take_refusals() {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn fail(&self, error: ClientError) {
@@ -146,28 +149,36 @@ impl<C: Channels> Core<C> {
         Ok(())
     }
 
-    /// Makes sure the inbox subscription exists. Returns `true` while it is
-    /// not yet known to be visible everywhere: the caller must then flush and
-    /// call [`Core::inbox_confirmed`] before sending its request.
-    pub(crate) fn prepare_inbox(&self) -> Result<bool, ClientError> {
-        if self.inbox_ready.load(Ordering::Acquire) {
+    /// Makes sure the inbox subscription exists before a request is sent.
+    /// Returns `true` while it is not yet known to be accepted and visible
+    /// on every shard (before that a fast responder's answer could be lost):
+    /// the caller writes out and waits for `waiter`, which is completed with
+    /// `Ok` once it is, or with the server's refusal.
+    pub(crate) fn prepare_inbox(&self, waiter: C::Done) -> Result<bool, ClientError> {
+        // Once ready it stays ready: the common case takes no writer lock.
+        if lock(&self.state).inbox_ready() {
             return Ok(false);
         }
         let mut writer = lock(&self.writer);
         let mut state = lock(&self.state);
         state.usable()?;
-        let (id, created) = state.inbox_subscription();
-        if created {
-            writer.subscribe(&state.inbox().pattern(), None, id)?;
-            // An Error for this Subscribe would fail the whole connection,
-            // which the following flush reports; nobody waits for the Ok.
-            state.expect_acknowledgement(None);
+        match state.join_inbox(waiter) {
+            InboxStep::Ready => Ok(false),
+            InboxStep::Wait => Ok(true),
+            InboxStep::Subscribe(id) => {
+                let pattern = state.inbox().pattern();
+                // The Ok (ack mode) or the Check's Pong comes only once the
+                // subscription is visible on every shard, like a flush's.
+                let encoded = attributed(&mut writer, &mut state, Attributed::Inbox, |writer| {
+                    writer.subscribe(&pattern, None, id)
+                });
+                if let Err(error) = encoded {
+                    state.settle_inbox(Err(error.clone()));
+                    return Err(error);
+                }
+                Ok(true)
+            }
         }
-        Ok(true)
-    }
-
-    pub(crate) fn inbox_confirmed(&self) {
-        self.inbox_ready.store(true, Ordering::Release);
     }
 
     /// Registers `response` and encodes the request's Publish with its reply
@@ -185,17 +196,49 @@ impl<C: Channels> Core<C> {
         state.usable()?;
         let request = state.add_request(response);
         let reply = state.inbox().reply_subject(request);
-        if let Err(error) = writer.publish(subject, Some(&reply), headers, payload) {
+        // A refused request (its subject not permitted, a rate limit) fails
+        // with the server's error at once instead of waiting for its timeout.
+        let encoded = attributed(&mut writer, &mut state, Attributed::Request(request), |writer| {
+            writer.publish(subject, Some(&reply), headers, payload)
+        });
+        if let Err(error) = encoded {
             state.cancel_request(request);
             return Err(error);
         }
-        state.expect_acknowledgement(None);
         Ok(request)
     }
 
     pub(crate) fn cancel_request(&self, request: u64) {
         lock(&self.state).cancel_request(request);
     }
+}
+
+/// Encodes one frame so that the server's refusal of it, if any, reaches
+/// `frame` (see the `dispatch` module header): in ack mode through its
+/// acknowledgement slot; otherwise between a Mark Ping and a Check Ping.
+/// Called with both locks held, so nothing gets between the three frames;
+/// if `encode` fails, nothing is left in the buffer, the Mark included.
+fn attributed<C: Channels>(
+    writer: &mut FrameWriter,
+    state: &mut ConnectionState<C>,
+    frame: Attributed,
+    encode: impl FnOnce(&mut FrameWriter) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    if state.ack_mode() {
+        encode(writer)?;
+        state.expect_acknowledgement_for(frame);
+        return Ok(());
+    }
+    let before = writer.buffered_bytes();
+    writer.ping();
+    if let Err(error) = encode(writer) {
+        writer.truncate(before);
+        return Err(error);
+    }
+    writer.ping();
+    state.add_pong_waiter(PongWaiter::Mark);
+    state.add_pong_waiter(PongWaiter::Check(frame));
+    Ok(())
 }
 
 /// Encodes the Pongs owed to the server's Pings. Called by the writer side

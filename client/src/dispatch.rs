@@ -8,12 +8,20 @@
 //! with plain std channels and no socket.
 //!
 //! # Invariants
-//! - Pongs answer Pings in order, so the flush waiters form a FIFO: a waiter is
+//! - Pongs answer Pings in order, so the Pong waiters form a FIFO: a waiter is
 //!   pushed while the writer lock is held, in the same critical section that
 //!   encodes its Ping (see `connection.rs`).
 //! - In ack mode every Publish, Subscribe and Unsubscribe pushes exactly one
 //!   acknowledgement slot, likewise under the writer lock, so the n-th Ok
 //!   belongs to the n-th slot.
+//! - Outside ack mode the server says nothing about a frame it accepts, and a
+//!   refusal that keeps the connection (401, 307) does not say which frame it
+//!   answers. It does arrive in order with the Pongs, so a frame that must
+//!   learn its own fate (the inbox Subscribe, a request's Publish) is encoded
+//!   between two Pings, a [`PongWaiter::Mark`] and a [`PongWaiter::Check`],
+//!   in one critical section: a refusal that arrives between their Pongs
+//!   answers that frame. Every other refusal waits in `unreported` for
+//!   `take_refusals` (the clients' `check_refusals`).
 //! - The state holds the only sender of each subscription channel: removing a
 //!   subscription closes its channel, and the receiver sees the end after
 //!   draining what was already delivered.
@@ -59,6 +67,95 @@ pub(crate) trait Channels {
     type Response: Completion<Message>;
 }
 
+/// What the Pong answering one of our Pings completes.
+pub(crate) enum PongWaiter<C: Channels> {
+    /// `flush()`.
+    Flush(C::Done),
+    /// Opens the window of the one frame encoded before the matching `Check`.
+    Mark,
+    /// Closes that window: a refusal that arrived in it answers `Attributed`.
+    Check(Attributed),
+}
+
+/// A frame whose refusal has somewhere to go other than its caller's own
+/// acknowledgement: the caller waits for something else (the inbox waiters,
+/// a request's response).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attributed {
+    /// The Subscribe of the request inbox.
+    Inbox,
+    /// The Publish of request number `n`.
+    Request(u64),
+}
+
+/// An ack-mode slot: what the Ok or Error for one frame completes.
+enum Acknowledgement<C: Channels> {
+    /// Nobody waits (a dropped subscription's Unsubscribe).
+    Nobody,
+    /// The call that sent the frame.
+    Caller(C::Done),
+    Frame(Attributed),
+}
+
+/// One refusal that kept the connection open.
+#[derive(Clone, Debug)]
+struct Refusal {
+    code: u16,
+    message: String,
+    retry_after_ms: u32,
+}
+
+impl Refusal {
+    fn into_error(self) -> ClientError {
+        ClientError::Server { code: self.code, message: self.message, retry_after_ms: self.retry_after_ms }
+    }
+}
+
+/// Refusals not yet reported: how many, and the first one.
+#[derive(Debug, Default)]
+struct Refusals {
+    count: u64,
+    first: Option<Refusal>,
+}
+
+impl Refusals {
+    fn add(&mut self, refusal: Refusal) {
+        self.count += 1;
+        self.first.get_or_insert(refusal);
+    }
+
+    fn into_error(self) -> Option<ClientError> {
+        let first = self.first?;
+        Some(ClientError::Refused {
+            count: self.count,
+            code: first.code,
+            message: first.message,
+            retry_after_ms: first.retry_after_ms,
+        })
+    }
+}
+
+/// The request inbox's subscription.
+enum InboxState<C: Channels> {
+    /// None, or the server refused the last one (the next request tries again).
+    Absent,
+    /// Sent; the requests in `waiters` wait to learn whether the server took it.
+    Pending { id: u64, waiters: Vec<C::Done> },
+    /// Accepted and visible on every shard.
+    Ready { id: u64 },
+}
+
+/// What a request must do about the inbox, from [`ConnectionState::join_inbox`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InboxStep {
+    /// It is ready: go ahead.
+    Ready,
+    /// Someone already sent the Subscribe; wait on the waiter given.
+    Wait,
+    /// Send the Subscribe for this subscription id (attributed), then wait.
+    Subscribe(u64),
+}
+
 /// Counters a caller can read to see what the client dropped and why.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Statistics {
@@ -76,8 +173,10 @@ pub struct Statistics {
     /// Publishes sent after it are not delivered; reconnect elsewhere.
     pub server_draining_within_ms: Option<u64>,
     /// Frames the server refused and that left the connection open
-    /// (`permission_denied`). In ack mode the refused call also returns the
-    /// error; otherwise this count is the only trace.
+    /// (`permission_denied` 401, `rate_limited` 307), all of them. In ack
+    /// mode the refused call also returns the error; otherwise a refused
+    /// request fails with it, and every other refusal is reported once by
+    /// `check_refusals()`.
     pub refused_by_server: u64,
 }
 
@@ -92,11 +191,16 @@ pub(crate) struct ConnectionState<C: Channels> {
     ack_mode: bool,
     subscriptions: HashMap<u64, SubscriptionEntry<C::Sink>>,
     next_subscription_id: u64,
-    flush_waiters: VecDeque<C::Done>,
-    /// One slot per acknowledged frame; `None` where nobody waits (a drop-time unsubscribe).
-    acknowledgement_waiters: VecDeque<Option<C::Done>>,
+    pong_waiters: VecDeque<PongWaiter<C>>,
+    /// One slot per acknowledged frame (ack mode only).
+    acknowledgement_waiters: VecDeque<Acknowledgement<C>>,
+    /// Between a `Mark`'s Pong and its `Check`'s: refusals go to `window`.
+    window_open: bool,
+    window: Refusals,
+    /// Refusals nobody was told about yet; `take_refusals` hands them out.
+    unreported: Refusals,
     inbox: Inbox,
-    inbox_subscription_id: Option<u64>,
+    inbox_state: InboxState<C>,
     next_request: u64,
     responses: HashMap<u64, C::Response>,
     terminal: Option<ClientError>,
@@ -112,10 +216,13 @@ impl<C: Channels> ConnectionState<C> {
             ack_mode,
             subscriptions: HashMap::new(),
             next_subscription_id: 1,
-            flush_waiters: VecDeque::new(),
+            pong_waiters: VecDeque::new(),
             acknowledgement_waiters: VecDeque::new(),
+            window_open: false,
+            window: Refusals::default(),
+            unreported: Refusals::default(),
             inbox,
-            inbox_subscription_id: None,
+            inbox_state: InboxState::Absent,
             next_request: 1,
             responses: HashMap::new(),
             terminal: None,
@@ -149,6 +256,16 @@ impl<C: Channels> ConnectionState<C> {
         &self.inbox
     }
 
+    pub(crate) fn ack_mode(&self) -> bool {
+        self.ack_mode
+    }
+
+    /// The refusals not reported yet (not attributed to a call), as one
+    /// [`ClientError::Refused`]; each refusal is handed out once.
+    pub(crate) fn take_refusals(&mut self) -> Option<ClientError> {
+        std::mem::take(&mut self.unreported).into_error()
+    }
+
     pub(crate) fn add_subscription(&mut self, sink: C::Sink) -> u64 {
         let id = self.next_subscription_id;
         self.next_subscription_id += 1;
@@ -174,16 +291,50 @@ impl<C: Channels> ConnectionState<C> {
         }
     }
 
-    /// The id of the inbox subscription, allocating one if there is none yet.
-    /// `true` in the second field: the caller must now send its Subscribe.
-    pub(crate) fn inbox_subscription(&mut self) -> (u64, bool) {
-        if let Some(id) = self.inbox_subscription_id {
-            return (id, false);
+    pub(crate) fn inbox_ready(&self) -> bool {
+        matches!(self.inbox_state, InboxState::Ready { .. })
+    }
+
+    fn inbox_subscription_id(&self) -> Option<u64> {
+        match self.inbox_state {
+            InboxState::Absent => None,
+            InboxState::Pending { id, .. } | InboxState::Ready { id } => Some(id),
         }
-        let id = self.next_subscription_id;
-        self.next_subscription_id += 1;
-        self.inbox_subscription_id = Some(id);
-        (id, true)
+    }
+
+    /// A request needs the inbox. Unless it is ready, `waiter` is completed
+    /// once the server accepted (and made visible) or refused its Subscribe;
+    /// [`InboxStep::Subscribe`]: the caller sends that Subscribe, as
+    /// [`Attributed::Inbox`].
+    pub(crate) fn join_inbox(&mut self, waiter: C::Done) -> InboxStep {
+        match &mut self.inbox_state {
+            InboxState::Ready { .. } => InboxStep::Ready,
+            InboxState::Pending { waiters, .. } => {
+                waiters.push(waiter);
+                InboxStep::Wait
+            }
+            InboxState::Absent => {
+                let id = self.next_subscription_id;
+                self.next_subscription_id += 1;
+                self.inbox_state = InboxState::Pending { id, waiters: vec![waiter] };
+                InboxStep::Subscribe(id)
+            }
+        }
+    }
+
+    /// The inbox Subscribe was accepted or refused (or could not be sent):
+    /// tell every request waiting for it. After a refusal the next request
+    /// tries again (permissions may have been reloaded).
+    pub(crate) fn settle_inbox(&mut self, result: Result<(), ClientError>) {
+        let InboxState::Pending { id, waiters } = std::mem::replace(&mut self.inbox_state, InboxState::Absent) else {
+            return;
+        };
+        if result.is_ok() {
+            self.inbox_state = InboxState::Ready { id };
+        }
+        for waiter in waiters {
+            waiter.complete(result.clone());
+        }
     }
 
     /// Registers a waiting request; returns its number (the reply subject's last token).
@@ -200,14 +351,26 @@ impl<C: Channels> ConnectionState<C> {
     }
 
     pub(crate) fn add_flush_waiter(&mut self, waiter: C::Done) {
-        self.flush_waiters.push_back(waiter);
+        self.pong_waiters.push_back(PongWaiter::Flush(waiter));
+    }
+
+    /// For a Ping just encoded that is not a flush (see the module header).
+    pub(crate) fn add_pong_waiter(&mut self, waiter: PongWaiter<C>) {
+        self.pong_waiters.push_back(waiter);
     }
 
     /// Reserves the acknowledgement slot of a frame just encoded; a no-op
     /// outside ack mode, where the server sends no Ok.
     pub(crate) fn expect_acknowledgement(&mut self, waiter: Option<C::Done>) {
         if self.ack_mode {
-            self.acknowledgement_waiters.push_back(waiter);
+            self.acknowledgement_waiters.push_back(waiter.map_or(Acknowledgement::Nobody, Acknowledgement::Caller));
+        }
+    }
+
+    /// In ack mode, the slot of a frame whose Ok or Error answers `frame`.
+    pub(crate) fn expect_acknowledgement_for(&mut self, frame: Attributed) {
+        if self.ack_mode {
+            self.acknowledgement_waiters.push_back(Acknowledgement::Frame(frame));
         }
     }
 
@@ -216,13 +379,27 @@ impl<C: Channels> ConnectionState<C> {
     pub(crate) fn handle_frame(&mut self, frame: Frame) -> Result<(), ClientError> {
         match frame {
             Frame::Deliver(deliver) => self.deliver(deliver),
-            Frame::Pong => match self.flush_waiters.pop_front() {
-                Some(waiter) => waiter.complete(Ok(())),
+            Frame::Pong => match self.pong_waiters.pop_front() {
+                Some(PongWaiter::Flush(waiter)) => waiter.complete(Ok(())),
+                Some(PongWaiter::Mark) => {
+                    // Pairs are encoded in one critical section, so they never nest.
+                    debug_assert!(!self.window_open && self.window.count == 0);
+                    self.window_open = true;
+                }
+                Some(PongWaiter::Check(frame)) => {
+                    self.window_open = false;
+                    let window = std::mem::take(&mut self.window);
+                    // One frame was encoded between the two Pings, and the
+                    // server refuses a frame at most once.
+                    debug_assert!(window.count <= 1);
+                    self.attribute(frame, window.first.map(Refusal::into_error));
+                }
                 None => return self.fail_with(ClientError::Protocol("Pong without a Ping".to_owned())),
             },
             Frame::Ok => match self.acknowledgement_waiters.pop_front() {
-                Some(Some(waiter)) => waiter.complete(Ok(())),
-                Some(None) => {}
+                Some(Acknowledgement::Caller(waiter)) => waiter.complete(Ok(())),
+                Some(Acknowledgement::Frame(frame)) => self.attribute(frame, None),
+                Some(Acknowledgement::Nobody) => {}
                 None => return self.fail_with(ClientError::Protocol("Ok without a frame to acknowledge".to_owned())),
             },
             // The server checks that an idle connection is alive.
@@ -232,14 +409,18 @@ impl<C: Channels> ConnectionState<C> {
             }
             Frame::Error(error) if ErrorCode::from_u16(error.code).is_some_and(|code| !code.closes_connection()) => {
                 self.statistics.refused_by_server += 1;
-                let error = ClientError::Server {
-                    code: error.code,
-                    message: error.message,
-                    retry_after_ms: error.retry_after_ms,
-                };
+                let refusal =
+                    Refusal { code: error.code, message: error.message, retry_after_ms: error.retry_after_ms };
+                if !self.ack_mode {
+                    let refusals = if self.window_open { &mut self.window } else { &mut self.unreported };
+                    refusals.add(refusal);
+                    return Ok(());
+                }
                 // In ack mode the Error answers the oldest unacknowledged frame.
-                if let Some(Some(waiter)) = self.acknowledgement_waiters.pop_front() {
-                    waiter.complete(Err(error));
+                match self.acknowledgement_waiters.pop_front() {
+                    Some(Acknowledgement::Caller(waiter)) => waiter.complete(Err(refusal.into_error())),
+                    Some(Acknowledgement::Frame(frame)) => self.attribute(frame, Some(refusal.into_error())),
+                    Some(Acknowledgement::Nobody) | None => self.unreported.add(refusal),
                 }
             }
             Frame::Error(error) => {
@@ -249,7 +430,7 @@ impl<C: Channels> ConnectionState<C> {
                     retry_after_ms: error.retry_after_ms,
                 };
                 // In ack mode the Error answers the oldest unacknowledged frame.
-                if let Some(Some(waiter)) = self.acknowledgement_waiters.pop_front() {
+                if let Some(Acknowledgement::Caller(waiter)) = self.acknowledgement_waiters.pop_front() {
                     waiter.complete(Err(error.clone()));
                 }
                 return self.fail_with(error);
@@ -257,6 +438,26 @@ impl<C: Channels> ConnectionState<C> {
             other => return self.fail_with(ClientError::Protocol(format!("unexpected frame from server: {other:?}"))),
         }
         Ok(())
+    }
+
+    /// The server's answer to an attributed frame: `None` accepted, `Some` refused.
+    fn attribute(&mut self, frame: Attributed, refusal: Option<ClientError>) {
+        match frame {
+            Attributed::Inbox => self.settle_inbox(refusal.map_or(Ok(()), Err)),
+            Attributed::Request(request) => {
+                let Some(error) = refusal else { return };
+                match self.responses.remove(&request) {
+                    // Fail the request now rather than let it wait for its timeout.
+                    Some(response) => response.complete(Err(error)),
+                    // It already timed out: report it like any other refusal.
+                    None => {
+                        if let ClientError::Server { code, message, retry_after_ms } = error {
+                            self.unreported.add(Refusal { code, message, retry_after_ms });
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn fail_with(&mut self, error: ClientError) -> Result<(), ClientError> {
@@ -268,12 +469,17 @@ impl<C: Channels> ConnectionState<C> {
     /// recorded), answers every waiter with it and closes every subscription.
     pub(crate) fn fail(&mut self, error: ClientError) {
         let error = self.terminal.get_or_insert(error).clone();
-        for waiter in self.flush_waiters.drain(..) {
-            waiter.complete(Err(error.clone()));
+        for waiter in self.pong_waiters.drain(..) {
+            if let PongWaiter::Flush(waiter) = waiter {
+                waiter.complete(Err(error.clone()));
+            }
         }
-        for waiter in self.acknowledgement_waiters.drain(..).flatten() {
-            waiter.complete(Err(error.clone()));
+        for waiter in self.acknowledgement_waiters.drain(..) {
+            if let Acknowledgement::Caller(waiter) = waiter {
+                waiter.complete(Err(error.clone()));
+            }
         }
+        self.settle_inbox(Err(error.clone()));
         for (_, response) in self.responses.drain() {
             response.complete(Err(error.clone()));
         }
@@ -282,7 +488,7 @@ impl<C: Channels> ConnectionState<C> {
 
     fn deliver(&mut self, deliver: Deliver) {
         let id = deliver.subscription_id;
-        if Some(id) == self.inbox_subscription_id {
+        if Some(id) == self.inbox_subscription_id() {
             return self.deliver_response(deliver);
         }
         let Some(entry) = self.subscriptions.get_mut(&id) else {

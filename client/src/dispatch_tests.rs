@@ -150,9 +150,10 @@ fn an_error_frame_poisons_the_connection() {
 #[test]
 fn responses_are_routed_by_the_inbox_token_and_503_means_no_responders() {
     let mut state = state(false);
-    let (inbox_id, created) = state.inbox_subscription();
-    assert!(created);
-    assert_eq!(state.inbox_subscription(), (inbox_id, false), "one inbox subscription per client");
+    let (first_waiter, _first_inbox) = done();
+    let InboxStep::Subscribe(inbox_id) = state.join_inbox(first_waiter) else { panic!("the first request subscribes") };
+    let (second_waiter, _second_inbox) = done();
+    assert_eq!(state.join_inbox(second_waiter), InboxStep::Wait, "one inbox subscription per client");
     let (first, first_answer) = sync_channel(1);
     let (second, second_answer) = sync_channel(1);
     let first_request = state.add_request(first);
@@ -225,4 +226,118 @@ fn a_permission_refusal_answers_the_frame_and_keeps_the_connection() {
     state.handle_frame(Frame::Ok).expect("ok");
     assert!(matches!(next_answer.try_recv(), Ok(Ok(()))));
     assert_eq!(state.statistics().refused_by_server, 1);
+}
+
+fn refusal(code: ErrorCode, message: &str) -> Frame {
+    Frame::Error(ErrorFrame { code: code.as_u16(), message: message.to_owned(), retry_after_ms: 0 })
+}
+
+#[test]
+fn outside_ack_mode_refusals_wait_until_taken_once_counted_with_the_first() {
+    let mut state = state(false);
+    let (flush, flush_answer) = done();
+    state.add_flush_waiter(flush);
+    assert!(state.take_refusals().is_none());
+    state.handle_frame(refusal(ErrorCode::RateLimited, "first")).expect("not terminal");
+    state.handle_frame(refusal(ErrorCode::PermissionDenied, "second")).expect("not terminal");
+    state.handle_frame(Frame::Pong).expect("pong");
+    assert!(matches!(flush_answer.try_recv(), Ok(Ok(()))), "a flush itself still succeeds");
+    let refused = state.take_refusals().expect("two refusals");
+    assert!(
+        matches!(&refused, ClientError::Refused { count: 2, code: 307, message, .. } if message == "first"),
+        "{refused:?}"
+    );
+    assert!(!refused.is_fatal());
+    assert_eq!(refused.server_code(), Some(ErrorCode::RateLimited));
+    assert!(state.take_refusals().is_none(), "reported once");
+    assert!(state.usable().is_ok());
+}
+
+#[test]
+fn a_refusal_between_mark_and_check_answers_that_frame_only() {
+    let mut state = state(false);
+    let (response, response_answer) = sync_channel(1);
+    let request = state.add_request(response);
+    state.add_pong_waiter(PongWaiter::Mark);
+    state.add_pong_waiter(PongWaiter::Check(Attributed::Request(request)));
+    // Refusals of frames sent before the Mark arrive before its Pong.
+    state.handle_frame(refusal(ErrorCode::PermissionDenied, "earlier publish")).expect("refusal");
+    state.handle_frame(Frame::Pong).expect("the Mark's pong");
+    state.handle_frame(refusal(ErrorCode::PermissionDenied, "the request")).expect("refusal");
+    assert!(response_answer.try_recv().is_err(), "attributed only once the Check's Pong proves it");
+    state.handle_frame(Frame::Pong).expect("the Check's pong");
+    let answer = response_answer.try_recv().expect("the request is answered at once");
+    assert!(matches!(&answer, Err(ClientError::Server { code: 401, message, .. }) if message == "the request"));
+    let earlier = state.take_refusals().expect("the earlier refusal is not the request's");
+    assert!(matches!(&earlier, ClientError::Refused { count: 1, message, .. } if message == "earlier publish"));
+}
+
+#[test]
+fn a_clean_check_leaves_the_request_waiting_for_its_answer() {
+    let mut state = state(false);
+    let (response, response_answer) = sync_channel(1);
+    let request = state.add_request(response);
+    state.add_pong_waiter(PongWaiter::Mark);
+    state.add_pong_waiter(PongWaiter::Check(Attributed::Request(request)));
+    state.handle_frame(Frame::Pong).expect("pong");
+    state.handle_frame(Frame::Pong).expect("pong");
+    assert!(response_answer.try_recv().is_err(), "still waiting for the answer");
+    // A refusal after the Check belongs to a later frame.
+    state.handle_frame(refusal(ErrorCode::RateLimited, "later")).expect("refusal");
+    assert!(response_answer.try_recv().is_err());
+    assert!(state.take_refusals().is_some());
+}
+
+#[test]
+fn a_refused_inbox_fails_every_waiting_request_and_the_next_one_tries_again() {
+    for ack_mode in [false, true] {
+        let mut state = state(ack_mode);
+        let (first, first_answer) = done();
+        let (second, second_answer) = done();
+        let InboxStep::Subscribe(id) = state.join_inbox(first) else { panic!("subscribes") };
+        assert_eq!(state.join_inbox(second), InboxStep::Wait);
+        if ack_mode {
+            state.expect_acknowledgement_for(Attributed::Inbox);
+        } else {
+            state.add_pong_waiter(PongWaiter::Mark);
+            state.add_pong_waiter(PongWaiter::Check(Attributed::Inbox));
+            state.handle_frame(Frame::Pong).expect("mark");
+        }
+        state.handle_frame(refusal(ErrorCode::PermissionDenied, "no inbox")).expect("refusal");
+        if !ack_mode {
+            state.handle_frame(Frame::Pong).expect("check");
+        }
+        for answer in [first_answer, second_answer] {
+            assert!(matches!(answer.try_recv(), Ok(Err(ClientError::Server { code: 401, .. }))), "ack_mode={ack_mode}");
+        }
+        assert!(state.take_refusals().is_none(), "ack_mode={ack_mode}: reported to the requests");
+        let (third, _third_answer) = done();
+        let next = state.join_inbox(third);
+        assert!(matches!(next, InboxStep::Subscribe(next_id) if next_id != id), "ack_mode={ack_mode}: {next:?}");
+    }
+}
+
+#[test]
+fn an_accepted_inbox_is_ready_for_every_later_request() {
+    let mut state = state(true);
+    let (first, first_answer) = done();
+    assert!(matches!(state.join_inbox(first), InboxStep::Subscribe(_)));
+    state.expect_acknowledgement_for(Attributed::Inbox);
+    assert!(!state.inbox_ready());
+    state.handle_frame(Frame::Ok).expect("ok");
+    assert!(matches!(first_answer.try_recv(), Ok(Ok(()))));
+    assert!(state.inbox_ready());
+    let (second, _second_answer) = done();
+    assert_eq!(state.join_inbox(second), InboxStep::Ready);
+}
+
+#[test]
+fn in_ack_mode_a_refused_request_publish_fails_the_request() {
+    let mut state = state(true);
+    let (response, response_answer) = sync_channel(1);
+    let request = state.add_request(response);
+    state.expect_acknowledgement_for(Attributed::Request(request));
+    state.handle_frame(refusal(ErrorCode::RateLimited, "slow down")).expect("refusal");
+    assert!(matches!(response_answer.try_recv(), Ok(Err(ClientError::Server { code: 307, .. }))));
+    assert!(state.take_refusals().is_none());
 }

@@ -19,7 +19,7 @@ pub enum ClientError {
     Io(Arc<io::Error>),
     /// The server sent an Error frame; it closes the connection after one, so
     /// this is fatal. [`ClientError::server_code`] names the code.
-    #[error("server error {code}: {message}")]
+    #[error("server error {code}{}: {message}", code_name(*code))]
     Server {
         code: u16,
         message: String,
@@ -27,6 +27,14 @@ pub enum ClientError {
         /// refused message again; 0 otherwise.
         retry_after_ms: u32,
     },
+    /// The server refused frames and kept the connection open
+    /// (`permission_denied` 401, `rate_limited` 307), outside ack mode or for
+    /// frames nobody waited on: those refusals do not say which frame they
+    /// answer, so [`Client::check_refusals`](crate::Client::check_refusals)
+    /// reports them together: `count` refusals; `code`, `message` and
+    /// `retry_after_ms` are the first one's. Recoverable.
+    #[error("the server refused {count} frame(s); the first: error {code}{}: {message}", code_name(*code))]
+    Refused { count: u64, code: u16, message: String, retry_after_ms: u32 },
     /// The server closed the connection without saying why. Fatal.
     #[error("the server closed the connection")]
     Disconnected,
@@ -70,6 +78,11 @@ pub enum ClientError {
     Tls(String),
 }
 
+/// ` (permission_denied)` for a code this version knows, for messages.
+fn code_name(code: u16) -> String {
+    ErrorCode::from_u16(code).map_or_else(String::new, |code| format!(" ({})", code.name()))
+}
+
 /// The result of `close()` from the result of its final flush: a connection
 /// that was already closed by this client closes fine.
 pub(crate) fn close_result(flushed: Result<(), ClientError>) -> Result<(), ClientError> {
@@ -80,10 +93,11 @@ pub(crate) fn close_result(flushed: Result<(), ClientError>) -> Result<(), Clien
 }
 
 impl ClientError {
-    /// The protocol error code of a [`ClientError::Server`], if this version knows it.
+    /// The protocol error code of a [`ClientError::Server`] or
+    /// [`ClientError::Refused`], if this version knows it.
     pub fn server_code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Server { code, .. } => ErrorCode::from_u16(*code),
+            ClientError::Server { code, .. } | ClientError::Refused { code, .. } => ErrorCode::from_u16(*code),
             _ => None,
         }
     }

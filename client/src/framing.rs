@@ -42,6 +42,12 @@ impl FrameWriter {
         self.buffer.split()
     }
 
+    /// Drops what was encoded after the first `bytes` buffered bytes (the
+    /// caller holds the writer lock throughout, so nothing was taken since).
+    pub(crate) fn truncate(&mut self, bytes: usize) {
+        self.buffer.truncate(bytes);
+    }
+
     pub(crate) fn hello(&mut self, options: &Options) -> Result<(), ClientError> {
         let hello = Hello {
             version_min: flit_wire::PROTOCOL_VERSION,

@@ -28,6 +28,17 @@
 //! Error frame from the server, a broken socket, `close()`) are recorded; every
 //! later call, waiting flush and request, and every subscription, ends with it.
 //!
+//! Two refusals keep the connection open: `permission_denied` (401) and
+//! `rate_limited` (307). In ack mode the refused call returns it. Outside ack
+//! mode a publish or subscribe returns before the server has seen it, and the
+//! refusal does not say which frame it answers; it arrives before the Pong of
+//! the next flush, so `flush()` then `check_refusals()` reports every refusal
+//! of the frames sent before the flush ([`ClientError::Refused`]: how many, the
+//! first one's code and message). A refused request fails at once with the
+//! server's error in both modes, whether its publish or the inbox subscription
+//! was refused: each is sent between two Pings, so a refusal arriving between
+//! their Pongs is known to be its (see `dispatch`).
+//!
 //! # Example
 //! ```no_run
 //! use std::time::Duration;
@@ -35,6 +46,7 @@
 //! let client = flit_client::Client::connect("127.0.0.1:4222")?;
 //! let subscription = client.subscribe("orders.>")?;
 //! client.flush()?; // the subscription is now visible on every shard
+//! client.check_refusals()?; // and the server did not refuse it (401)
 //! client.publish("orders.eu.created", b"order 17")?;
 //! if let Some(message) = subscription.next_timeout(Duration::from_secs(1))? {
 //!     println!("{}: {} bytes", message.subject, message.payload.len());

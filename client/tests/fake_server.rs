@@ -6,8 +6,9 @@
 //! The fake server serves one connection. It answers Ping with Pong, answers a
 //! request to a subject starting with `nobody.` with a 503 Deliver to the
 //! reply subject's subscription, echoes a request to `echo.*` back, answers a
-//! publish to `poison` with an Error frame and closes, and reports every frame
-//! it decodes to the test.
+//! publish to `poison` with an Error frame and closes, refuses a publish to
+//! `denied.*` with `permission_denied` and stays open (as the real server
+//! does), and reports every frame it decodes to the test.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -74,6 +75,9 @@ fn serve(mut stream: TcpStream, mut report: impl FnMut(Frame) -> bool) {
             Frame::Publish(publish) if &publish.subject[..] == b"poison" => {
                 encoder.error(&mut output, ErrorCode::InvalidSubject, "no poison here").expect("error");
                 close = true;
+            }
+            Frame::Publish(publish) if publish.subject.starts_with(b"denied.") => {
+                encoder.error(&mut output, ErrorCode::PermissionDenied, "denied here").expect("error");
             }
             Frame::Publish(publish) => {
                 if let Some(reply) = &publish.reply {
@@ -145,12 +149,41 @@ fn a_request_nobody_serves_returns_no_responders_and_an_echo_comes_back() {
     let answer = client.request("echo.please", b"ping me", TIMEOUT).expect("echo");
     assert_eq!(&answer.payload[..], b"ping me");
     let _hello = next_frame(&frames);
+    // Each frame whose refusal must reach its caller travels between two
+    // Pings: a refusal between their Pongs is that frame's.
+    assert_eq!(next_frame(&frames), Frame::Ping, "the Ping before the inbox subscription");
     let Frame::Subscribe(inbox) = next_frame(&frames) else { panic!("the inbox subscription comes first") };
     let pattern = String::from_utf8(inbox.pattern.to_vec()).expect("utf8");
     assert!(pattern.starts_with("_INBOX.") && pattern.ends_with(".*"), "{pattern}");
     assert_eq!(next_frame(&frames), Frame::Ping, "the inbox is confirmed before the first request");
+    assert_eq!(next_frame(&frames), Frame::Ping, "the Ping before the request");
     let Frame::Publish(request) = next_frame(&frames) else { panic!("then the request") };
     assert_eq!(request.reply.as_deref(), Some(format!("{}.1", &pattern[..pattern.len() - 2]).as_bytes()));
+    assert_eq!(next_frame(&frames), Frame::Ping, "the Ping after the request");
+}
+
+#[test]
+fn refusals_that_keep_the_connection_reach_the_request_or_check_refusals() {
+    let (address, frames) = spawn_fake_server();
+    let client = Client::connect(address).expect("connect");
+    let started = std::time::Instant::now();
+    let error = client.request("denied.service", b"?", TIMEOUT).expect_err("refused");
+    assert!(started.elapsed() < TIMEOUT / 2, "failed at once, took {:?}", started.elapsed());
+    assert!(matches!(&error, ClientError::Server { code: 401, message, .. } if message == "denied here"), "{error}");
+    assert!(!error.is_fatal());
+    client.publish("denied.topic", b"x").expect("buffered");
+    client.publish("allowed.topic", b"x").expect("buffered");
+    client.publish("denied.topic", b"x").expect("buffered");
+    client.flush().expect("a flush succeeds: the connection is open");
+    let refused = client.check_refusals().expect_err("two publishes were refused");
+    assert!(matches!(refused, ClientError::Refused { count: 2, code: 401, .. }), "{refused:?}");
+    assert_eq!(
+        refused.to_string(),
+        "the server refused 2 frame(s); the first: error 401 (permission_denied): denied here"
+    );
+    client.check_refusals().expect("each refusal is reported once");
+    assert_eq!(client.statistics().refused_by_server, 3);
+    drop(frames);
 }
 
 #[test]

@@ -128,6 +128,13 @@ impl AsyncClient {
         self.shared.core.statistics()
     }
 
+    /// As [`Client::check_refusals`](crate::Client::check_refusals): refusals
+    /// no call has reported yet; after a [`flush`](AsyncClient::flush), every
+    /// frame sent before it is covered.
+    pub fn check_refusals(&self) -> Result<(), ClientError> {
+        self.shared.core.check_refusals()
+    }
+
     /// Publishes `payload` to `subject`. Returns once buffered (in ack mode:
     /// once the server accepted it).
     pub async fn publish(&self, subject: &str, payload: &[u8]) -> Result<(), ClientError> {
@@ -185,7 +192,9 @@ impl AsyncClient {
     }
 
     /// Sends a request and waits up to `timeout` for the first answer.
-    /// `Err(NoResponders)` when no subscription matched `subject`.
+    /// `Err(NoResponders)` when no subscription matched `subject`;
+    /// `Err(Server { .. })` at once when the server refused the request
+    /// (see [`Client::request`](crate::Client::request)).
     pub async fn request(&self, subject: &str, payload: &[u8], timeout: Duration) -> Result<Message, ClientError> {
         self.request_with(subject, &[], payload, timeout).await
     }
@@ -198,15 +207,16 @@ impl AsyncClient {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Message, ClientError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        if self.shared.core.prepare_inbox()? {
-            self.flush_timeout(timeout).await?;
-            self.shared.core.inbox_confirmed();
+        let started = tokio::time::Instant::now();
+        let (inbox_done, inbox_answer) = oneshot::channel();
+        if self.shared.core.prepare_inbox(inbox_done)? {
+            self.shared.wake_writer.notify_one();
+            self.wait(inbox_answer, timeout).await?;
         }
         let (response, answer) = oneshot::channel();
         let request = self.shared.core.begin_request(subject, headers, payload, response)?;
         self.shared.wake_writer.notify_one();
-        let result = self.wait(answer, deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        let result = self.wait(answer, timeout.saturating_sub(started.elapsed())).await;
         if matches!(result, Err(ClientError::Timeout)) {
             self.shared.core.cancel_request(request);
         }

@@ -98,6 +98,18 @@ impl Client {
         self.shared.core.statistics()
     }
 
+    /// `Err(ClientError::Refused)` if the server refused frames (401
+    /// `permission_denied`, 307 `rate_limited`: refusals that keep the
+    /// connection open) that no call has reported yet; each is reported once.
+    /// Outside ack mode a refusal cannot be tied to the publish or subscribe
+    /// that caused it, and arrives after that call returned; it does arrive
+    /// before the Pong of any later flush, so after [`Client::flush`] this
+    /// covers every frame sent before it (by any clone of this client).
+    /// Requests need no check: a refused request fails with the server's error.
+    pub fn check_refusals(&self) -> Result<(), ClientError> {
+        self.shared.core.check_refusals()
+    }
+
     /// Publishes `payload` to `subject`. Returns once buffered (in ack mode:
     /// once the server accepted it).
     pub fn publish(&self, subject: &str, payload: &[u8]) -> Result<(), ClientError> {
@@ -144,7 +156,10 @@ impl Client {
     }
 
     /// Sends a request and waits up to `timeout` for the first answer.
-    /// `Err(NoResponders)` when no subscription matched `subject`.
+    /// `Err(NoResponders)` when no subscription matched `subject`;
+    /// `Err(Server { .. })` at once when the server refused the request
+    /// (`permission_denied` for its subject or for this client's inbox,
+    /// `rate_limited`), instead of a timeout.
     pub fn request(&self, subject: &str, payload: &[u8], timeout: Duration) -> Result<Message, ClientError> {
         self.request_with(subject, &[], payload, timeout)
     }
@@ -157,16 +172,17 @@ impl Client {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Message, ClientError> {
-        let deadline = Instant::now() + timeout;
-        if self.shared.core.prepare_inbox()? {
-            self.flush_timeout(timeout)?;
-            self.shared.core.inbox_confirmed();
+        let started = Instant::now();
+        let (inbox_done, inbox_answer) = sync_channel(1);
+        if self.shared.core.prepare_inbox(inbox_done)? {
+            self.shared.write_out()?;
+            self.wait(&inbox_answer, timeout)?;
         }
         let (response, answer) = sync_channel(1);
         let request = self.shared.core.begin_request(subject, headers, payload, response)?;
         // A request is latency-bound: write it now rather than wake the flusher.
         self.shared.write_out()?;
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = timeout.saturating_sub(started.elapsed());
         let result = self.wait(&answer, left);
         if matches!(result, Err(ClientError::Timeout)) {
             self.shared.core.cancel_request(request);
