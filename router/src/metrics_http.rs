@@ -2,23 +2,44 @@
 //! format, `/healthz` (the process answers) and `/readyz` (every shard runs
 //! and accepts, and the server is not draining).
 //!
-//! It runs on one plain thread of its own, not pinned, so it competes with
-//! no shard for a core it owns. A scrape reads each shard's single-writer
+//! Threads: one accept thread, and one short-lived thread per connection,
+//! all pinned to the spare core `serve` is given (one no shard uses) when
+//! there is one, floating otherwise. Connections are served concurrently
+//! because the endpoint's callers include liveness probes: served one at a
+//! time, a single client sending a header line a second held every probe
+//! off, and a healthy router got restarted. This is not the message path,
+//! so a thread per connection (bounded below) is simpler than an event loop
+//! and costs nothing that matters. A scrape reads each shard's single-writer
 //! atomics (see `flit_shard::metrics`); it sends nothing to the shards and
 //! takes no lock they take, so the message path cannot notice it beyond the
 //! cache lines it reads. The format itself is written by `prometheus-client`.
 //!
-//! Bounded work: one request at a time, a request head of at most
-//! `REQUEST_HEAD_BYTES_MAX`, `REQUEST_TIMEOUT` to send it, one response, then
-//! the connection is closed. This is an operator's endpoint for Prometheus
-//! and health checkers, not a general web server; keep it off public networks.
+//! Invariants (every limit is a named constant below):
+//! - at most `CONNECTIONS_MAX` connections are being served at once; the
+//!   accept thread answers one past that with a 503 at once and closes it,
+//!   without waiting for its request, so the cap cannot stall accepting;
+//! - a connection lives at most `REQUEST_DEADLINE_MS` from accept to close.
+//!   The deadline is fixed at accept and every read and write is given only
+//!   the time left, so a client cannot stretch it by sending a byte at a
+//!   time (a per-read timeout would restart with every byte);
+//! - a request head is at most `REQUEST_HEAD_BYTES_MAX` (431 past it);
+//! - one request per connection, one answer, then the close
+//!   (`Connection: close`); `GET` and `HEAD` only; lines may end in CRLF or
+//!   a bare LF;
+//! - nothing a client sends can panic a thread: the head is parsed from byte
+//!   slices with checked access, and bad input gets a 4xx.
 //!
-//! Shutdown: the thread lives as long as the process; `/readyz` turns 503 as
-//! soon as a drain begins, so load balancers stop sending before the close.
+//! This is an operator's endpoint for Prometheus and health checkers, not a
+//! general web server; keep it off public networks.
+//!
+//! Shutdown: the threads live as long as the process (a connection's thread
+//! ends by its deadline at the latest); `/readyz` turns 503 as soon as a
+//! drain begins, so load balancers stop sending before the close.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,10 +53,24 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-/// Largest request head read from a scraper.
+/// Largest request head read from a client; past it, 431 and the close.
 pub const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
-/// How long a scraper has to send its request and take the answer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may live, from accept to close: reading the
+/// request, writing the answer and the lingering close all count.
+pub const REQUEST_DEADLINE_MS: u64 = 5_000;
+/// Connections served at once. Prometheus (an HA pair) and a few probes need
+/// a handful; each costs a thread for at most `REQUEST_DEADLINE_MS`, a head
+/// buffer and one answer. Past it a new connection gets a 503 and the close.
+pub const CONNECTIONS_MAX: usize = 32;
+/// After the answer, how long to keep reading and dropping what the client
+/// still sends (never past the deadline): closing a socket with unread
+/// bytes sends a reset, which can make the client lose the answer.
+const LINGER_MS: u64 = 1_000;
+/// At most this much is read and dropped while lingering.
+const LINGER_BYTES_MAX: usize = 64 * 1024;
+/// Refusals at `CONNECTIONS_MAX` are logged at most once per this long: a
+/// flood of connections must not become a flood of log lines.
+const REFUSALS_LOG_INTERVAL_MS: u64 = 10_000;
 
 /// What the endpoint reports on.
 #[derive(Debug)]
@@ -85,7 +120,7 @@ pub fn bind(address: SocketAddr) -> Result<TcpListener, String> {
     })
 }
 
-/// Serves on a thread of its own, pinned to `core` when one is given (a
+/// Serves on threads of their own, pinned to `core` when one is given (a
 /// core no shard uses); returns the bound address.
 pub fn serve(
     listener: TcpListener,
@@ -96,84 +131,378 @@ pub fn serve(
     let observed = Arc::new(observed);
     let mut registry = Registry::default();
     registry.register_collector(Box::new(FlitCollector(observed.clone())));
+    let registry = Arc::new(registry);
     std::thread::Builder::new()
         .name("flit-metrics".to_string())
         .spawn(move || {
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => {
-                        if let Err(error) = serve_one(stream, &registry, &observed) {
-                            tracing::debug!(%error, "metrics request failed");
-                        }
-                    }
-                    Err(error) => {
-                        // EMFILE and the like: pause instead of spinning.
-                        tracing::warn!(%error, "metrics listener accept failed");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
+            accept_loop(&listener, &registry, &observed, core);
         })
         .map_err(|error| format!("cannot start the metrics thread: {error}"))?;
     Ok(local)
 }
 
-fn serve_one(mut stream: TcpStream, registry: &Registry, observed: &Observed) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-        if head.len() >= REQUEST_HEAD_BYTES_MAX {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                "request head too large\n",
-            );
-        }
-        let read = stream.read(&mut chunk)?;
-        if read == 0 {
-            break;
-        }
-        head.extend_from_slice(&chunk[..read]);
-    }
-    let request_line = head.split(|byte| *byte == b'\n').next().unwrap_or_default();
-    let request_line = String::from_utf8_lossy(request_line);
-    let mut words = request_line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    if method != "GET" {
-        return respond(&mut stream, "405 Method Not Allowed", "text/plain", "only GET\n");
-    }
-    match path.split('?').next().unwrap_or("") {
-        "/metrics" => {
-            let mut body = String::with_capacity(16 * 1024);
-            match prometheus_client::encoding::prometheus_text::encode(&mut body, registry) {
-                Ok(()) => {
-                    let content_type = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-                    respond(&mut stream, "200 OK", content_type, &body)
-                }
-                Err(_) => respond(&mut stream, "500 Internal Server Error", "text/plain", "encoding failed\n"),
+/// Accepts forever, handing each connection to a thread of its own while a
+/// slot is free and refusing it at once otherwise.
+fn accept_loop(
+    listener: &TcpListener,
+    registry: &Arc<Registry>,
+    observed: &Arc<Observed>,
+    core: Option<core_affinity::CoreId>,
+) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let refusal = Response::text("503 Service Unavailable", "too many metrics connections; retry\n").encode(true);
+    let mut refusals = RefusalLog::default();
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                // EMFILE and the like: pause instead of spinning.
+                tracing::warn!(%error, "metrics listener accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
             }
+        };
+        let deadline = Instant::now() + Duration::from_millis(REQUEST_DEADLINE_MS);
+        let Some(slot) = Slot::take(&active) else {
+            refuse(stream, &refusal);
+            refusals.note();
+            continue;
+        };
+        let (registry, observed) = (registry.clone(), observed.clone());
+        let spawned = std::thread::Builder::new().name("flit-scrape".to_string()).spawn(move || {
+            // Threads inherit the creator's affinity on Linux; said again
+            // here so the pinning does not rest on that.
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            let _slot = slot;
+            if let Err(error) = serve_connection(stream, deadline, &registry, &observed) {
+                tracing::debug!(%error, "metrics request failed");
+            }
+        });
+        if let Err(error) = spawned {
+            // The closure, with its stream and slot, is dropped: the
+            // connection closes and the slot is given back.
+            tracing::warn!(%error, "cannot start a thread for a metrics connection; closed it");
         }
-        "/healthz" => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
-        "/readyz" if observed.ready() => respond(&mut stream, "200 OK", "text/plain", "ready\n"),
-        "/readyz" => respond(&mut stream, "503 Service Unavailable", "text/plain", "not ready\n"),
-        _ => respond(&mut stream, "404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n"),
     }
 }
 
-fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
+/// A place among the `CONNECTIONS_MAX` connections served at once, given
+/// back on drop however the connection ends (answer, error, panic).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Option<Slot> {
+        active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| (taken < CONNECTIONS_MAX).then_some(taken + 1))
+            .ok()?;
+        Some(Slot(active.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts refusals at the cap and logs them at most once per
+/// `REFUSALS_LOG_INTERVAL_MS`.
+#[derive(Default)]
+struct RefusalLog {
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl RefusalLog {
+    fn note(&mut self) {
+        self.unlogged += 1;
+        let interval = Duration::from_millis(REFUSALS_LOG_INTERVAL_MS);
+        if self.logged_at.is_none_or(|at| at.elapsed() >= interval) {
+            tracing::warn!(
+                refused = self.unlogged,
+                connections_max = CONNECTIONS_MAX,
+                "metrics connections refused: too many at once"
+            );
+            self.unlogged = 0;
+            self.logged_at = Some(Instant::now());
+        }
+    }
+}
+
+/// Past the cap: the 503 and the close, from the accept thread, so nothing
+/// here may wait. The socket is made non-blocking; what part of the request
+/// has already arrived is read first (a close with unread bytes is a reset,
+/// which can destroy the 503 before the client reads it); the 503 is one
+/// write into a fresh socket's empty send buffer, which takes it whole.
+fn refuse(mut stream: TcpStream, refusal: &[u8]) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut sink = [0u8; 1024];
+    let mut drained = 0;
+    while drained < REQUEST_HEAD_BYTES_MAX {
+        match stream.read(&mut sink) {
+            Ok(read) if read > 0 => drained += read,
+            _ => break,
+        }
+    }
+    let _ = stream.write(refusal);
+}
+
+/// Why a connection ended without a whole exchange; logged at debug level,
+/// since it is the client's doing and the router is unaffected.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    #[error("the request deadline passed")]
+    DeadlinePassed,
+    #[error("the client closed before sending a request")]
+    ClosedEarly,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// One connection: read the head by the deadline, answer, close.
+fn serve_connection(
+    mut stream: TcpStream,
+    deadline: Instant,
+    registry: &Registry,
+    observed: &Observed,
+) -> Result<(), ExchangeError> {
+    // The answer is one write and then the close: nothing for Nagle to
+    // coalesce, and no reason to wait for an ACK before the last segment.
+    let _ = stream.set_nodelay(true);
+    let mut head = [0u8; REQUEST_HEAD_BYTES_MAX];
+    let mut filled = 0;
+    let (response, with_body) = loop {
+        if let Some(line) = request_line(&head[..filled], false) {
+            break respond_to(head.get(line).unwrap_or_default(), registry, observed);
+        }
+        if filled == head.len() {
+            break (Response::text("431 Request Header Fields Too Large", "request head too large\n"), true);
+        }
+        let read = read_by(&mut stream, &mut head[filled..], deadline)?;
+        if read == 0 {
+            // The client half-closed: answer what it sent, if anything.
+            if filled == 0 {
+                return Err(ExchangeError::ClosedEarly);
+            }
+            let line = request_line(&head[..filled], true).unwrap_or(0..0);
+            break respond_to(head.get(line).unwrap_or_default(), registry, observed);
+        }
+        filled += read;
+    };
+    write_by(&mut stream, &response.encode(with_body), deadline)?;
+    linger_close(stream, deadline);
+    Ok(())
+}
+
+/// The time left before `deadline`, if any.
+fn time_left(deadline: Instant) -> Option<Duration> {
+    deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())
+}
+
+/// One read that returns by `deadline`: the read timeout is set to the time
+/// left before every read.
+fn read_by(stream: &mut TcpStream, buffer: &mut [u8], deadline: Instant) -> Result<usize, ExchangeError> {
+    loop {
+        let left = time_left(deadline).ok_or(ExchangeError::DeadlinePassed)?;
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(buffer) {
+            Ok(read) => return Ok(read),
+            // A timeout is EAGAIN on Linux; the loop then sees no time left.
+            Err(error)
+                if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Writes all of `bytes` by `deadline` (a client that does not read cannot
+/// hold the thread past it).
+fn write_by(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> Result<(), ExchangeError> {
+    let mut written = 0;
+    while written < bytes.len() {
+        let left = time_left(deadline).ok_or(ExchangeError::DeadlinePassed)?;
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(bytes.get(written..).unwrap_or_default()) {
+            Ok(0) => return Err(std::io::Error::from(ErrorKind::WriteZero).into()),
+            Ok(count) => written += count,
+            Err(error)
+                if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Closes after the answer without a reset: half-close (the client sees the
+/// end of the answer), then read and drop what the client still sends until
+/// it closes, `LINGER_MS` pass (never past the deadline), or
+/// `LINGER_BYTES_MAX` have come. A well-behaved client closes at once.
+fn linger_close(mut stream: TcpStream, deadline: Instant) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let until = deadline.min(Instant::now() + Duration::from_millis(LINGER_MS));
+    let mut sink = [0u8; 1024];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES_MAX {
+        match read_by(&mut stream, &mut sink, until) {
+            Ok(read) if read > 0 => dropped += read,
+            _ => break,
+        }
+    }
+}
+
+/// Where the request line lies in `buffer`, once the head is complete: its
+/// empty line has arrived, or the client has `closed` its side (then what
+/// came is all there is). `None` while more is to come. One empty line
+/// before the request line is skipped (RFC 9112, section 2.2); lines may
+/// end in CRLF or a bare LF. An empty request line is returned at once, to
+/// be refused.
+fn request_line(buffer: &[u8], closed: bool) -> Option<Range<usize>> {
+    let start = if buffer.starts_with(b"\r\n") { 2 } else { usize::from(buffer.starts_with(b"\n")) };
+    let rest = buffer.get(start..).unwrap_or_default();
+    let without_cr = |end: usize| if end > start && buffer.get(end - 1) == Some(&b'\r') { end - 1 } else { end };
+    let Some(newline) = rest.iter().position(|byte| *byte == b'\n') else {
+        return closed.then(|| start..without_cr(buffer.len()));
+    };
+    let line = start..without_cr(start + newline);
+    let headers = rest.get(newline + 1..).unwrap_or_default();
+    let head_ended = line.is_empty()
+        || headers.starts_with(b"\n")
+        || headers.starts_with(b"\r\n")
+        || headers.windows(2).any(|pair| pair == b"\n\n")
+        || headers.windows(3).any(|triple| triple == b"\n\r\n");
+    (head_ended || closed).then_some(line)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    /// Any other well-formed method: 405.
+    Other,
+}
+
+/// A request line that parsed.
+#[derive(Debug, PartialEq, Eq)]
+struct Request<'a> {
+    method: Method,
+    /// The target without its query.
+    path: &'a str,
+}
+
+/// A request line that did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum BadRequest {
+    /// Not `METHOD TARGET HTTP/x.y`: 400.
+    #[error("not an HTTP request line")]
+    Malformed,
+    /// `HTTP/2.0` and the like on this plain HTTP/1 listener: 505.
+    #[error("an HTTP version other than 1.0 and 1.1")]
+    Version,
+}
+
+/// Parses `METHOD TARGET VERSION` (runs of spaces or tabs are taken as one).
+fn parse_request_line(line: &[u8]) -> Result<Request<'_>, BadRequest> {
+    let line = std::str::from_utf8(line).map_err(|_| BadRequest::Malformed)?;
+    let mut words = line.split_ascii_whitespace();
+    let (Some(method), Some(target), Some(version), None) = (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(BadRequest::Malformed);
+    };
+    // A method is an RFC 9110 token.
+    let token_byte = |byte: u8| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte);
+    if !method.bytes().all(token_byte) {
+        return Err(BadRequest::Malformed);
+    }
+    match version {
+        "HTTP/1.1" | "HTTP/1.0" => {}
+        other if other.starts_with("HTTP/") => return Err(BadRequest::Version),
+        _ => return Err(BadRequest::Malformed),
+    }
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        _ => Method::Other,
+    };
+    let path = target.split_once('?').map_or(target, |(path, _query)| path);
+    Ok(Request { method, path })
+}
+
+/// The answer to a request line, and whether it carries its body (not for
+/// `HEAD`).
+fn respond_to(line: &[u8], registry: &Registry, observed: &Observed) -> (Response, bool) {
+    match parse_request_line(line) {
+        Err(BadRequest::Malformed) => (Response::text("400 Bad Request", "bad request\n"), true),
+        Err(BadRequest::Version) => (Response::text("505 HTTP Version Not Supported", "use HTTP/1.1\n"), true),
+        Ok(request) => (answer(&request, registry, observed), request.method != Method::Head),
+    }
+}
+
+/// The answer to a well-formed request. `HEAD` is answered as `GET` is, so
+/// its Content-Length is the one `GET` would send.
+fn answer(request: &Request<'_>, registry: &Registry, observed: &Observed) -> Response {
+    if request.method == Method::Other {
+        let mut response = Response::text("405 Method Not Allowed", "only GET and HEAD\n");
+        response.extra_headers = "Allow: GET, HEAD\r\n";
+        return response;
+    }
+    match request.path {
+        "/metrics" => {
+            let mut body = String::with_capacity(16 * 1024);
+            match prometheus_client::encoding::prometheus_text::encode(&mut body, registry) {
+                Ok(()) => Response {
+                    status: "200 OK",
+                    content_type: prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                    extra_headers: "",
+                    body,
+                },
+                Err(_) => Response::text("500 Internal Server Error", "encoding failed\n"),
+            }
+        }
+        "/healthz" => Response::text("200 OK", "ok\n"),
+        "/readyz" if observed.ready() => Response::text("200 OK", "ready\n"),
+        "/readyz" => Response::text("503 Service Unavailable", "not ready\n"),
+        _ => Response::text("404 Not Found", "try /metrics, /healthz or /readyz\n"),
+    }
+}
+
+/// An HTTP/1.1 answer, always with `Connection: close`.
+#[derive(Debug)]
+struct Response {
+    status: &'static str,
+    content_type: &'static str,
+    /// Whole header lines, each ending in CRLF.
+    extra_headers: &'static str,
+    body: String,
+}
+
+impl Response {
+    fn text(status: &'static str, body: &str) -> Response {
+        Response { status, content_type: "text/plain", extra_headers: "", body: body.to_string() }
+    }
+
+    /// The bytes to send: the head, and the body unless `with_body` is false
+    /// (the Content-Length is the body's either way).
+    fn encode(&self, with_body: bool) -> Vec<u8> {
+        let Response { status, content_type, extra_headers, body } = self;
+        let mut bytes = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra_headers}Connection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        if with_body {
+            bytes.extend_from_slice(body.as_bytes());
+        }
+        bytes
+    }
 }
 
 /// Reads the shards' atomics on each scrape.
@@ -343,5 +672,87 @@ impl EncodeMetric for HistogramSnapshot {
 
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_of(buffer: &[u8], closed: bool) -> Option<&[u8]> {
+        request_line(buffer, closed).map(|range| &buffer[range])
+    }
+
+    #[test]
+    fn the_head_ends_at_its_empty_line_with_crlf_or_bare_lf() {
+        assert_eq!(line_of(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false), Some(&b"GET / HTTP/1.1"[..]));
+        assert_eq!(line_of(b"GET / HTTP/1.1\n\n", false), Some(&b"GET / HTTP/1.1"[..]));
+        assert_eq!(line_of(b"GET / HTTP/1.1\r\n\r\n", false), Some(&b"GET / HTTP/1.1"[..]));
+        assert_eq!(line_of(b"GET / HTTP/1.1\nHost: x\n\n", false), Some(&b"GET / HTTP/1.1"[..]));
+        // One empty line before the request line is skipped.
+        assert_eq!(line_of(b"\r\nGET / HTTP/1.1\r\n\r\n", false), Some(&b"GET / HTTP/1.1"[..]));
+    }
+
+    #[test]
+    fn an_unfinished_head_waits_unless_the_client_closed() {
+        for partial in
+            [&b""[..], b"GE", b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n", b"GET / HTTP/1.1\r\n\r"]
+        {
+            assert_eq!(line_of(partial, false), None, "{partial:?}");
+        }
+        assert_eq!(line_of(b"GET / HTTP/1.1\r\nHost: x\r\n", true), Some(&b"GET / HTTP/1.1"[..]));
+        assert_eq!(line_of(b"GET / HTTP/1.1\r", true), Some(&b"GET / HTTP/1.1"[..]));
+    }
+
+    #[test]
+    fn an_empty_request_line_is_complete_at_once() {
+        assert_eq!(line_of(b"\r\n\r\n", false), Some(&b""[..]));
+        assert_eq!(line_of(b"\n\n", false), Some(&b""[..]));
+        assert_eq!(parse_request_line(b""), Err(BadRequest::Malformed));
+    }
+
+    #[test]
+    fn request_lines_parse_or_are_refused() {
+        assert_eq!(parse_request_line(b"GET /metrics HTTP/1.1"), Ok(Request { method: Method::Get, path: "/metrics" }));
+        assert_eq!(
+            parse_request_line(b"HEAD /readyz?x=1 HTTP/1.0"),
+            Ok(Request { method: Method::Head, path: "/readyz" })
+        );
+        assert_eq!(parse_request_line(b"POST / HTTP/1.1"), Ok(Request { method: Method::Other, path: "/" }));
+        assert_eq!(parse_request_line(b"GET / HTTP/2.0"), Err(BadRequest::Version));
+        for bad in [&b"GET"[..], b"GET /", b"GET / HTTP/1.1 x", b"G(T / HTTP/1.1", b"GET / FTP/1.0", b"\xff / HTTP/1.1"]
+        {
+            assert_eq!(parse_request_line(bad), Err(BadRequest::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn any_bytes_get_an_answer_or_a_wait_and_never_a_panic() {
+        // Every short mix of the bytes the parser cares about.
+        let alphabet = [b'\r', b'\n', b' ', b'G', b'/', b'\xff'];
+        let mut buffer = Vec::new();
+        for length in 0..=6u32 {
+            for mut code in 0..alphabet.len().pow(length) {
+                buffer.clear();
+                for _ in 0..length {
+                    buffer.push(alphabet[code % alphabet.len()]);
+                    code /= alphabet.len();
+                }
+                for closed in [false, true] {
+                    if let Some(line) = line_of(&buffer, closed) {
+                        let _ = parse_request_line(line);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn head_answers_carry_the_get_length_and_no_body() {
+        let response = Response::text("200 OK", "ok\n");
+        let head_only = String::from_utf8(response.encode(false)).expect("ascii");
+        let whole = String::from_utf8(response.encode(true)).expect("ascii");
+        assert!(head_only.contains("Content-Length: 3\r\n") && head_only.ends_with("\r\n\r\n"), "{head_only:?}");
+        assert_eq!(whole, format!("{head_only}ok\n"));
     }
 }
