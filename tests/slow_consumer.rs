@@ -406,3 +406,36 @@ fn pipelined_pings_without_reading_are_evicted() {
     assert_eq!(code, Some(0));
     assert!(slow_consumer_evictions(&stderr, 1) >= 1, "the pinger is counted as a slow consumer: {stderr}");
 }
+
+/// A subscriber that pauses for seconds (past the old one-second close
+/// linger) and then reads: it must find whole frames ending in the Error
+/// frame with code 300, never a Deliver frame cut off by the close.
+#[test]
+fn slow_consumer_that_pauses_for_seconds_still_gets_whole_frames_and_the_error() {
+    let arguments = ["--max-payload", "65536", "--pending-bytes-max", "262144"];
+    for shards in SHARD_COUNTS {
+        let server = FlitServer::start(shards, &arguments);
+        let mut slow = RawConnection::connect_on_shard(server.address, shards - 1);
+        slow.subscribe_and_flush("load.>", 1);
+        let publisher = server.client_on_shard(0);
+        for index in 0..MESSAGES_QUICK {
+            publisher.publish("load.data", &payload(index)).expect("publish");
+        }
+        publisher.flush_timeout(Duration::from_secs(30)).expect("flush publisher");
+        std::thread::sleep(Duration::from_secs(3));
+
+        let slow_bytes = read_until_closed(&mut slow);
+        let slow_stream = parse_slow_stream(&slow_bytes, shards);
+        assert!(slow_stream.delivered < MESSAGES_QUICK, "shards={shards}: the slow subscriber was never evicted");
+        if let Some(report) = corruption_report(&slow_stream, slow_bytes.len(), shards) {
+            panic!("{report}");
+        }
+        assert_eq!(
+            (slow_stream.truncated_tail_bytes, slow_stream.error_code),
+            (0, Some(ErrorCode::SlowConsumer.as_u16())),
+            "shards={shards}: after {} whole Deliver frames the stream must end in the Error frame, not in part of a \
+             frame",
+            slow_stream.delivered
+        );
+    }
+}

@@ -12,6 +12,14 @@
 //! written our side is shut down, and the socket is dropped when the peer
 //! hangs up or `CLOSE_LINGER` passes. Lingering lets the error frame arrive
 //! instead of being destroyed by a reset caused by unread input.
+//!
+//! An evicted slow consumer lingers longer (`EVICTION_FLUSH_TIMEOUT`): its
+//! socket buffer may end inside a Deliver frame, and only the rest of that
+//! frame and the Error frame (code 300) are kept. A client that resumes
+//! reading within the timeout reads whole frames ending in the Error frame.
+//! One that does not is reset (RST), never closed cleanly, because a clean
+//! close after half a frame would look like a torn frame stream ending in an
+//! ordinary end of file.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -36,6 +44,12 @@ pub const ACCEPTS_PER_PASS_MAX: usize = 64;
 pub const ACCEPT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 /// How long a closing connection waits for its peer to hang up.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// How long an evicted slow consumer has to read the rest of the frame its
+/// socket holds part of, and the Error frame after it, before it is reset.
+/// A pause of a few seconds (a stop-the-world collection, a debugger) ends
+/// in a clean eviction notice; the cost is one socket and at most one frame
+/// held that long per evicted connection.
+pub const EVICTION_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes a closing connection reads and discards before it is dropped.
 pub const CLOSE_DISCARD_BYTES_MAX: usize = 1024 * 1024;
 
@@ -411,6 +425,7 @@ impl Shard {
                 // The client is not reading: what is queued will not arrive
                 // in time anyway, and keeping it costs pending_bytes_max.
                 connection.discard_unsent_frames();
+                connection.close_deadline = Some(Instant::now() + EVICTION_FLUSH_TIMEOUT);
             }
             let _ = self.encoder.error(&mut connection.write_buffer, code, message);
         }
@@ -451,6 +466,13 @@ impl Shard {
             })
             .collect();
         for key in expired {
+            if let Some(connection) = self.connections.get(key) {
+                if connection.has_output() {
+                    // What the peer has may end inside a frame: a reset, not
+                    // an end of file, tells it the stream broke off.
+                    let _ = socket2::SockRef::from(&connection.stream).set_linger(Some(Duration::ZERO));
+                }
+            }
             self.finish_close(key);
         }
     }
