@@ -23,6 +23,9 @@
 //! - [`ring`]: the io_uring wrapper; the only `unsafe` in flit.
 //! - [`mesh`]: cross-shard queues, the routed message type, wakers.
 //! - [`interest`]: which shards want which subjects; queue-group picks.
+//! - [`auth`]: identities and permissions; [`delivery_filter`]: what a
+//!   permitted subscription must still not receive (checked by the
+//!   publishing shard's interest table and again at delivery).
 //! - [`trie`]: the subject matcher; [`subscriptions`]: local subscriptions.
 //! - [`connection`]: per-connection state; [`config`], [`error`].
 //! - [`metrics`]: live per-shard counters (single-writer atomics) read by the
