@@ -44,6 +44,10 @@ pub enum ClientError {
     /// The server speaks no protocol version this client speaks. Fatal (at connect).
     #[error("server chose protocol version {server}, this client speaks {client}")]
     UnsupportedVersion { server: u16, client: u16 },
+    /// The server answered the handshake in TLS: it listens with TLS only, and
+    /// this client connected without ([`Options::tls`](crate::Options::tls)). Fatal (at connect).
+    #[error("the server speaks TLS and this client connected without it (set Options::tls)")]
+    ServerSpeaksTls,
     /// [`close`](crate::Client::close) was called. Fatal.
     #[error("the connection was closed by this client")]
     Closed,
@@ -112,6 +116,7 @@ impl ClientError {
             self,
             ClientError::Io(_)
                 | ClientError::Tls(_)
+                | ClientError::ServerSpeaksTls
                 | ClientError::Disconnected
                 | ClientError::Protocol(_)
                 | ClientError::UnsupportedVersion { .. }

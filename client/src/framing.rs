@@ -143,6 +143,30 @@ pub(crate) fn next_frame(buffer: &mut BytesMut, limits: &Limits) -> Result<Optio
     }
 }
 
+/// Whether `bytes` start like a TLS record (content type 20 to 23, version
+/// 3.x): what a TLS listener answers a plain Hello with (an alert, 21).
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [20..=23, 3, 0..=4, ..])
+}
+
+/// [`next_frame`] for the server's first bytes. A TLS listener answers a
+/// plain Hello with a TLS record, which fails as a frame header ("flags byte
+/// must be 0"); name the real cause instead.
+pub(crate) fn next_handshake_frame(buffer: &mut BytesMut) -> Result<Option<Frame>, ClientError> {
+    let tls = looks_like_tls(buffer);
+    // The Welcome carries no payload, so the default limits are enough to read it.
+    next_frame(buffer, &Limits::default()).map_err(|error| if tls { ClientError::ServerSpeaksTls } else { error })
+}
+
+/// The error for a server that closed during the handshake, given what it sent.
+pub(crate) fn closed_during_handshake(buffer: &[u8]) -> ClientError {
+    if looks_like_tls(buffer) {
+        ClientError::ServerSpeaksTls
+    } else {
+        ClientError::Disconnected
+    }
+}
+
 /// Turns the first frame the server sends into the handshake's outcome.
 pub(crate) fn accept_welcome(frame: Frame) -> Result<Welcome, ClientError> {
     match frame {
@@ -178,6 +202,19 @@ mod tests {
         assert!(matches!(writer.subscribe("a.>.b", None, 1), Err(ClientError::InvalidSubject { .. })));
         assert!(matches!(writer.subscribe("a", Some(""), 1), Err(ClientError::InvalidQueueGroup { .. })));
         assert_eq!(writer.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn a_tls_record_from_the_server_is_named_as_tls() {
+        // What a flit TLS listener sent to a plain client: a decode_error alert.
+        let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
+        let mut buffer = BytesMut::from(&alert[..]);
+        assert!(matches!(next_handshake_frame(&mut buffer), Err(ClientError::ServerSpeaksTls)));
+        assert!(matches!(closed_during_handshake(&alert[..3]), ClientError::ServerSpeaksTls));
+        // Any other malformed header stays a protocol violation.
+        let mut garbage = BytesMut::from(&[0x10, 0, 0, 0, 3, 1, 0, 0][..]);
+        assert!(matches!(next_handshake_frame(&mut garbage), Err(ClientError::Protocol(_))));
+        assert!(matches!(closed_during_handshake(b""), ClientError::Disconnected));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::connection::{dispatch_buffered, encode_owed_pongs, lock};
 use crate::dispatch::{Channels, Completion, ConnectionState, MessageSink, Refused};
 use crate::error::ClientError;
-use crate::framing::{accept_welcome, next_frame, FrameWriter};
+use crate::framing::{accept_welcome, closed_during_handshake, next_handshake_frame, FrameWriter};
 use crate::message::Message;
 use crate::options::Options;
 
@@ -95,12 +95,11 @@ pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream.write_all(&hello.take()).await?;
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
-        // The Welcome carries no payload, so the default limits are enough to read it.
-        if let Some(frame) = next_frame(&mut buffer, &Limits::default())? {
+        if let Some(frame) = next_handshake_frame(&mut buffer)? {
             return Ok((accept_welcome(frame)?, buffer));
         }
         if stream.read_buf(&mut buffer).await? == 0 {
-            return Err(ClientError::Disconnected);
+            return Err(closed_during_handshake(&buffer));
         }
     }
 }

@@ -24,7 +24,7 @@ use flit_wire::{Limits, Welcome};
 use crate::connection::{dispatch_buffered, encode_owed_pongs, lock, Core};
 use crate::dispatch::{Channels, Completion, ConnectionState, MessageSink, Refused};
 use crate::error::ClientError;
-use crate::framing::{accept_welcome, next_frame, FrameWriter};
+use crate::framing::{accept_welcome, closed_during_handshake, next_handshake_frame, FrameWriter};
 use crate::message::Message;
 use crate::options::Options;
 use crate::tls::{PlaintextStream, TlsSession};
@@ -168,15 +168,14 @@ fn exchange_hello(
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     loop {
-        // The Welcome carries no payload, so the default limits are enough to read it.
-        if let Some(frame) = next_frame(&mut buffer, &Limits::default())? {
+        if let Some(frame) = next_handshake_frame(&mut buffer)? {
             let welcome = accept_welcome(frame)?;
             socket.set_read_timeout(None)?;
             return Ok((welcome, buffer));
         }
         socket.set_read_timeout(Some(time_left(deadline)?))?;
         match stream.read(&mut chunk) {
-            Ok(0) => return Err(ClientError::Disconnected),
+            Ok(0) => return Err(closed_during_handshake(&buffer)),
             Ok(read) => buffer.extend_from_slice(&chunk[..read]),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
