@@ -7,7 +7,7 @@
 //! default. `flit.example.toml` at the repository root holds every key with
 //! its default; a test keeps it in step with [`FileSettings`].
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,6 +16,40 @@ use serde::{Deserialize, Serialize};
 
 /// The address `flit serve` listens on and the clients connect to by default.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4222";
+
+/// An address to listen on, `IP:PORT` or `HOST:PORT`, as `--listen`,
+/// `--metrics` and the file's `listen` keys take it. A host name is resolved
+/// once, here, to the first address the resolver returns: the one a client
+/// given the same name (`flit pub --server HOST:PORT`) tries first.
+pub fn resolve_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let mut addresses = text
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve `{text}` (expected IP:PORT or HOST:PORT): {error}"))?;
+    addresses.next().ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
+/// Deserializes an optional `listen` key through [`resolve_address`].
+fn deserialize_address<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| resolve_address(&text).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Whether two listeners would fight over one port: the same port (not 0,
+/// which picks a free one) on the same address, or on a wildcard address
+/// that covers the other (`0.0.0.0` all IPv4 addresses, `[::]` both families).
+fn addresses_collide(first: SocketAddr, second: SocketAddr) -> bool {
+    if first.port() != second.port() || first.port() == 0 {
+        return false;
+    }
+    let covers = |wide: SocketAddr, narrow: SocketAddr| {
+        wide.ip().is_unspecified() && (wide.is_ipv6() || wide.is_ipv4() == narrow.is_ipv4())
+    };
+    first.ip() == second.ip() || covers(first, second) || covers(second, first)
+}
 
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -93,6 +127,7 @@ impl<'de> Deserialize<'de> for ShardCount {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
+    #[serde(default, deserialize_with = "deserialize_address")]
     pub listen: Option<SocketAddr>,
     pub shards: Option<ShardCount>,
     pub idle: Option<Idle>,
@@ -121,6 +156,7 @@ pub struct LimitsSection {
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Where `/metrics`, `/healthz` and `/readyz` are served; absent: off.
+    #[serde(default, deserialize_with = "deserialize_address")]
     pub listen: Option<SocketAddr>,
 }
 
@@ -336,6 +372,15 @@ impl Settings {
         server.frame_timeout = Duration::from_millis(limits.frame_timeout_ms.expect("defaulted"));
         server.idle_timeout = Duration::from_millis(limits.idle_timeout_ms.expect("defaulted"));
         server.validate().map_err(|error| error.to_string())?;
+        // Checked here, not left to the second bind, whose "address in use"
+        // would blame another process (and `flit config check` would pass).
+        if let Some(metrics) = merged.metrics.listen.filter(|metrics| addresses_collide(listen, *metrics)) {
+            return Err(format!(
+                "metrics.listen (--metrics) {metrics} is the port clients connect to (server.listen, --listen \
+                 {listen}): give the metrics endpoint a port of its own, e.g. {}:8222",
+                metrics.ip()
+            ));
+        }
         let log_level = merged.log.level.expect("defaulted");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             return Err(format!("log level `{log_level}` is not a valid filter: {error}"));
@@ -446,6 +491,42 @@ mod tests {
         );
         assert!(FileSettings::parse("[server]\nshards = \"many\"", "f").is_err());
         assert!(FileSettings::parse("[server]\nshards = -1", "f").is_err());
+    }
+
+    #[test]
+    fn listen_addresses_take_host_names_in_the_file_too() {
+        let file =
+            FileSettings::parse("[server]\nlisten = \"localhost:0\"\n[metrics]\nlisten = \"localhost:0\"\n", "f")
+                .expect("a host name is resolved");
+        let listen = file.server.listen.expect("set");
+        assert!(listen.ip().is_loopback() && listen.port() == 0, "{listen}");
+        assert!(file.metrics.listen.expect("set").ip().is_loopback());
+        let error = FileSettings::parse("[server]\nlisten = \"localhost\"\n", "f").unwrap_err().to_string();
+        assert!(error.contains("expected IP:PORT or HOST:PORT") && error.contains("f line 2"), "{error}");
+        assert_eq!(resolve_address("10.1.2.3:4222"), Ok("10.1.2.3:4222".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_metrics_endpoint_may_not_take_the_client_port() {
+        let clash = "[server]\nlisten = \"127.0.0.1:4222\"\n[metrics]\nlisten = \"127.0.0.1:4222\"\n";
+        let error = Settings::resolve(FileSettings::parse(clash, "f").unwrap()).unwrap_err();
+        assert!(error.contains("metrics.listen") && error.contains("a port of its own"), "{error}");
+        assert!(!error.contains('\n'));
+        let address = |text: &str| text.parse::<SocketAddr>().unwrap();
+        for (first, second, collide) in [
+            ("127.0.0.1:4222", "127.0.0.1:4222", true),
+            ("0.0.0.0:4222", "127.0.0.1:4222", true),
+            ("[::]:4222", "127.0.0.1:4222", true),
+            ("127.0.0.1:4222", "[::]:4222", true),
+            ("0.0.0.0:4222", "[::1]:4222", false),
+            ("127.0.0.1:4222", "127.0.0.2:4222", false),
+            ("127.0.0.1:4222", "127.0.0.1:8222", false),
+            ("127.0.0.1:0", "127.0.0.1:0", false),
+        ] {
+            assert_eq!(addresses_collide(address(first), address(second)), collide, "{first} {second}");
+        }
+        let apart = "[server]\nlisten = \"127.0.0.1:4222\"\n[metrics]\nlisten = \"127.0.0.1:8222\"\n";
+        assert!(Settings::resolve(FileSettings::parse(apart, "f").unwrap()).is_ok());
     }
 
     #[test]
