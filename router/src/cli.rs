@@ -13,7 +13,7 @@ use flit_shard::config::{
 use flit_wire::PAYLOAD_BYTES_MAX_DEFAULT;
 
 use crate::rate_limit_settings::PolicySetting;
-use crate::settings::{FileSettings, Idle, LogFormat, ShardCount, DEFAULT_ADDRESS};
+use crate::settings::{resolve_address, FileSettings, Idle, LogFormat, ShardCount, DEFAULT_ADDRESS};
 
 #[derive(Debug, Parser)]
 #[command(name = "flit", version, about = "flit: a low-latency message router")]
@@ -51,8 +51,8 @@ pub struct ServeArguments {
     /// TOML file holding any of the settings below (see flit.example.toml); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Address to listen on; port 0 picks a free port (printed in the ready line). [default: 127.0.0.1:4222]
-    #[arg(long)]
+    /// Address to listen on, IP:PORT or HOST:PORT (a host name is resolved at startup; flit listens on the first address it resolves to); port 0 picks a free port (printed in the ready line). [default: 127.0.0.1:4222]
+    #[arg(long, value_parser = resolve_address)]
     pub listen: Option<SocketAddr>,
     /// Number of shards (one pinned thread each), or `auto` for one per available core. [default: auto]
     #[arg(long)]
@@ -97,8 +97,8 @@ pub struct ServeArguments {
     /// Do not pin shard threads to cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:8222). [default: off]
-    #[arg(long)]
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:8222; a host name like --listen), not the --listen port. [default: off]
+    #[arg(long, value_parser = resolve_address)]
     pub metrics: Option<SocketAddr>,
     /// Log line format on stderr. [default: human]
     #[arg(long = "log-format", value_enum)]
@@ -185,8 +185,8 @@ pub struct StatsArguments {
     /// The router's metrics address (its `--metrics` / `[metrics] listen`).
     #[arg(long, default_value = "127.0.0.1:8222")]
     pub server: String,
-    /// Seconds between refreshes.
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds between refreshes, from 0.1 to 3600.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
     pub interval: f64,
     /// Print one table (counters since start) and exit, instead of refreshing.
     #[arg(long)]
@@ -237,6 +237,11 @@ pub struct SubscribeArguments {
     /// Exit after this many messages.
     #[arg(long)]
     pub count: Option<u64>,
+    /// Print payloads byte for byte; by default newlines, control characters
+    /// (terminal escapes), backslashes and invalid UTF-8 are escaped (`\n`,
+    /// `\u{1b}`, `\\`, `\xff`) so that each message is one line.
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub server: ServerArgument,
 }
@@ -245,9 +250,12 @@ pub struct SubscribeArguments {
 pub struct RequestArguments {
     pub subject: String,
     pub payload: String,
-    /// How long to wait for the reply, in milliseconds.
-    #[arg(long = "timeout", default_value_t = 2000)]
+    /// How long to wait for the reply, in milliseconds (at least 1).
+    #[arg(long = "timeout", default_value_t = 2000, value_parser = parse_timeout_ms)]
     pub timeout_ms: u64,
+    /// Print the reply's payload byte for byte, unescaped (see `flit sub --raw`).
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub server: ServerArgument,
 }
@@ -271,6 +279,28 @@ pub struct ReplyArguments {
     pub server: ServerArgument,
 }
 
+/// `--interval`: `Duration::from_secs_f64` panics on NaN, infinities and
+/// negatives, and an interval of 0 would scrape in a busy loop, so the range
+/// is checked here, as a usage error.
+fn parse_interval(text: &str) -> Result<f64, String> {
+    const RANGE: std::ops::RangeInclusive<f64> = 0.1..=3600.0;
+    match text.parse::<f64>() {
+        Ok(seconds) if RANGE.contains(&seconds) => Ok(seconds),
+        _ => Err(format!("the interval must be a number of seconds from {} to {}", RANGE.start(), RANGE.end())),
+    }
+}
+
+/// `flit req --timeout`: 0 would give up before any answer, even an
+/// immediate "no responders", could arrive, so it is refused rather than
+/// reported as a timeout that never had a chance.
+fn parse_timeout_ms(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("the timeout must be at least 1 ms".to_string()),
+        Ok(milliseconds) => Ok(milliseconds),
+        Err(error) => Err(format!("the timeout must be a number of milliseconds: {error}")),
+    }
+}
+
 /// Prints a usage error as one line and returns exit code 2; help and
 /// version requests print as clap formats them and exit 0.
 pub fn usage_error(error: clap::Error) -> ExitCode {
@@ -279,9 +309,53 @@ pub fn usage_error(error: clap::Error) -> ExitCode {
         let _ = error.print();
         return ExitCode::SUCCESS;
     }
-    let rendered = error.render().to_string();
-    let first_line = rendered.lines().find(|line| !line.trim().is_empty()).unwrap_or("invalid arguments");
-    let first_line = first_line.trim_start_matches("error: ");
-    eprintln!("flit: error: {first_line}; run `flit --help` for usage");
+    eprintln!("flit: error: {}; run `flit --help` for usage", one_line(&error.render().to_string()));
     ExitCode::from(2)
+}
+
+/// clap's message on one line. Its first line can be only a heading
+/// ("the following required arguments were not provided:") with the
+/// arguments on the lines after it, so every line up to the usage block is kept.
+fn one_line(rendered: &str) -> String {
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    match message.join(" ") {
+        joined if joined.is_empty() => "invalid arguments".to_string(),
+        joined => joined.trim_start_matches("error: ").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn usage_line(arguments: &[&str]) -> String {
+        let error = Cli::try_parse_from(arguments).expect_err("a usage error");
+        one_line(&error.render().to_string())
+    }
+
+    #[test]
+    fn missing_arguments_are_named_on_the_one_line() {
+        let line = usage_line(&["flit", "pub"]);
+        assert!(line.contains("<SUBJECT>") && line.contains("<PAYLOAD>"), "{line}");
+        assert!(line.starts_with("the following required arguments were not provided:"), "{line}");
+    }
+
+    #[test]
+    fn intervals_and_timeouts_out_of_range_are_usage_errors() {
+        for interval in ["nan", "inf", "-1", "0", "0.05", "3601", "x"] {
+            let line = usage_line(&["flit", "stats", &format!("--interval={interval}")]);
+            assert!(line.contains("interval must be a number of seconds from 0.1 to 3600"), "{interval}: {line}");
+        }
+        assert!(parse_interval("0.5").is_ok());
+        let line = usage_line(&["flit", "req", "svc", "x", "--timeout", "0"]);
+        assert!(line.contains("at least 1 ms"), "{line}");
+        assert_eq!(parse_timeout_ms("1"), Ok(1));
+    }
 }

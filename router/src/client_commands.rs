@@ -1,11 +1,18 @@
 //! `flit pub`, `flit sub`, `flit req`, `flit reply`: thin command-line
 //! wrappers around the blocking client, for scripts and for trying flit by hand.
+//!
+//! A refusal that keeps the connection open (401 `permission_denied`, 307
+//! `rate_limited`) is a failure here like any other: the command prints the
+//! server's code and message and exits 1. Publishes and subscribes are not
+//! acknowledged one by one (that would cost a round trip each), so the
+//! commands flush, which the server answers only after every refusal of an
+//! earlier frame, and then ask the client for the refusals it received.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use flit_client::{Client, ClientError, Options, Subscription, TlsOptions};
 
 use crate::cli::{PublishArguments, ReplyArguments, RequestArguments, ServerArgument, SubscribeArguments};
@@ -39,8 +46,34 @@ fn connect(server: &ServerArgument) -> Result<Client> {
     };
     let options = Options { auth_token: token, tls, ..Options::default() };
     let address = &server.server;
-    Client::connect_with(address.as_str(), options)
-        .with_context(|| format!("cannot connect to flit at {address} (is `flit serve` running?)"))
+    match Client::connect_with(address.as_str(), options) {
+        Ok(client) => Ok(client),
+        Err(ClientError::ServerSpeaksTls) => {
+            bail!("the server at {address} speaks TLS: pass --tls-ca FILE, the CA (PEM) that signed its certificate")
+        }
+        // Nobody answered: the likely cause is a server that is not running.
+        Err(error @ (ClientError::Io(_) | ClientError::Timeout)) => {
+            Err(error).with_context(|| format!("cannot connect to flit at {address} (is `flit serve` running?)"))
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot connect to flit at {address}")),
+    }
+}
+
+/// After a flush: `Err` naming the refusals the server sent for earlier
+/// frames, `what` saying what those frames were.
+fn check_refusals(client: &Client, what: impl FnOnce(u64) -> String) -> Result<()> {
+    match client.check_refusals() {
+        Ok(()) => Ok(()),
+        Err(ClientError::Refused { count, code, message, .. }) => {
+            bail!("the server refused {}: error {code}{}: {message}", what(count), code_name(code))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// ` (permission_denied)` for a code this version knows.
+fn code_name(code: u16) -> String {
+    flit_wire::ErrorCode::from_u16(code).map_or_else(String::new, |code| format!(" ({})", code.name()))
 }
 
 /// Connects and subscribes (in a queue group if given); the flush makes the
@@ -52,6 +85,8 @@ fn subscribed(server: &ServerArgument, subject: &str, queue: Option<&str>) -> Re
         None => client.subscribe(subject)?,
     };
     client.flush()?;
+    // Without this a refused subscription would wait forever for nothing.
+    check_refusals(&client, |_| format!("the subscription to `{subject}`"))?;
     Ok((client, subscription))
 }
 
@@ -60,9 +95,12 @@ pub fn publish(arguments: PublishArguments) -> Result<()> {
     for _ in 0..arguments.count {
         client.publish(&arguments.subject, arguments.payload.as_bytes())?;
     }
-    // The flush round trip proves the server has read every publish.
+    // The flush round trip proves the server has read every publish, and
+    // that any refusal of one has arrived.
     client.flush()?;
-    Ok(())
+    check_refusals(&client, |refused| {
+        format!("{refused} of {} publishes to `{}`; the first", arguments.count, arguments.subject)
+    })
 }
 
 pub fn subscribe(arguments: SubscribeArguments) -> Result<()> {
@@ -73,7 +111,8 @@ pub fn subscribe(arguments: SubscribeArguments) -> Result<()> {
         let Some(message) = subscription.next() else {
             anyhow::bail!("the connection to the server was closed");
         };
-        writeln!(stdout, "{} {}", message.subject, String::from_utf8_lossy(&message.payload))?;
+        write!(stdout, "{} ", message.subject)?;
+        write_payload(&mut stdout, &message.payload, arguments.raw)?;
         stdout.flush()?;
         received += 1;
     }
@@ -84,12 +123,13 @@ pub fn request(arguments: RequestArguments) -> Result<()> {
     let client = connect(&arguments.server)?;
     let timeout = Duration::from_millis(arguments.timeout_ms);
     match client.request(&arguments.subject, arguments.payload.as_bytes(), timeout) {
-        Ok(reply) => {
-            println!("{}", String::from_utf8_lossy(&reply.payload));
-            Ok(())
+        Ok(reply) => Ok(write_payload(&mut std::io::stdout().lock(), &reply.payload, arguments.raw)?),
+        Err(ClientError::NoResponders) => bail!("no responders on `{}`", arguments.subject),
+        Err(ClientError::Timeout) => bail!("no reply on `{}` within {timeout:?}", arguments.subject),
+        // Its publish or this client's inbox subscription was refused.
+        Err(error @ ClientError::Server { .. }) if !error.is_fatal() => {
+            bail!("the server refused the request on `{}`: {error}", arguments.subject)
         }
-        Err(ClientError::NoResponders) => anyhow::bail!("no responders on `{}`", arguments.subject),
-        Err(ClientError::Timeout) => anyhow::bail!("no reply on `{}` within {timeout:?}", arguments.subject),
         Err(error) => Err(error.into()),
     }
 }
@@ -110,8 +150,75 @@ pub fn reply(arguments: ReplyArguments) -> Result<()> {
         // The client's writer sends it at once; no flush round trip per reply.
         client.publish(reply_subject, payload)?;
         answered += 1;
+        // Refusals of earlier replies have arrived by now or will be seen
+        // later; a responder keeps serving the requests it may answer.
+        if let Err(error) = check_refusals(&client, |refused| format!("{refused} earlier replies")) {
+            eprintln!("flit: warning: {error:#}");
+        }
     }
     // With --count, make sure the last reply left before the process exits.
     client.flush()?;
-    Ok(())
+    check_refusals(&client, |refused| format!("{refused} of the {answered} replies; the first"))
+}
+
+/// Writes a payload and a newline: as is with `raw`, else escaped (see
+/// [`escape_payload`]) so that one message stays one line.
+fn write_payload(out: &mut impl Write, payload: &[u8], raw: bool) -> std::io::Result<()> {
+    if raw {
+        out.write_all(payload)?;
+    } else {
+        out.write_all(escape_payload(payload).as_bytes())?;
+    }
+    out.write_all(b"\n")
+}
+
+/// A payload as one line of printable text: a newline would split a message
+/// over two lines and an escape sequence would drive the terminal, so
+/// control characters are written `\n`, `\r`, `\t` or `\u{1b}`, bytes that
+/// are not UTF-8 `\xff`, and a backslash `\\` (so the output is unambiguous).
+/// Other text, UTF-8 included, is kept.
+fn escape_payload(payload: &[u8]) -> String {
+    let mut out = String::with_capacity(payload.len());
+    for chunk in payload.utf8_chunks() {
+        for character in chunk.valid().chars() {
+            match character {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                character if character.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(character))),
+                character => out.push(character),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_escaped_onto_one_printable_line() {
+        assert_eq!(escape_payload(b"hi there"), "hi there");
+        assert_eq!(escape_payload("{\"caf\u{e9}\": 1}".as_bytes()), "{\"caf\u{e9}\": 1}", "UTF-8 and quotes stay");
+        assert_eq!(escape_payload(b"two\nlines\r\n"), "two\\nlines\\r\\n");
+        assert_eq!(escape_payload(b"\x1b[2Jcleared\x07"), "\\u{1b}[2Jcleared\\u{7}");
+        assert_eq!(escape_payload("\u{9b}31m".as_bytes()), "\\u{9b}31m", "C1 controls too");
+        assert_eq!(escape_payload(b"a\\b\tc"), "a\\\\b\\tc");
+        assert_eq!(escape_payload(b"\xff\xfeok"), "\\xff\\xfeok");
+    }
+
+    #[test]
+    fn raw_writes_the_bytes_as_they_are() {
+        let mut out = Vec::new();
+        write_payload(&mut out, b"a\nb\xff", true).unwrap();
+        assert_eq!(out, b"a\nb\xff\n");
+        out.clear();
+        write_payload(&mut out, b"a\nb", false).unwrap();
+        assert_eq!(out, b"a\\nb\n");
+    }
 }

@@ -8,7 +8,8 @@
 //! `flit-client`, in the spirit of the `nats` command.
 //!
 //! Exit codes: 0 success; 1 a client command failed (no responders, timeout,
-//! connection refused) or a shard failed while running; 2 bad usage, a bad
+//! connection refused, a publish or subscribe the server refused) or a shard
+//! failed while running; 2 bad usage, a bad
 //! config, or the router could not start. Every failure prints one line on
 //! stderr naming the cause and the fix.
 #![forbid(unsafe_code)]

@@ -160,7 +160,8 @@ pub fn run(arguments: StatsArguments) -> Result<()> {
         write!(stdout, "{}", table(&first, None))?;
         return Ok(());
     }
-    let interval = Duration::from_secs_f64(arguments.interval.clamp(0.1, 3600.0));
+    // The parser (cli.rs) took only finite intervals from 0.1 to 3600 s.
+    let interval = Duration::from_secs_f64(arguments.interval);
     let clear = std::io::stdout().is_terminal();
     let (mut previous, mut previous_at) = (first, Instant::now());
     loop {
