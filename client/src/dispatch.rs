@@ -94,6 +94,7 @@ enum Acknowledgement<C: Channels> {
     Nobody,
     /// The call that sent the frame.
     Caller(C::Done),
+    /// A frame whose caller waits elsewhere (see [`Attributed`]).
     Frame(Attributed),
 }
 
@@ -392,7 +393,7 @@ impl<C: Channels> ConnectionState<C> {
                     // One frame was encoded between the two Pings, and the
                     // server refuses a frame at most once.
                     debug_assert!(window.count <= 1);
-                    self.attribute(frame, window.first.map(Refusal::into_error));
+                    self.attribute(frame, window.first);
                 }
                 None => return self.fail_with(ClientError::Protocol("Pong without a Ping".to_owned())),
             },
@@ -419,7 +420,7 @@ impl<C: Channels> ConnectionState<C> {
                 // In ack mode the Error answers the oldest unacknowledged frame.
                 match self.acknowledgement_waiters.pop_front() {
                     Some(Acknowledgement::Caller(waiter)) => waiter.complete(Err(refusal.into_error())),
-                    Some(Acknowledgement::Frame(frame)) => self.attribute(frame, Some(refusal.into_error())),
+                    Some(Acknowledgement::Frame(frame)) => self.attribute(frame, Some(refusal)),
                     Some(Acknowledgement::Nobody) | None => self.unreported.add(refusal),
                 }
             }
@@ -441,20 +442,16 @@ impl<C: Channels> ConnectionState<C> {
     }
 
     /// The server's answer to an attributed frame: `None` accepted, `Some` refused.
-    fn attribute(&mut self, frame: Attributed, refusal: Option<ClientError>) {
+    fn attribute(&mut self, frame: Attributed, refusal: Option<Refusal>) {
         match frame {
-            Attributed::Inbox => self.settle_inbox(refusal.map_or(Ok(()), Err)),
+            Attributed::Inbox => self.settle_inbox(refusal.map_or(Ok(()), |refusal| Err(refusal.into_error()))),
             Attributed::Request(request) => {
-                let Some(error) = refusal else { return };
+                let Some(refusal) = refusal else { return };
                 match self.responses.remove(&request) {
                     // Fail the request now rather than let it wait for its timeout.
-                    Some(response) => response.complete(Err(error)),
+                    Some(response) => response.complete(Err(refusal.into_error())),
                     // It already timed out: report it like any other refusal.
-                    None => {
-                        if let ClientError::Server { code, message, retry_after_ms } = error {
-                            self.unreported.add(Refusal { code, message, retry_after_ms });
-                        }
-                    }
+                    None => self.unreported.add(refusal),
                 }
             }
         }

@@ -341,3 +341,17 @@ fn in_ack_mode_a_refused_request_publish_fails_the_request() {
     assert!(matches!(response_answer.try_recv(), Ok(Err(ClientError::Server { code: 307, .. }))));
     assert!(state.take_refusals().is_none());
 }
+
+#[test]
+fn a_refusal_for_a_request_that_already_timed_out_is_reported_like_any_other() {
+    let mut state = state(false);
+    let (response, _response_answer) = sync_channel(1);
+    let request = state.add_request(response);
+    state.add_pong_waiter(PongWaiter::Mark);
+    state.add_pong_waiter(PongWaiter::Check(Attributed::Request(request)));
+    state.cancel_request(request);
+    state.handle_frame(Frame::Pong).expect("mark");
+    state.handle_frame(refusal(ErrorCode::RateLimited, "late")).expect("refusal");
+    state.handle_frame(Frame::Pong).expect("check");
+    assert!(matches!(state.take_refusals(), Some(ClientError::Refused { count: 1, code: 307, .. })));
+}
