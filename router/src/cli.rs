@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use flit_shard::config::{
-    CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_SHARD_MAX_DEFAULT, MESH_CHANNEL_DEPTH_DEFAULT, PENDING_BYTES_MAX_DEFAULT,
-    SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
+    CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_SHARD_MAX_DEFAULT, IDENTITY_SUBSCRIPTION_BYTES_MAX_DEFAULT,
+    MESH_CHANNEL_DEPTH_DEFAULT, PENDING_BYTES_MAX_DEFAULT, SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
+    SUBSCRIPTION_BYTES_MAX_DEFAULT,
 };
 use flit_wire::PAYLOAD_BYTES_MAX_DEFAULT;
 
@@ -70,6 +71,16 @@ pub struct ServeArguments {
         "Subscriptions one connection may hold [default: {SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT}]"
     ))]
     pub subscriptions_per_connection_max: Option<usize>,
+    #[arg(long = "subscription-bytes-max", help = format!(
+        "Subscription bytes one connection may hold: each subscription's pattern and queue group, plus 64 \
+         [default: {SUBSCRIPTION_BYTES_MAX_DEFAULT}]"
+    ))]
+    pub subscription_bytes_max: Option<usize>,
+    #[arg(long = "identity-subscription-bytes-max", help = format!(
+        "Subscription bytes one identity may hold, all its connections on all shards together \
+         [default: {IDENTITY_SUBSCRIPTION_BYTES_MAX_DEFAULT}]"
+    ))]
+    pub identity_subscription_bytes_max: Option<usize>,
     #[arg(long = "connections-per-shard-max", help = format!(
         "Connections one shard may hold [default: {CONNECTIONS_PER_SHARD_MAX_DEFAULT}]"
     ))]
@@ -144,6 +155,8 @@ impl ServeArguments {
         layer.limits.payload_bytes_max = self.payload_bytes_max;
         layer.limits.pending_bytes_max = self.pending_bytes_max;
         layer.limits.subscriptions_per_connection_max = self.subscriptions_per_connection_max;
+        layer.limits.subscription_bytes_max = self.subscription_bytes_max;
+        layer.limits.identity_subscription_bytes_max = self.identity_subscription_bytes_max;
         layer.limits.connections_per_shard_max = self.connections_per_shard_max;
         layer.limits.mesh_channel_depth = self.mesh_channel_depth;
         layer.limits.connections_max = self.connections_max;

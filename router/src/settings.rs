@@ -143,6 +143,8 @@ pub struct LimitsSection {
     pub payload_bytes_max: Option<usize>,
     pub pending_bytes_max: Option<usize>,
     pub subscriptions_per_connection_max: Option<usize>,
+    pub subscription_bytes_max: Option<usize>,
+    pub identity_subscription_bytes_max: Option<usize>,
     pub connections_per_shard_max: Option<usize>,
     pub connections_max: Option<usize>,
     pub mesh_channel_depth: Option<usize>,
@@ -262,6 +264,8 @@ impl FileSettings {
                 payload_bytes_max: Some(config.payload_bytes_max),
                 pending_bytes_max: Some(config.pending_bytes_max),
                 subscriptions_per_connection_max: Some(config.subscriptions_per_connection_max),
+                subscription_bytes_max: Some(config.subscription_bytes_max),
+                identity_subscription_bytes_max: Some(config.identity_subscription_bytes_max),
                 connections_per_shard_max: Some(config.connections_per_shard_max),
                 connections_max: Some(config.connections_max),
                 mesh_channel_depth: Some(config.mesh_channel_depth),
@@ -301,6 +305,11 @@ impl FileSettings {
                 subscriptions_per_connection_max: pick(
                     base.limits.subscriptions_per_connection_max,
                     over.limits.subscriptions_per_connection_max,
+                ),
+                subscription_bytes_max: pick(base.limits.subscription_bytes_max, over.limits.subscription_bytes_max),
+                identity_subscription_bytes_max: pick(
+                    base.limits.identity_subscription_bytes_max,
+                    over.limits.identity_subscription_bytes_max,
                 ),
                 connections_per_shard_max: pick(
                     base.limits.connections_per_shard_max,
@@ -365,6 +374,8 @@ impl Settings {
         server.payload_bytes_max = limits.payload_bytes_max.expect("defaulted");
         server.pending_bytes_max = limits.pending_bytes_max.expect("defaulted");
         server.subscriptions_per_connection_max = limits.subscriptions_per_connection_max.expect("defaulted");
+        server.subscription_bytes_max = limits.subscription_bytes_max.expect("defaulted");
+        server.identity_subscription_bytes_max = limits.identity_subscription_bytes_max.expect("defaulted");
         server.connections_per_shard_max = limits.connections_per_shard_max.expect("defaulted");
         server.connections_max = limits.connections_max.expect("defaulted");
         server.mesh_channel_depth = limits.mesh_channel_depth.expect("defaulted");

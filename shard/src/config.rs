@@ -16,6 +16,12 @@ use crate::interest::SHARDS_MAX;
 pub const PENDING_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 /// Default subscriptions one connection may hold.
 pub const SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT: usize = 65_536;
+/// Default subscription bytes one connection may hold (see
+/// [`crate::subscriptions::subscription_bytes`]): 65,536 subscriptions of
+/// 64-byte patterns.
+pub const SUBSCRIPTION_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
+/// Default subscription bytes one identity may hold over all its connections.
+pub const IDENTITY_SUBSCRIPTION_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
 /// Default connections one shard may hold.
 pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 65_536;
 /// Default depth of each cross-shard queue, in messages.
@@ -58,6 +64,13 @@ pub struct ServerConfig {
     pub payload_bytes_max: usize,
     pub pending_bytes_max: usize,
     pub subscriptions_per_connection_max: usize,
+    /// Subscription bytes one connection may hold.
+    pub subscription_bytes_max: usize,
+    /// Subscription bytes one identity may hold, all its connections on all
+    /// shards together (counted in `identity_subscription_bytes`).
+    pub identity_subscription_bytes_max: usize,
+    /// Not a setting: the per-identity counters, shared by the shards.
+    pub identity_subscription_bytes: std::sync::Arc<crate::subscriptions::IdentitySubscriptionBytes>,
     pub connections_per_shard_max: usize,
     /// All shards together; enforced with one shared counter at accept.
     pub connections_max: usize,
@@ -88,6 +101,9 @@ impl ServerConfig {
             payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
             pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
             subscriptions_per_connection_max: SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
+            subscription_bytes_max: SUBSCRIPTION_BYTES_MAX_DEFAULT,
+            identity_subscription_bytes_max: IDENTITY_SUBSCRIPTION_BYTES_MAX_DEFAULT,
+            identity_subscription_bytes: Default::default(),
             connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             mesh_channel_depth: MESH_CHANNEL_DEPTH_DEFAULT,
@@ -137,6 +153,13 @@ impl ServerConfig {
                 "limits.subscriptions_per_connection_max, connections_per_shard_max and connections_max must be at least 1"
                     .to_string(),
             );
+        }
+        let largest = crate::subscriptions::SUBSCRIPTION_BYTES_LARGEST;
+        if self.subscription_bytes_max < largest || self.identity_subscription_bytes_max < largest {
+            return fail(format!(
+                "limits.subscription_bytes_max and limits.identity_subscription_bytes_max must hold at least one \
+                 largest subscription ({largest} bytes)"
+            ));
         }
         Ok(())
     }

@@ -154,6 +154,16 @@ impl Shard {
                 }
             }
         }
+        let identity = connection.identity.as_ref().map(|identity| crate::subscriptions::IdentityLimit {
+            name: &identity.name,
+            counters: &self.config.identity_subscription_bytes,
+            bytes_max: self.config.identity_subscription_bytes_max,
+        });
+        let (pattern, queue, bytes_max) =
+            (&subscribe.pattern, subscribe.queue.as_deref(), self.config.subscription_bytes_max);
+        if let Err(message) = self.subscriptions.reserve_bytes(key, pattern, queue, bytes_max, identity) {
+            return self.protocol_error(key, ErrorCode::TooManySubscriptions, &message);
+        }
         self.add_subscription(key, subscribe, delivery_filter);
         self.acknowledge(key, true);
     }
