@@ -1,6 +1,8 @@
-//! Seeds for the `handshake` fuzz target in `shard/fuzz/`: a Hello with each
-//! of the target's tokens (and a wrong one), followed by publishes and
-//! subscribes inside and outside its permissions. Run with a directory to
+//! Seeds for the `handshake` fuzz target in `shard/fuzz/`: the certificate
+//! selector byte (0 none, 1 `orders`' certificate, 2 `device`'s, 3 unknown),
+//! then a Hello with each of the target's tokens (or a wrong one, or none),
+//! followed by subscribes and then publishes inside and outside its
+//! permissions, inboxes included. Run with a directory to
 //! write the seeds there:
 //!
 //! ```text
@@ -12,33 +14,38 @@
 use bytes::BytesMut;
 use flit_wire::{check, Check, Encoder, Hello, Limits};
 
-fn session(token: &str, subjects: &[&str], patterns: &[&str]) -> BytesMut {
+fn session(certificate: u8, token: Option<&str>, subjects: &[&str], patterns: &[&str]) -> BytesMut {
     let mut encoder = Encoder::default();
     let mut out = BytesMut::new();
+    out.extend_from_slice(&[certificate]);
     let hello = Hello {
         version_min: 1,
         version_max: 1,
         client_name: Some("seed".to_owned()),
-        auth_token: Some(token.to_owned()),
+        auth_token: token.map(str::to_owned),
         ack_mode: false,
     };
     encoder.hello(&mut out, &hello).expect("hello");
-    for subject in subjects {
-        encoder.publish(&mut out, subject.as_bytes(), None, None, b"payload").expect("publish");
-    }
     for (id, pattern) in patterns.iter().enumerate() {
         encoder.subscribe(&mut out, pattern.as_bytes(), None, id as u64).expect("subscribe");
+    }
+    for subject in subjects {
+        encoder.publish(&mut out, subject.as_bytes(), None, None, b"payload").expect("publish");
     }
     out
 }
 
 fn seeds() -> Vec<(&'static str, BytesMut)> {
-    let subjects = ["orders.eu.new", "orders.eu.secret", "billing.x", "_INBOX.abc.1"];
+    let subjects = ["orders.eu.new", "orders.eu.secret", "billing.x", "_INBOX.abc.1", "_INBOX.xyz.1"];
     let patterns = ["orders.>", "orders.*.secret", "_INBOX.abc.*", "_INBOX.>", ">", "billing.*"];
     vec![
-        ("orders", session("orders-token-0123456789", &subjects, &patterns)),
-        ("audit", session("audit-token-9876543210", &subjects, &patterns)),
-        ("wrong-token", session("not-a-token", &subjects, &[])),
+        ("orders", session(0, Some("orders-token-0123456789"), &subjects, &patterns)),
+        ("audit", session(0, Some("audit-token-9876543210"), &subjects, &patterns)),
+        ("wrong-token", session(0, Some("not-a-token"), &subjects, &[])),
+        ("orders-certificate-and-token", session(1, Some("orders-token-0123456789"), &subjects, &patterns)),
+        ("orders-certificate-audit-token", session(1, Some("audit-token-9876543210"), &subjects, &[])),
+        ("device-certificate", session(2, None, &subjects, &patterns)),
+        ("unknown-certificate", session(3, None, &subjects, &[])),
     ]
 }
 
@@ -46,7 +53,7 @@ fn seeds() -> Vec<(&'static str, BytesMut)> {
 fn seeds_are_whole_frames() {
     let limits = Limits::default();
     for (name, seed) in seeds() {
-        let mut rest = &seed[..];
+        let mut rest = &seed[1..];
         while !rest.is_empty() {
             match check(rest, limits.frame_bytes_max()) {
                 Check::Complete(length) => rest = &rest[length..],
