@@ -38,7 +38,8 @@ pub enum ErrorCode {
     InvalidHeaders = 204,
     /// The connection's outbound queue passed `pending_bytes_max`.
     SlowConsumer = 300,
-    /// The connection holds `subscriptions_max` subscriptions already.
+    /// The connection holds `subscriptions_max` subscriptions already, or the
+    /// new one would pass a subscription-bytes limit (per connection or per identity).
     TooManySubscriptions = 301,
     /// The server holds its maximum number of connections.
     TooManyConnections = 302,
