@@ -85,7 +85,7 @@ impl<C: Channels> Core<C> {
         let mut writer = lock(&self.writer);
         let mut state = lock(&self.state);
         state.usable()?;
-        writer.publish(subject, reply, headers, payload)?;
+        unattributed(&mut writer, &mut state, |writer| writer.publish(subject, reply, headers, payload))?;
         state.expect_acknowledgement(acknowledgement);
         Ok(())
     }
@@ -102,7 +102,7 @@ impl<C: Channels> Core<C> {
         let mut state = lock(&self.state);
         state.usable()?;
         let id = state.add_subscription(sink);
-        if let Err(error) = writer.subscribe(pattern, queue, id) {
+        if let Err(error) = unattributed(&mut writer, &mut state, |writer| writer.subscribe(pattern, queue, id)) {
             state.remove_subscription(id);
             return Err(error);
         }
@@ -119,7 +119,7 @@ impl<C: Channels> Core<C> {
         let mut writer = lock(&self.writer);
         let mut state = lock(&self.state);
         state.usable()?;
-        writer.unsubscribe(id, after_messages)?;
+        unattributed(&mut writer, &mut state, |writer| writer.unsubscribe(id, after_messages))?;
         state.close_subscription_after(id, after_messages);
         state.expect_acknowledgement(acknowledgement);
         Ok(())
@@ -132,7 +132,8 @@ impl<C: Channels> Core<C> {
         let mut writer = lock(&self.writer);
         let mut state = lock(&self.state);
         state.remove_subscription(id);
-        if state.usable().is_err() || writer.unsubscribe(id, 0).is_err() {
+        if state.usable().is_err() || unattributed(&mut writer, &mut state, |writer| writer.unsubscribe(id, 0)).is_err()
+        {
             return false;
         }
         state.expect_acknowledgement(None);
@@ -167,14 +168,19 @@ impl<C: Channels> Core<C> {
             InboxStep::Wait => Ok(true),
             InboxStep::Subscribe(id) => {
                 let pattern = state.inbox().pattern();
-                // The Ok (ack mode) or the Check's Pong comes only once the
-                // subscription is visible on every shard, like a flush's.
                 let encoded = attributed(&mut writer, &mut state, Attributed::Inbox, |writer| {
                     writer.subscribe(&pattern, None, id)
                 });
                 if let Err(error) = encoded {
                     state.settle_inbox(Err(error.clone()));
                     return Err(error);
+                }
+                // The Ok (ack mode) or the Pong of a Ping after it comes only
+                // once the subscription is visible on every shard, like a
+                // flush's; outside ack mode that Pong also settles it.
+                if !state.ack_mode() {
+                    writer.ping();
+                    state.add_pong_waiter(PongWaiter::Boundary);
                 }
                 Ok(true)
             }
@@ -215,29 +221,57 @@ impl<C: Channels> Core<C> {
 
 /// Encodes one frame so that the server's refusal of it, if any, reaches
 /// `frame` (see the `dispatch` module header): in ack mode through its
-/// acknowledgement slot; otherwise between a Mark Ping and a Check Ping.
-/// Called with both locks held, so nothing gets between the three frames;
-/// if `encode` fails, nothing is left in the buffer, the Mark included.
+/// acknowledgement slot; otherwise by keeping it alone among frames of
+/// unknown fate in its interval, behind a boundary Ping if the current
+/// interval holds any. Called with both locks held; if `encode` fails,
+/// nothing is left in the buffer, the boundary included.
 fn attributed<C: Channels>(
     writer: &mut FrameWriter,
     state: &mut ConnectionState<C>,
     frame: Attributed,
     encode: impl FnOnce(&mut FrameWriter) -> Result<(), ClientError>,
 ) -> Result<(), ClientError> {
+    with_boundary(writer, state, true, encode)?;
     if state.ack_mode() {
-        encode(writer)?;
         state.expect_acknowledgement_for(frame);
-        return Ok(());
+    } else {
+        state.add_attributed(frame);
     }
+    Ok(())
+}
+
+/// Encodes a Publish, Subscribe or Unsubscribe whose refusal nobody waits
+/// for (it goes to `check_refusals`), behind a boundary Ping if the current
+/// interval holds an attributed frame. Called with both locks held.
+fn unattributed<C: Channels>(
+    writer: &mut FrameWriter,
+    state: &mut ConnectionState<C>,
+    encode: impl FnOnce(&mut FrameWriter) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    with_boundary(writer, state, false, encode)?;
+    state.add_unattributed();
+    Ok(())
+}
+
+fn with_boundary<C: Channels>(
+    writer: &mut FrameWriter,
+    state: &mut ConnectionState<C>,
+    attributed: bool,
+    encode: impl FnOnce(&mut FrameWriter) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    let boundary = state.needs_boundary(attributed);
     let before = writer.buffered_bytes();
-    writer.ping();
+    if boundary {
+        writer.ping();
+        state.add_pong_waiter(PongWaiter::Boundary);
+    }
     if let Err(error) = encode(writer) {
-        writer.truncate(before);
+        if boundary {
+            writer.truncate(before);
+            state.remove_last_boundary();
+        }
         return Err(error);
     }
-    writer.ping();
-    state.add_pong_waiter(PongWaiter::Mark);
-    state.add_pong_waiter(PongWaiter::Check(frame));
     Ok(())
 }
 
@@ -252,7 +286,7 @@ pub(crate) fn encode_owed_pongs<C: Channels>(writer: &mut FrameWriter, state: &M
 /// The reader's step: decode every whole frame in `buffer` and dispatch it,
 /// taking the state lock once per batch rather than once per frame. `Err`
 /// once the connection is terminal; the reader then stops. `Ok(true)` when
-/// the server sent a Ping: the caller wakes the writer side to answer it.
+/// the server sent a Ping: the caller has the Pong written (writer side).
 pub(crate) fn dispatch_buffered<C: Channels>(
     buffer: &mut BytesMut,
     limits: &Limits,

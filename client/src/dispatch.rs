@@ -2,10 +2,11 @@
 //! each decoded frame, and the bookkeeping the callers share with it.
 //!
 //! Both the blocking and the tokio client keep one `ConnectionState` behind a
-//! mutex. Callers register subscriptions and waiters in it; the reader (a
-//! thread or a task) feeds it frames. Channel types are a parameter
-//! ([`Channels`]), so the routing logic exists once and unit tests drive it
-//! with plain std channels and no socket.
+//! mutex. Callers register subscriptions and waiters in it; whoever reads the
+//! socket (a caller waiting for its answer, or a background thread or task)
+//! feeds it frames. Channel types are a parameter ([`Channels`]), so the
+//! routing logic exists once and unit tests drive it with plain std channels
+//! and no socket.
 //!
 //! # Invariants
 //! - Pongs answer Pings in order, so the Pong waiters form a FIFO: a waiter is
@@ -16,12 +17,27 @@
 //!   belongs to the n-th slot.
 //! - Outside ack mode the server says nothing about a frame it accepts, and a
 //!   refusal that keeps the connection (401, 307) does not say which frame it
-//!   answers. It does arrive in order with the Pongs, so a frame that must
-//!   learn its own fate (the inbox Subscribe, a request's Publish) is encoded
-//!   between two Pings, a [`PongWaiter::Mark`] and a [`PongWaiter::Check`],
-//!   in one critical section: a refusal that arrives between their Pongs
-//!   answers that frame. Every other refusal waits in `unreported` for
-//!   `take_refusals` (the clients' `check_refusals`).
+//!   answers. It does arrive in order with the Pongs (the server queues
+//!   refusals, Pongs and Oks in the order of the frames they answer), so the
+//!   Pings cut the frames into *intervals*: a refusal that arrives after the
+//!   Pong of Ping k and before the Pong of Ping k+1 answers a frame sent
+//!   between those two Pings. `intervals` mirrors that: one [`Interval`] per
+//!   Ping not yet answered, plus the one new frames join; a Pong retires the
+//!   front one.
+//! - A frame that must learn its own fate (the inbox Subscribe, a request's
+//!   Publish: an [`Attributed`] frame) is never in an interval with another
+//!   frame whose fate is unknown: before it is encoded, a Ping closes the
+//!   current interval if it holds any such frame, and before any frame is
+//!   encoded after it, a Ping closes its interval if it is still unsettled
+//!   (see `connection.rs`). A refusal that arrives in an interval holding an
+//!   attributed frame is therefore that frame's; any other refusal waits in
+//!   `unreported` for `take_refusals` (the clients' `check_refusals`).
+//! - A request's Publish is settled (accepted) when its answer arrives: a
+//!   refused publish reaches nobody, so nothing answers it. A sequence of
+//!   requests on a quiet connection therefore needs no Ping at all; a Ping is
+//!   only spent when frames of unknown fate would otherwise share an interval
+//!   (the inbox's own Subscribe, whose Pong also proves it visible, a request
+//!   right after a plain publish, a publish while a request is in flight).
 //! - The state holds the only sender of each subscription channel: removing a
 //!   subscription closes its channel, and the receiver sees the end after
 //!   draining what was already delivered.
@@ -71,10 +87,24 @@ pub(crate) trait Channels {
 pub(crate) enum PongWaiter<C: Channels> {
     /// `flush()`.
     Flush(C::Done),
-    /// Opens the window of the one frame encoded before the matching `Check`.
-    Mark,
-    /// Closes that window: a refusal that arrived in it answers `Attributed`.
-    Check(Attributed),
+    /// Nobody: a Ping sent only to close an interval (see the module header).
+    Boundary,
+}
+
+/// The frames between two Pings whose refusals, if any, are still to come.
+#[derive(Debug, Default)]
+pub(crate) struct Interval {
+    /// Publishes, Subscribes and Unsubscribes nobody waits on.
+    unattributed: u64,
+    /// The one frame whose refusal has somewhere to go; never beside an
+    /// unattributed frame (see the module header).
+    attributed: Option<Attributed>,
+}
+
+impl Interval {
+    fn unsettled(&self) -> bool {
+        self.unattributed > 0 || self.attributed.is_some()
+    }
 }
 
 /// A frame whose refusal has somewhere to go other than its caller's own
@@ -193,11 +223,11 @@ pub(crate) struct ConnectionState<C: Channels> {
     subscriptions: HashMap<u64, SubscriptionEntry<C::Sink>>,
     next_subscription_id: u64,
     pong_waiters: VecDeque<PongWaiter<C>>,
+    /// One per Pong waiter, plus the last, which new frames join (outside
+    /// ack mode; see the module header). Never empty.
+    intervals: VecDeque<Interval>,
     /// One slot per acknowledged frame (ack mode only).
     acknowledgement_waiters: VecDeque<Acknowledgement<C>>,
-    /// Between a `Mark`'s Pong and its `Check`'s: refusals go to `window`.
-    window_open: bool,
-    window: Refusals,
     /// Refusals nobody was told about yet; `take_refusals` hands them out.
     unreported: Refusals,
     inbox: Inbox,
@@ -207,7 +237,7 @@ pub(crate) struct ConnectionState<C: Channels> {
     terminal: Option<ClientError>,
     statistics: Statistics,
     /// Pings the server sent (it checks idle connections) not yet answered;
-    /// the writer side encodes the Pongs (the reader never writes).
+    /// the writer side encodes the Pongs (dispatching never writes).
     pongs_owed: u32,
 }
 
@@ -218,9 +248,8 @@ impl<C: Channels> ConnectionState<C> {
             subscriptions: HashMap::new(),
             next_subscription_id: 1,
             pong_waiters: VecDeque::new(),
+            intervals: VecDeque::from([Interval::default()]),
             acknowledgement_waiters: VecDeque::new(),
-            window_open: false,
-            window: Refusals::default(),
             unreported: Refusals::default(),
             inbox,
             inbox_state: InboxState::Absent,
@@ -352,12 +381,73 @@ impl<C: Channels> ConnectionState<C> {
     }
 
     pub(crate) fn add_flush_waiter(&mut self, waiter: C::Done) {
-        self.pong_waiters.push_back(PongWaiter::Flush(waiter));
+        self.add_pong_waiter(PongWaiter::Flush(waiter));
     }
 
-    /// For a Ping just encoded that is not a flush (see the module header).
+    /// For a Ping just encoded: it closes the current interval.
     pub(crate) fn add_pong_waiter(&mut self, waiter: PongWaiter<C>) {
         self.pong_waiters.push_back(waiter);
+        self.intervals.push_back(Interval::default());
+    }
+
+    /// Undoes the last [`ConnectionState::add_pong_waiter`] of a boundary
+    /// whose frame then failed to encode (nothing was added since).
+    pub(crate) fn remove_last_boundary(&mut self) {
+        debug_assert!(matches!(self.pong_waiters.back(), Some(PongWaiter::Boundary)));
+        debug_assert!(self.intervals.back().is_some_and(|interval| !interval.unsettled()));
+        self.pong_waiters.pop_back();
+        self.intervals.pop_back();
+    }
+
+    fn current_interval(&mut self) -> &mut Interval {
+        self.intervals.back_mut().expect("there is always a current interval")
+    }
+
+    /// Outside ack mode, before encoding a frame that may be refused: whether
+    /// a boundary Ping must go first, so that the new frame does not share an
+    /// interval with an attributed frame (or, for an attributed frame, with
+    /// any frame of unknown fate).
+    pub(crate) fn needs_boundary(&mut self, attributed: bool) -> bool {
+        if self.ack_mode {
+            return false;
+        }
+        let interval = self.current_interval();
+        if attributed {
+            interval.unsettled()
+        } else {
+            interval.attributed.is_some()
+        }
+    }
+
+    /// Outside ack mode, a Publish, Subscribe or Unsubscribe nobody waits on
+    /// was just encoded (after the boundary [`ConnectionState::needs_boundary`] asked for).
+    pub(crate) fn add_unattributed(&mut self) {
+        if !self.ack_mode {
+            let interval = self.current_interval();
+            debug_assert!(interval.attributed.is_none());
+            interval.unattributed += 1;
+        }
+    }
+
+    /// Outside ack mode, `frame` was just encoded (after the boundary
+    /// [`ConnectionState::needs_boundary`] asked for): a refusal in its
+    /// interval is its.
+    pub(crate) fn add_attributed(&mut self, frame: Attributed) {
+        if !self.ack_mode {
+            let interval = self.current_interval();
+            debug_assert!(!interval.unsettled());
+            interval.attributed = Some(frame);
+        }
+    }
+
+    /// Request `request` was answered, so the server accepted its Publish: it
+    /// no longer keeps its interval from taking other frames.
+    fn settle_request(&mut self, request: u64) {
+        let frame = Some(Attributed::Request(request));
+        // Usually the newest interval: search from the back.
+        if let Some(interval) = self.intervals.iter_mut().rev().find(|interval| interval.attributed == frame) {
+            interval.attributed = None;
+        }
     }
 
     /// Reserves the acknowledgement slot of a frame just encoded; a no-op
@@ -380,23 +470,20 @@ impl<C: Channels> ConnectionState<C> {
     pub(crate) fn handle_frame(&mut self, frame: Frame) -> Result<(), ClientError> {
         match frame {
             Frame::Deliver(deliver) => self.deliver(deliver),
-            Frame::Pong => match self.pong_waiters.pop_front() {
-                Some(PongWaiter::Flush(waiter)) => waiter.complete(Ok(())),
-                Some(PongWaiter::Mark) => {
-                    // Pairs are encoded in one critical section, so they never nest.
-                    debug_assert!(!self.window_open && self.window.count == 0);
-                    self.window_open = true;
+            Frame::Pong => {
+                let Some(waiter) = self.pong_waiters.pop_front() else {
+                    return self.fail_with(ClientError::Protocol("Pong without a Ping".to_owned()));
+                };
+                // Every refusal of the front interval's frames came before this Pong.
+                let interval = self.intervals.pop_front().unwrap_or_default();
+                debug_assert!(!self.intervals.is_empty());
+                if let Some(frame) = interval.attributed {
+                    self.attribute(frame, None);
                 }
-                Some(PongWaiter::Check(frame)) => {
-                    self.window_open = false;
-                    let window = std::mem::take(&mut self.window);
-                    // One frame was encoded between the two Pings, and the
-                    // server refuses a frame at most once.
-                    debug_assert!(window.count <= 1);
-                    self.attribute(frame, window.first);
+                if let PongWaiter::Flush(waiter) = waiter {
+                    waiter.complete(Ok(()));
                 }
-                None => return self.fail_with(ClientError::Protocol("Pong without a Ping".to_owned())),
-            },
+            }
             Frame::Ok => match self.acknowledgement_waiters.pop_front() {
                 Some(Acknowledgement::Caller(waiter)) => waiter.complete(Ok(())),
                 Some(Acknowledgement::Frame(frame)) => self.attribute(frame, None),
@@ -413,8 +500,12 @@ impl<C: Channels> ConnectionState<C> {
                 let refusal =
                     Refusal { code: error.code, message: error.message, retry_after_ms: error.retry_after_ms };
                 if !self.ack_mode {
-                    let refusals = if self.window_open { &mut self.window } else { &mut self.unreported };
-                    refusals.add(refusal);
+                    // It answers a frame of the front interval (see the module header).
+                    let front = self.intervals.front_mut().and_then(|interval| interval.attributed.take());
+                    match front {
+                        Some(frame) => self.attribute(frame, Some(refusal)),
+                        None => self.unreported.add(refusal),
+                    }
                     return Ok(());
                 }
                 // In ack mode the Error answers the oldest unacknowledged frame.
@@ -471,6 +562,8 @@ impl<C: Channels> ConnectionState<C> {
                 waiter.complete(Err(error.clone()));
             }
         }
+        self.intervals.clear();
+        self.intervals.push_back(Interval::default());
         for waiter in self.acknowledgement_waiters.drain(..) {
             if let Acknowledgement::Caller(waiter) = waiter {
                 waiter.complete(Err(error.clone()));
@@ -515,8 +608,12 @@ impl<C: Channels> ConnectionState<C> {
             Ok(message) => message,
             Err(error) => return self.fail(error),
         };
-        let waiting = self.inbox.request_of(&message.subject).and_then(|request| self.responses.remove(&request));
-        let Some(response) = waiting else {
+        let request = self.inbox.request_of(&message.subject);
+        if let Some(request) = request {
+            // Answered, so accepted: even when nobody waits any more.
+            self.settle_request(request);
+        }
+        let Some(response) = request.and_then(|request| self.responses.remove(&request)) else {
             self.statistics.unmatched_responses += 1;
             return;
         };

@@ -253,36 +253,102 @@ fn outside_ack_mode_refusals_wait_until_taken_once_counted_with_the_first() {
     assert!(state.usable().is_ok());
 }
 
+/// What `connection.rs` does around an attributed frame, outside ack mode:
+/// a boundary Ping first if its interval holds a frame of unknown fate.
+/// Returns whether a boundary Ping was "sent".
+fn send_attributed(state: &mut ConnectionState<Blocking>, frame: Attributed) -> bool {
+    let boundary = state.needs_boundary(true);
+    if boundary {
+        state.add_pong_waiter(PongWaiter::Boundary);
+    }
+    state.add_attributed(frame);
+    boundary
+}
+
+/// The same for a frame nobody waits on (a publish, a subscribe).
+fn send_unattributed(state: &mut ConnectionState<Blocking>) -> bool {
+    let boundary = state.needs_boundary(false);
+    if boundary {
+        state.add_pong_waiter(PongWaiter::Boundary);
+    }
+    state.add_unattributed();
+    boundary
+}
+
 #[test]
-fn a_refusal_between_mark_and_check_answers_that_frame_only() {
+fn a_refusal_in_the_interval_of_a_request_answers_that_request_only() {
     let mut state = state(false);
     let (response, response_answer) = sync_channel(1);
+    assert!(!send_unattributed(&mut state), "nothing to separate a plain publish from");
     let request = state.add_request(response);
-    state.add_pong_waiter(PongWaiter::Mark);
-    state.add_pong_waiter(PongWaiter::Check(Attributed::Request(request)));
-    // Refusals of frames sent before the Mark arrive before its Pong.
+    assert!(send_attributed(&mut state, Attributed::Request(request)), "a Ping separates it from the publish");
+    // Refusals of frames sent before that Ping arrive before its Pong.
     state.handle_frame(refusal(ErrorCode::PermissionDenied, "earlier publish")).expect("refusal");
-    state.handle_frame(Frame::Pong).expect("the Mark's pong");
+    assert!(response_answer.try_recv().is_err(), "not the request's");
+    state.handle_frame(Frame::Pong).expect("the boundary's pong");
     state.handle_frame(refusal(ErrorCode::PermissionDenied, "the request")).expect("refusal");
-    assert!(response_answer.try_recv().is_err(), "attributed only once the Check's Pong proves it");
-    state.handle_frame(Frame::Pong).expect("the Check's pong");
-    let answer = response_answer.try_recv().expect("the request is answered at once");
+    let answer = response_answer.try_recv().expect("the request is answered at once, without a Pong after it");
     assert!(matches!(&answer, Err(ClientError::Server { code: 401, message, .. }) if message == "the request"));
     let earlier = state.take_refusals().expect("the earlier refusal is not the request's");
     assert!(matches!(&earlier, ClientError::Refused { count: 1, message, .. } if message == "earlier publish"));
 }
 
 #[test]
-fn a_clean_check_leaves_the_request_waiting_for_its_answer() {
+fn answered_requests_need_no_pings_and_refusals_after_them_are_the_next_ones() {
+    let mut state = state(false);
+    for round in 0..3u32 {
+        let (response, response_answer) = sync_channel(1);
+        let request = state.add_request(response);
+        assert!(!send_attributed(&mut state, Attributed::Request(request)), "round {round}: no Ping");
+        let subject = state.inbox().reply_subject(request);
+        // (The inbox id does not matter to this test: make it 0.)
+        state.inbox_state = InboxState::Ready { id: 0 };
+        state.handle_frame(deliver(0, &subject, 0, b"answer")).expect("answer");
+        assert!(response_answer.try_recv().expect("answered").is_ok(), "round {round}");
+    }
+    let (response, response_answer) = sync_channel(1);
+    let request = state.add_request(response);
+    assert!(!send_attributed(&mut state, Attributed::Request(request)), "still no Ping: the others were answered");
+    state.handle_frame(refusal(ErrorCode::RateLimited, "too fast")).expect("refusal");
+    assert!(matches!(response_answer.try_recv(), Ok(Err(ClientError::Server { code: 307, .. }))));
+    assert!(state.take_refusals().is_none(), "reported to the request");
+}
+
+#[test]
+fn a_publish_after_a_request_in_flight_starts_a_new_interval() {
     let mut state = state(false);
     let (response, response_answer) = sync_channel(1);
     let request = state.add_request(response);
-    state.add_pong_waiter(PongWaiter::Mark);
-    state.add_pong_waiter(PongWaiter::Check(Attributed::Request(request)));
-    state.handle_frame(Frame::Pong).expect("pong");
+    assert!(!send_attributed(&mut state, Attributed::Request(request)));
+    assert!(send_unattributed(&mut state), "the publish must not share the request's interval");
+    assert!(!send_unattributed(&mut state), "publishes may share an interval");
+    // The request was accepted (its Pong comes, no refusal before it) ...
     state.handle_frame(Frame::Pong).expect("pong");
     assert!(response_answer.try_recv().is_err(), "still waiting for the answer");
-    // A refusal after the Check belongs to a later frame.
+    // ... so this refusal belongs to one of the publishes.
+    state.handle_frame(refusal(ErrorCode::RateLimited, "later")).expect("refusal");
+    assert!(response_answer.try_recv().is_err());
+    assert!(matches!(state.take_refusals(), Some(ClientError::Refused { count: 1, .. })));
+    // A request now shares nothing either: a Ping first.
+    let (second, _second_answer) = sync_channel(1);
+    let second = state.add_request(second);
+    assert!(send_attributed(&mut state, Attributed::Request(second)));
+}
+
+#[test]
+fn a_clean_pong_leaves_the_request_waiting_for_its_answer() {
+    let mut state = state(false);
+    let (response, response_answer) = sync_channel(1);
+    assert!(!send_unattributed(&mut state));
+    let request = state.add_request(response);
+    assert!(send_attributed(&mut state, Attributed::Request(request)));
+    let (flush, flush_answer) = done();
+    state.add_flush_waiter(flush);
+    state.handle_frame(Frame::Pong).expect("pong");
+    state.handle_frame(Frame::Pong).expect("pong");
+    assert!(matches!(flush_answer.try_recv(), Ok(Ok(()))));
+    assert!(response_answer.try_recv().is_err(), "still waiting for the answer");
+    // A refusal after the flush's Pong belongs to a later frame.
     state.handle_frame(refusal(ErrorCode::RateLimited, "later")).expect("refusal");
     assert!(response_answer.try_recv().is_err());
     assert!(state.take_refusals().is_some());
@@ -299,13 +365,14 @@ fn a_refused_inbox_fails_every_waiting_request_and_the_next_one_tries_again() {
         if ack_mode {
             state.expect_acknowledgement_for(Attributed::Inbox);
         } else {
-            state.add_pong_waiter(PongWaiter::Mark);
-            state.add_pong_waiter(PongWaiter::Check(Attributed::Inbox));
-            state.handle_frame(Frame::Pong).expect("mark");
+            send_unattributed(&mut state);
+            assert!(send_attributed(&mut state, Attributed::Inbox));
+            state.add_pong_waiter(PongWaiter::Boundary);
+            state.handle_frame(Frame::Pong).expect("the boundary's pong");
         }
         state.handle_frame(refusal(ErrorCode::PermissionDenied, "no inbox")).expect("refusal");
         if !ack_mode {
-            state.handle_frame(Frame::Pong).expect("check");
+            state.handle_frame(Frame::Pong).expect("the pong after the inbox");
         }
         for answer in [first_answer, second_answer] {
             assert!(matches!(answer.try_recv(), Ok(Err(ClientError::Server { code: 401, .. }))), "ack_mode={ack_mode}");
@@ -347,11 +414,21 @@ fn a_refusal_for_a_request_that_already_timed_out_is_reported_like_any_other() {
     let mut state = state(false);
     let (response, _response_answer) = sync_channel(1);
     let request = state.add_request(response);
-    state.add_pong_waiter(PongWaiter::Mark);
-    state.add_pong_waiter(PongWaiter::Check(Attributed::Request(request)));
+    send_attributed(&mut state, Attributed::Request(request));
     state.cancel_request(request);
-    state.handle_frame(Frame::Pong).expect("mark");
     state.handle_frame(refusal(ErrorCode::RateLimited, "late")).expect("refusal");
-    state.handle_frame(Frame::Pong).expect("check");
     assert!(matches!(state.take_refusals(), Some(ClientError::Refused { count: 1, code: 307, .. })));
+}
+
+#[test]
+fn the_inbox_is_ready_at_the_pong_after_it_unless_refused_before() {
+    let mut state = state(false);
+    let (first, first_answer) = done();
+    let InboxStep::Subscribe(_) = state.join_inbox(first) else { panic!("subscribes") };
+    assert!(!send_attributed(&mut state, Attributed::Inbox), "nothing before it");
+    state.add_pong_waiter(PongWaiter::Boundary);
+    assert!(first_answer.try_recv().is_err());
+    state.handle_frame(Frame::Pong).expect("pong");
+    assert!(matches!(first_answer.try_recv(), Ok(Ok(()))));
+    assert!(state.inbox_ready());
 }
