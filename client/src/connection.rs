@@ -58,6 +58,16 @@ impl<C: Channels> Core<C> {
         lock(&self.state).statistics()
     }
 
+    /// Whether the request inbox is accepted and visible (then it stays so).
+    pub(crate) fn inbox_ready(&self) -> bool {
+        lock(&self.state).inbox_ready()
+    }
+
+    /// Whether a subscription (other than the request inbox) is open.
+    pub(crate) fn has_subscriptions(&self) -> bool {
+        lock(&self.state).has_subscriptions()
+    }
+
     /// `Err(ClientError::Refused)` with the refusals not reported yet.
     pub(crate) fn check_refusals(&self) -> Result<(), ClientError> {
         match lock(&self.state).take_refusals() {

@@ -321,6 +321,11 @@ impl<C: Channels> ConnectionState<C> {
         }
     }
 
+    /// Whether any subscription (other than the request inbox) is open.
+    pub(crate) fn has_subscriptions(&self) -> bool {
+        !self.subscriptions.is_empty()
+    }
+
     pub(crate) fn inbox_ready(&self) -> bool {
         matches!(self.inbox_state, InboxState::Ready { .. })
     }

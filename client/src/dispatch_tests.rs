@@ -6,9 +6,24 @@ use bytes::{Bytes, BytesMut};
 use flit_wire::{Deliver, Encoder, ErrorCode, ErrorFrame, Frame, Limits};
 
 use super::*;
-use crate::blocking::{message_channel, Blocking, MessageReceiver};
+use crate::blocking::{message_channel, MessageReceiver, MessageSender};
 
-fn state(ack_mode: bool) -> ConnectionState<Blocking> {
+/// Plain std channels for the answers, so a test can look at them.
+struct Test;
+
+impl Channels for Test {
+    type Sink = MessageSender;
+    type Done = SyncDone;
+    type Response = std::sync::mpsc::SyncSender<Result<Message, ClientError>>;
+}
+
+impl<T> Completion<T> for std::sync::mpsc::SyncSender<Result<T, ClientError>> {
+    fn complete(self, result: Result<T, ClientError>) {
+        let _ = self.try_send(result);
+    }
+}
+
+fn state(ack_mode: bool) -> ConnectionState<Test> {
     ConnectionState::new(ack_mode, Inbox::with_random_part("test"))
 }
 
@@ -23,7 +38,7 @@ fn deliver(subscription_id: u64, subject: &str, status: u16, payload: &'static [
     })
 }
 
-fn subscribe(state: &mut ConnectionState<Blocking>, capacity: usize) -> (u64, MessageReceiver) {
+fn subscribe(state: &mut ConnectionState<Test>, capacity: usize) -> (u64, MessageReceiver) {
     let (sink, receiver) = message_channel(capacity);
     (state.add_subscription(sink), receiver)
 }
@@ -256,7 +271,7 @@ fn outside_ack_mode_refusals_wait_until_taken_once_counted_with_the_first() {
 /// What `connection.rs` does around an attributed frame, outside ack mode:
 /// a boundary Ping first if its interval holds a frame of unknown fate.
 /// Returns whether a boundary Ping was "sent".
-fn send_attributed(state: &mut ConnectionState<Blocking>, frame: Attributed) -> bool {
+fn send_attributed(state: &mut ConnectionState<Test>, frame: Attributed) -> bool {
     let boundary = state.needs_boundary(true);
     if boundary {
         state.add_pong_waiter(PongWaiter::Boundary);
@@ -266,7 +281,7 @@ fn send_attributed(state: &mut ConnectionState<Blocking>, frame: Attributed) -> 
 }
 
 /// The same for a frame nobody waits on (a publish, a subscribe).
-fn send_unattributed(state: &mut ConnectionState<Blocking>) -> bool {
+fn send_unattributed(state: &mut ConnectionState<Test>) -> bool {
     let boundary = state.needs_boundary(false);
     if boundary {
         state.add_pong_waiter(PongWaiter::Boundary);

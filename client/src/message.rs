@@ -41,10 +41,12 @@ impl Message {
         self.headers.iter().find(|(name, _)| name == key).map(|(_, value)| value.as_str())
     }
 
-    /// Publishes `payload` to this message's reply subject on `client`.
+    /// Publishes `payload` to this message's reply subject on `client`, and
+    /// writes it to the socket at once (a requester is waiting for it),
+    /// rather than leaving it to the flusher thread as `publish` does.
     pub fn respond(&self, client: &crate::Client, payload: &[u8]) -> Result<(), ClientError> {
         let reply = self.reply.as_deref().ok_or(ClientError::NoReplySubject)?;
-        client.publish(reply, payload)
+        client.publish_now(reply, payload)
     }
 
     /// Like [`Message::respond`], on an [`AsyncClient`](crate::AsyncClient).

@@ -1,11 +1,13 @@
 //! TLS for the clients (rustls, ring provider). The async client hands the
 //! configuration to tokio-rustls; what follows is about the blocking one.
 //!
-//! The blocking client has a reader thread and writers on other threads, so
-//! one rustls session is shared under a mutex, and no socket IO happens while
-//! it is held: the reader reads socket bytes first, then decrypts them under
-//! the lock; a writer encrypts under the lock into a buffer, then writes that
-//! buffer to the socket under the socket's own lock (which orders records).
+//! The blocking client reads and writes on several threads (whichever thread
+//! holds the read turn reads, see `blocking/shared.rs`; callers and the
+//! flusher write), so one rustls session is shared under a mutex, and no
+//! socket IO happens while it is held: the reader reads socket bytes first,
+//! then decrypts them under the lock; a writer encrypts under the lock into a
+//! buffer, then writes that buffer to the socket under the socket's own lock
+//! (which orders records).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -63,7 +65,7 @@ impl TlsOptions {
     }
 }
 
-/// One connection's TLS session, shared by the reader and the writers.
+/// One connection's TLS session, shared by the readers and the writers.
 pub(crate) struct TlsSession(Mutex<ClientConnection>);
 
 impl TlsSession {

@@ -1,28 +1,23 @@
-//! The blocking client's IO: connecting, the handshake, the reader thread,
-//! the flusher thread, and the std channel types the dispatcher feeds.
-//!
-//! # Threads
-//! - The reader thread owns a clone of the socket for reading. It exits when
-//!   the socket ends or the connection becomes terminal, after failing the
-//!   state so nobody waits forever.
-//! - The flusher thread writes out publishes that callers only buffered. It
-//!   sleeps on a channel of capacity one, so a burst of publishes costs one
-//!   wake-up, and exits when the client is dropped (its channel disconnects).
+//! The blocking client's IO pieces: connecting, the handshake, and the
+//! channel types the dispatcher feeds: subscription queues, and the
+//! one-answer [`Slot`] a waiting caller parks on. The threads and the socket
+//! handoff are in `connection.rs`.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(test)]
 use std::sync::mpsc::TryRecvError;
-use std::sync::mpsc::{channel, Receiver, RecvError, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::mpsc::{channel, Receiver, RecvError, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use flit_wire::{Limits, Welcome};
 
-use crate::connection::{dispatch_buffered, encode_owed_pongs, lock, Core};
-use crate::dispatch::{Channels, Completion, ConnectionState, MessageSink, Refused};
+use crate::connection::lock;
+use crate::dispatch::{Channels, Completion, MessageSink, Refused};
 use crate::error::ClientError;
 use crate::framing::{accept_welcome, closed_during_handshake, next_handshake_frame, FrameWriter};
 use crate::message::Message;
@@ -41,8 +36,8 @@ pub(crate) struct Blocking;
 
 impl Channels for Blocking {
     type Sink = MessageSender;
-    type Done = SyncSender<Result<(), ClientError>>;
-    type Response = SyncSender<Result<Message, ClientError>>;
+    type Done = Answer<()>;
+    type Response = Answer<Message>;
 }
 
 /// The sending half of a subscription's queue: an unbounded std channel
@@ -107,11 +102,41 @@ impl MessageReceiver {
     }
 }
 
-impl<T> Completion<T> for SyncSender<Result<T, ClientError>> {
+/// Where the answer a thread waits for lands: one value, and the thread to
+/// unpark when it does. The thread that creates it is the one that waits.
+pub(crate) struct Slot<T> {
+    answer: Mutex<Option<Result<T, ClientError>>>,
+    waiter: Thread,
+}
+
+/// The completing half of a [`Slot`], handed to the dispatcher.
+pub(crate) struct Answer<T>(Arc<Slot<T>>);
+
+/// A slot for the calling thread, and its completing half.
+pub(crate) fn slot<T>() -> (Answer<T>, Arc<Slot<T>>) {
+    let slot = Arc::new(Slot { answer: Mutex::new(None), waiter: std::thread::current() });
+    (Answer(Arc::clone(&slot)), slot)
+}
+
+impl<T> Slot<T> {
+    /// The answer, once it came (taken: a second call returns `None`).
+    pub(crate) fn take(&self) -> Option<Result<T, ClientError>> {
+        lock(&self.answer).take()
+    }
+
+    pub(crate) fn is_answered(&self) -> bool {
+        lock(&self.answer).is_some()
+    }
+}
+
+impl<T> Completion<T> for Answer<T> {
     fn complete(self, result: Result<T, ClientError>) {
-        // Capacity one and one answer per waiter: never full. A waiter that
-        // timed out has dropped its receiver; ignoring that is the point.
-        let _ = self.try_send(result);
+        *lock(&self.0.answer) = Some(result);
+        // The waiter may be the thread dispatching (it read its own answer):
+        // it looks at its slot before it parks, so it needs no token.
+        if self.0.waiter.id() != std::thread::current().id() {
+            self.0.waiter.unpark();
+        }
     }
 }
 
@@ -129,8 +154,8 @@ pub(crate) fn connect_socket(addresses: impl ToSocketAddrs, timeout: Duration) -
 
 /// Runs the TLS handshake if `options.tls` asks for it, then sends Hello and
 /// reads the answer, all within `deadline`. Returns the Welcome, whatever the
-/// server sent after it (which the reader must dispatch first), and the TLS
-/// session.
+/// server sent after it (to be dispatched before anything read later), and
+/// the TLS session.
 pub(crate) fn handshake(
     stream: &mut TcpStream,
     options: &Options,
@@ -182,129 +207,6 @@ fn exchange_hello(
                 return Err(ClientError::Timeout)
             }
             Err(error) => return Err(error.into()),
-        }
-    }
-}
-
-/// The reader thread's body. See the module header.
-pub(crate) fn run_reader(
-    mut stream: TcpStream,
-    mut buffer: BytesMut,
-    limits: Limits,
-    state: Arc<Mutex<ConnectionState<Blocking>>>,
-    wake_flusher: SyncSender<()>,
-    tls: Option<Arc<TlsSession>>,
-) {
-    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    let mut plaintext = Vec::new();
-    let error = loop {
-        match dispatch_buffered(&mut buffer, &limits, &state) {
-            Ok(true) => {
-                let _ = wake_flusher.try_send(());
-            }
-            Ok(false) => {}
-            Err(error) => break error,
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => break ClientError::Disconnected,
-            Ok(read) => match &tls {
-                None => buffer.extend_from_slice(&chunk[..read]),
-                Some(session) => {
-                    plaintext.clear();
-                    if let Err(error) = session.decrypt(&chunk[..read], &mut plaintext) {
-                        break error;
-                    }
-                    buffer.extend_from_slice(&plaintext);
-                }
-            },
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => break error.into(),
-        }
-    };
-    lock(&state).fail(error);
-    // The server closes after an Error; if we stopped for another reason
-    // (protocol violation), make sure the peer sees us go.
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
-/// What the client handles share: the core, the socket's write side, and the
-/// flusher's wake-up channel.
-pub(crate) struct Shared {
-    pub(crate) core: Core<Blocking>,
-    /// Held while writing, and taken while still holding the core's writer
-    /// lock, so bytes reach the socket in the order they were encoded.
-    pub(crate) stream: Mutex<TcpStream>,
-    pub(crate) wake_flusher: SyncSender<()>,
-    pub(crate) reader: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The TLS session, shared with the reader (see tls.rs).
-    pub(crate) tls: Option<Arc<TlsSession>>,
-}
-
-impl Shared {
-    /// Writes every buffered byte to the socket now.
-    pub(crate) fn write_out(&self) -> Result<(), ClientError> {
-        let mut writer = lock(&self.core.writer);
-        encode_owed_pongs(&mut writer, &self.core.state);
-        if writer.buffered_bytes() == 0 {
-            return Ok(());
-        }
-        let mut stream = lock(&self.stream);
-        let bytes = writer.take();
-        drop(writer);
-        let written = match &self.tls {
-            None => stream.write_all(&bytes).map_err(ClientError::from),
-            Some(session) => session.encrypt(&bytes).and_then(|records| Ok(stream.write_all(&records)?)),
-        };
-        if let Err(error) = written {
-            self.core.fail(error.clone());
-            let _ = stream.shutdown(Shutdown::Both);
-            return Err(error);
-        }
-        Ok(())
-    }
-
-    /// After a frame was buffered: write at once if the buffer is over its
-    /// bound (the caller waits for the socket: backpressure), else let the
-    /// flusher thread pick the bytes up.
-    pub(crate) fn buffered(&self) -> Result<(), ClientError> {
-        if self.core.buffered_bytes() > self.core.options.write_buffer_bytes_max {
-            return self.write_out();
-        }
-        // Full means a wake-up is already pending, which is all we need.
-        let _ = self.wake_flusher.try_send(());
-        Ok(())
-    }
-
-    /// Ends the connection: nothing more is sent or received.
-    pub(crate) fn shut_down(&self, error: ClientError) {
-        let _ = self.write_out();
-        if let Some(session) = &self.tls {
-            let _ = lock(&self.stream).write_all(&session.close_notify());
-        }
-        self.core.fail(error);
-        let _ = lock(&self.stream).shutdown(Shutdown::Both);
-        let reader = lock(&self.reader).take();
-        if let Some(reader) = reader {
-            // Do not join ourselves (the last handle may be dropped on the reader thread).
-            if reader.thread().id() != std::thread::current().id() {
-                let _ = reader.join();
-            }
-        }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.shut_down(ClientError::Closed);
-    }
-}
-
-/// The flusher thread's body. See the module header.
-pub(crate) fn run_flusher(wake: Receiver<()>, shared: Weak<Shared>) {
-    while wake.recv().is_ok() {
-        let Some(shared) = shared.upgrade() else { return };
-        if shared.write_out().is_err() {
-            return;
         }
     }
 }

@@ -1,8 +1,13 @@
 //! The blocking client, on `std::net`.
 //!
 //! A [`Client`] is a cheap handle (clone it to share one connection between
-//! threads). Calls encode into a shared buffer and return; a flusher thread
-//! writes the buffer out, and a reader thread dispatches what the server sends.
+//! threads). Calls encode into a shared buffer. A publish returns and leaves
+//! the writing to a flusher thread; a call that waits for an answer (a
+//! request, a flush, anything in ack mode) writes the buffer out itself and
+//! then reads the socket itself until its answer arrives, dispatching
+//! whatever else it reads, so a request costs no other thread's wake-up. A
+//! background thread reads when no caller does (subscriptions' deliveries,
+//! the server's Pings). See `shared.rs` for the handoff.
 //! [`Client::flush`] is the round-trip barrier: when it returns, the server has
 //! processed everything sent before it, and (a server guarantee) this
 //! connection's subscriptions are visible on every shard.
@@ -14,10 +19,11 @@
 //! ended the connection.
 
 mod io;
+mod shared;
 mod subscription;
 
 use std::net::{Shutdown, ToSocketAddrs};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,10 +37,11 @@ use crate::options::Options;
 
 pub(crate) use io::Blocking;
 #[cfg(test)]
-pub(crate) use io::{message_channel, MessageReceiver};
+pub(crate) use io::{message_channel, MessageReceiver, MessageSender};
 pub use subscription::Subscription;
 
-use io::Shared;
+use io::{slot, Answer, Slot};
+use shared::{Connection, Shared};
 
 /// A connection to a flit server. See the module header.
 #[derive(Clone)]
@@ -48,8 +55,11 @@ impl std::fmt::Debug for Client {
     }
 }
 
-type Answer<T> = Receiver<Result<T, ClientError>>;
-type Done = std::sync::mpsc::SyncSender<Result<(), ClientError>>;
+/// `now + timeout`, or as far as the clock goes.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
 
 impl Client {
     /// Connects with default [`Options`].
@@ -58,7 +68,7 @@ impl Client {
     }
 
     /// Connects, sends Hello and waits for the Welcome, all within
-    /// `options.connect_timeout`; then starts the reader and flusher threads.
+    /// `options.connect_timeout`; then starts the background and flusher threads.
     pub fn connect_with(address: impl ToSocketAddrs, options: Options) -> Result<Client, ClientError> {
         let deadline = Instant::now() + options.connect_timeout;
         let mut stream = io::connect_socket(address, options.connect_timeout)?;
@@ -70,21 +80,23 @@ impl Client {
             }
         };
         let core = Core::<Blocking>::new(welcome, options);
-        let read_half = stream.try_clone()?;
+        let connection = Arc::new(Connection::new(core, stream, tls, leftover)?);
+        if let Err(error) = connection.dispatch_leftover() {
+            connection.fail(error.clone());
+            return Err(error);
+        }
         let (wake_flusher, wake) = sync_channel(1);
-        let state = Arc::clone(&core.state);
-        let limits = core.limits;
-        let reader_wakes_flusher = wake_flusher.clone();
-        let reader_tls = tls.clone();
-        let shared = Arc::new(Shared { core, stream: Mutex::new(stream), wake_flusher, reader: Mutex::new(None), tls });
-        let reader = std::thread::Builder::new()
+        let shared =
+            Arc::new(Shared { connection: Arc::clone(&connection), wake_flusher, background: Mutex::new(None) });
+        let for_background = Arc::clone(&connection);
+        let background = std::thread::Builder::new()
             .name("flit-client-reader".to_owned())
-            .spawn(move || io::run_reader(read_half, leftover, limits, state, reader_wakes_flusher, reader_tls))?;
-        *lock(&shared.reader) = Some(reader);
-        let weak = Arc::downgrade(&shared);
+            .spawn(move || shared::run_background(for_background))?;
+        connection.set_background(background.thread().clone());
+        *lock(&shared.background) = Some(background);
         std::thread::Builder::new()
             .name("flit-client-flusher".to_owned())
-            .spawn(move || io::run_flusher(wake, weak))?;
+            .spawn(move || shared::run_flusher(wake, connection))?;
         Ok(Client { shared })
     }
 
@@ -145,6 +157,9 @@ impl Client {
         let id = self.shared.core.subscribe(pattern, queue, sink, done)?;
         // From here the Subscription owns the id: dropping it on error unsubscribes.
         let subscription = Subscription::new(id, receiver, Arc::clone(&self.shared));
+        // With a subscription the background thread must not linger after
+        // a caller leaves (see shared.rs): tell it.
+        self.shared.wake_background();
         self.sent(answer)?;
         Ok(subscription)
     }
@@ -172,22 +187,23 @@ impl Client {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Message, ClientError> {
-        let started = Instant::now();
-        let (inbox_done, inbox_answer) = sync_channel(1);
-        if self.shared.core.prepare_inbox(inbox_done)? {
-            self.shared.write_out()?;
-            self.wait(&inbox_answer, timeout)?;
+        let deadline = deadline_after(timeout);
+        if !self.shared.core.inbox_ready() {
+            let (done, inbox) = slot();
+            if self.shared.core.prepare_inbox(done)? {
+                self.round_trip(&inbox, deadline).unwrap_or(Err(ClientError::Timeout))?;
+            }
         }
-        let (response, answer) = sync_channel(1);
+        let (response, answer) = slot();
         let request = self.shared.core.begin_request(subject, headers, payload, response)?;
-        // A request is latency-bound: write it now rather than wake the flusher.
-        self.shared.write_out()?;
-        let left = timeout.saturating_sub(started.elapsed());
-        let result = self.wait(&answer, left);
-        if matches!(result, Err(ClientError::Timeout)) {
-            self.shared.core.cancel_request(request);
+        match self.round_trip(&answer, deadline) {
+            Some(result) => result,
+            None => {
+                self.shared.core.cancel_request(request);
+                // It may have come between the deadline and the cancel.
+                answer.take().unwrap_or(Err(ClientError::Timeout))
+            }
         }
-        result
     }
 
     /// Round trip to the server within `Options::flush_timeout`. See the module header.
@@ -197,10 +213,19 @@ impl Client {
 
     /// Round trip to the server within `timeout`.
     pub fn flush_timeout(&self, timeout: Duration) -> Result<(), ClientError> {
-        let (done, answer) = sync_channel(1);
+        let (done, answer) = slot();
         self.shared.core.ping(done)?;
-        self.shared.write_out()?;
-        self.wait(&answer, timeout)
+        self.round_trip(&answer, deadline_after(timeout)).unwrap_or(Err(ClientError::Timeout))
+    }
+
+    /// Publishes and writes at once, for a latency-bound publish (a reply).
+    pub(crate) fn publish_now(&self, subject: &str, payload: &[u8]) -> Result<(), ClientError> {
+        let (done, answer) = self.acknowledgement();
+        self.shared.core.publish(subject, None, &[], payload, done)?;
+        match answer {
+            None => self.shared.write_out(),
+            Some(answer) => self.sent(Some(answer)),
+        }
     }
 
     /// Flushes (best effort, within `Options::flush_timeout`), then closes the
@@ -214,35 +239,35 @@ impl Client {
         crate::error::close_result(flushed)
     }
 
-    /// An acknowledgement channel in ack mode; nothing otherwise.
-    fn acknowledgement(&self) -> (Option<Done>, Option<Answer<()>>) {
+    /// An acknowledgement slot in ack mode; nothing otherwise.
+    fn acknowledgement(&self) -> (Option<Answer<()>>, Option<Arc<Slot<()>>>) {
         if !self.shared.core.options.ack_mode {
             return (None, None);
         }
-        let (done, answer) = sync_channel(1);
+        let (done, answer) = slot();
         (Some(done), Some(answer))
     }
 
     /// After a frame was encoded: in ack mode write it and wait for Ok/Error;
     /// otherwise leave it to the flusher.
-    fn sent(&self, answer: Option<Answer<()>>) -> Result<(), ClientError> {
+    fn sent(&self, answer: Option<Arc<Slot<()>>>) -> Result<(), ClientError> {
         match answer {
             None => self.shared.buffered(),
             Some(answer) => {
-                self.shared.write_out()?;
-                self.wait(&answer, self.shared.core.options.flush_timeout)
+                let deadline = deadline_after(self.shared.core.options.flush_timeout);
+                self.round_trip(&answer, deadline).unwrap_or(Err(ClientError::Timeout))
             }
         }
     }
 
-    fn wait<T>(&self, answer: &Answer<T>, timeout: Duration) -> Result<T, ClientError> {
-        match answer.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(ClientError::Timeout),
-            // The state drops a waiter only when failing, after answering it;
-            // reaching here means the connection ended, so report why.
-            Err(RecvTimeoutError::Disconnected) => Err(self.shared.core.usable().err().unwrap_or(ClientError::Closed)),
+    /// Writes what is buffered, then waits for `slot`'s answer until
+    /// `deadline` (`None`: it passed), reading the socket meanwhile.
+    fn round_trip<T>(&self, slot: &Slot<T>, deadline: Instant) -> Option<Result<T, ClientError>> {
+        if let Err(error) = self.shared.write_out() {
+            return Some(Err(error));
         }
+        let caller = self.shared.enter();
+        self.shared.wait(&caller, slot, deadline)
     }
 
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Client {

@@ -1,4 +1,5 @@
-//! A blocking subscription: a bounded queue fed by the reader thread.
+//! A blocking subscription: a bounded queue fed by whichever thread reads
+//! the socket (see `shared.rs`).
 //!
 //! Dropping a `Subscription` unsubscribes it (without waiting for the server).
 //! After [`Subscription::unsubscribe`], or once the connection ends, the
@@ -9,7 +10,8 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::io::{MessageReceiver, Shared};
+use super::io::MessageReceiver;
+use super::shared::Shared;
 use super::Client;
 use crate::error::ClientError;
 use crate::message::Message;
