@@ -49,10 +49,11 @@ impl Message {
         client.publish_now(reply, payload)
     }
 
-    /// Like [`Message::respond`], on an [`AsyncClient`](crate::AsyncClient).
+    /// Like [`Message::respond`], on an [`AsyncClient`](crate::AsyncClient):
+    /// written at once, on the calling task, rather than by the writer task.
     pub async fn respond_async(&self, client: &crate::AsyncClient, payload: &[u8]) -> Result<(), ClientError> {
         let reply = self.reply.as_deref().ok_or(ClientError::NoReplySubject)?;
-        client.publish(reply, payload).await
+        client.publish_now(reply, payload).await
     }
 }
 

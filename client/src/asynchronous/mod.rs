@@ -1,9 +1,12 @@
 //! The async client, on tokio.
 //!
 //! The same operations and guarantees as the blocking [`Client`](crate::Client),
-//! as async fns. Frames are encoded by the caller into the shared buffer and
-//! written by a writer task; a reader task dispatches what the server sends
-//! through the same runtime-independent dispatcher the blocking client uses.
+//! as async fns, through the same runtime-independent dispatcher. Frames are
+//! encoded by the caller into the shared buffer. A publish leaves the writing
+//! to a writer task; a call that waits for an answer (a request, a flush,
+//! anything in ack mode) writes on its own task and then polls the socket
+//! itself until its answer arrives, dispatching whatever else it reads; a
+//! reader task reads while no call waits. See `link.rs`.
 //!
 //! # Shutdown
 //! [`AsyncClient::close`] flushes, then ends the connection for every clone.
@@ -11,15 +14,18 @@
 //! the flush: the writer task closes its half and the reader task is aborted.
 
 mod io;
+mod link;
 mod subscription;
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use flit_wire::Welcome;
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::connection::Core;
 use crate::dispatch::Statistics;
@@ -30,13 +36,19 @@ use crate::options::Options;
 pub use subscription::AsyncSubscription;
 
 use io::Tokio;
+use link::Link;
 
 pub(crate) struct AsyncShared {
-    core: Core<Tokio>,
-    wake_writer: Arc<Notify>,
-    /// Notified after each write, for publishers waiting for buffer room.
-    drained: Arc<Notify>,
+    link: Arc<Link>,
     reader: JoinHandle<()>,
+}
+
+impl Deref for AsyncShared {
+    type Target = Link;
+
+    fn deref(&self) -> &Link {
+        &self.link
+    }
 }
 
 impl AsyncShared {
@@ -56,8 +68,7 @@ impl AsyncShared {
     }
 
     fn shut_down(&self, error: ClientError) {
-        self.core.fail(error);
-        self.wake_writer.notify_one();
+        self.link.fail(error);
         self.reader.abort();
     }
 }
@@ -99,23 +110,11 @@ impl AsyncClient {
         let (read_half, write_half, welcome, leftover) =
             tokio::time::timeout(options.connect_timeout, handshake).await.map_err(|_| ClientError::Timeout)??;
         let core = Core::<Tokio>::new(welcome, options);
-        let wake_writer = Arc::new(Notify::new());
-        let drained = Arc::new(Notify::new());
-        let reader = tokio::spawn(io::run_reader(
-            read_half,
-            leftover,
-            core.limits,
-            Arc::clone(&core.state),
-            Arc::clone(&wake_writer),
-        ));
-        tokio::spawn(io::run_writer(
-            write_half,
-            Arc::clone(&core.writer),
-            Arc::clone(&core.state),
-            Arc::clone(&wake_writer),
-            Arc::clone(&drained),
-        ));
-        Ok(AsyncClient { shared: Arc::new(AsyncShared { core, wake_writer, drained, reader }) })
+        let link = Arc::new(Link::new(core, read_half, write_half, leftover));
+        link.dispatch_leftover()?;
+        let reader = tokio::spawn(link::run_reader(Arc::clone(&link)));
+        tokio::spawn(link::run_writer(Arc::clone(&link)));
+        Ok(AsyncClient { shared: Arc::new(AsyncShared { link, reader }) })
     }
 
     /// The server's Welcome: its limits and the shard this connection landed on.
@@ -170,6 +169,8 @@ impl AsyncClient {
         let id = self.shared.core.subscribe(pattern, queue, sink, done)?;
         // From here the subscription owns the id: dropping it on error unsubscribes.
         let subscription = AsyncSubscription::new(id, receiver, self.clone());
+        // With a subscription the reader task must not linger (see link.rs).
+        self.shared.wake_reader();
         self.sent(answer).await?;
         Ok(subscription)
     }
@@ -207,16 +208,16 @@ impl AsyncClient {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Message, ClientError> {
-        let started = tokio::time::Instant::now();
-        let (inbox_done, inbox_answer) = oneshot::channel();
-        if self.shared.core.prepare_inbox(inbox_done)? {
-            self.shared.wake_writer.notify_one();
-            self.wait(inbox_answer, timeout).await?;
+        let deadline = deadline_after(timeout);
+        if !self.shared.core.inbox_ready() {
+            let (inbox_done, inbox_answer) = oneshot::channel();
+            if self.shared.core.prepare_inbox(inbox_done)? {
+                self.round_trip(inbox_answer, deadline).await?;
+            }
         }
         let (response, answer) = oneshot::channel();
         let request = self.shared.core.begin_request(subject, headers, payload, response)?;
-        self.shared.wake_writer.notify_one();
-        let result = self.wait(answer, timeout.saturating_sub(started.elapsed())).await;
+        let result = self.round_trip(answer, deadline).await;
         if matches!(result, Err(ClientError::Timeout)) {
             self.shared.core.cancel_request(request);
         }
@@ -234,8 +235,20 @@ impl AsyncClient {
     pub async fn flush_timeout(&self, timeout: Duration) -> Result<(), ClientError> {
         let (done, answer) = oneshot::channel();
         self.shared.core.ping(done)?;
-        self.shared.wake_writer.notify_one();
-        self.wait(answer, timeout).await
+        self.round_trip(answer, deadline_after(timeout)).await
+    }
+
+    /// Publishes and writes at once, for a latency-bound publish (a reply).
+    pub(crate) async fn publish_now(&self, subject: &str, payload: &[u8]) -> Result<(), ClientError> {
+        let (done, answer) = self.acknowledgement();
+        self.shared.core.publish(subject, None, &[], payload, done)?;
+        match answer {
+            None => {
+                self.shared.write_now();
+                self.shared.core.usable()
+            }
+            Some(answer) => self.round_trip(answer, deadline_after(self.shared.core.options.flush_timeout)).await,
+        }
     }
 
     /// Flushes (best effort), then ends the connection for every clone.
@@ -257,19 +270,22 @@ impl AsyncClient {
     }
 
     async fn sent(&self, answer: Option<Answer<()>>) -> Result<(), ClientError> {
-        self.shared.buffered().await?;
         match answer {
-            None => Ok(()),
-            Some(answer) => self.wait(answer, self.shared.core.options.flush_timeout).await,
+            None => self.shared.buffered().await,
+            Some(answer) => self.round_trip(answer, deadline_after(self.shared.core.options.flush_timeout)).await,
         }
     }
 
-    async fn wait<T>(&self, answer: Answer<T>, timeout: Duration) -> Result<T, ClientError> {
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(result)) => result,
-            Err(_elapsed) => Err(ClientError::Timeout),
-            // Dropped unanswered only while failing: report why the connection ended.
-            Ok(Err(_closed)) => Err(self.core_error().unwrap_or(ClientError::Closed)),
-        }
+    /// Writes what is buffered, then waits for `answer` until `deadline`,
+    /// reading the socket meanwhile.
+    async fn round_trip<T>(&self, answer: Answer<T>, deadline: Instant) -> Result<T, ClientError> {
+        self.shared.write_now();
+        self.shared.wait(answer, deadline).await.unwrap_or(Err(ClientError::Timeout))
     }
+}
+
+/// `now + timeout`, or as far as the clock goes.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
