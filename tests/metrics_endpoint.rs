@@ -76,8 +76,9 @@ fn counters_move_with_the_traffic_sent_scraped_while_it_runs() {
         // A scraper runs all through the traffic: every counter it sees must
         // only go up.
         let stop = Arc::new(AtomicBool::new(false));
+        let scrapes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let scraper = {
-            let stop = stop.clone();
+            let (stop, scrapes) = (stop.clone(), scrapes.clone());
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
@@ -87,11 +88,21 @@ fn counters_move_with_the_traffic_sent_scraped_while_it_runs() {
                         metric_sum(&current, "flit_shard_deliveries_total", &[]),
                         metric_sum(&current, "flit_shard_busy_seconds_total", &[]),
                     ));
+                    scrapes.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 seen
             })
         };
+        // On a busy machine the scraper thread may not run before the traffic
+        // ends: wait for its first scrape, and after the traffic for one more.
+        let wait_for_scrapes = |count: usize| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while scrapes.load(Ordering::Relaxed) < count && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        wait_for_scrapes(1);
         let payload = vec![b'x'; PAYLOAD_BYTES];
         for index in 0..MESSAGES_PER_PUBLISHER {
             for publisher in &publishers {
@@ -107,6 +118,7 @@ fn counters_move_with_the_traffic_sent_scraped_while_it_runs() {
                 next_message(subscription);
             }
         }
+        wait_for_scrapes(scrapes.load(Ordering::Relaxed) + 1);
         stop.store(true, Ordering::Relaxed);
         let seen = scraper.join().expect("scraper");
         assert!(seen.len() >= 2, "the scraper ran during the traffic");
