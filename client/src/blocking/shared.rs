@@ -136,20 +136,29 @@ impl ReadSide {
         Ok(())
     }
 
-    /// Makes sure a read does not block past `left` (never zero), changing
-    /// the socket option only when the current value would overshoot: the
-    /// value is a power of two of milliseconds, so a run of requests with
-    /// the same timeout sets it once.
+    /// Makes sure a read does not block past `left` (never zero).
     fn bound_by(&mut self, left: Duration) -> io::Result<()> {
-        if self.timeout.is_some_and(|timeout| timeout <= left) {
-            return Ok(());
+        match read_timeout_for(self.timeout, left) {
+            None => Ok(()),
+            Some(timeout) => self.set_timeout(Some(timeout)),
         }
-        let capped = left.min(READ_SLICE);
-        let timeout = match u64::try_from(capped.as_millis()).unwrap_or(u64::MAX) {
-            0 => capped.max(Duration::from_micros(1)),
-            millis => Duration::from_millis(1 << (63 - millis.leading_zeros())),
-        };
-        self.set_timeout(Some(timeout))
+    }
+}
+
+/// The socket read timeout for a read that must not block past `left`
+/// (never zero), given the one set now; `None`: keep that one. It changes
+/// only when the current value would overshoot `left` or is much shorter
+/// than needed: values are powers of two of milliseconds (at most
+/// [`READ_SLICE`]), so a run of requests with the same timeout sets it once.
+fn read_timeout_for(current: Option<Duration>, left: Duration) -> Option<Duration> {
+    let capped = left.min(READ_SLICE);
+    let target = match u64::try_from(capped.as_millis()).unwrap_or(u64::MAX) {
+        0 => capped.max(Duration::from_micros(1)),
+        millis => Duration::from_millis(1 << (63 - millis.leading_zeros())),
+    };
+    match current {
+        Some(timeout) if timeout <= left && timeout * 2 > target => None,
+        _ => Some(target),
     }
 }
 
@@ -527,5 +536,31 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.shut_down(ClientError::Closed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_timeout_never_overshoots_and_rarely_changes() {
+        let ms = Duration::from_millis;
+        assert_eq!(read_timeout_for(None, Duration::from_secs(5)), Some(ms(128)));
+        assert_eq!(read_timeout_for(Some(ms(128)), ms(4_999)), None, "a run of requests sets it once");
+        assert_eq!(read_timeout_for(Some(Duration::from_micros(1)), ms(5_000)), Some(ms(128)), "not too short");
+        assert_eq!(read_timeout_for(Some(ms(128)), ms(50)), Some(ms(32)), "never past the deadline");
+        assert_eq!(read_timeout_for(Some(ms(32)), ms(49)), None);
+        assert_eq!(read_timeout_for(Some(ms(32)), ms(20)), Some(ms(16)));
+        assert_eq!(read_timeout_for(None, Duration::from_micros(500)), Some(Duration::from_micros(500)));
+        assert_eq!(read_timeout_for(None, Duration::from_nanos(1)), Some(Duration::from_micros(1)));
+        for micros in [1u64, 999, 1_000, 1_001, 77_777, 128_000, 10_000_000] {
+            let left = Duration::from_micros(micros);
+            let timeout = read_timeout_for(None, left).expect("set");
+            assert!(
+                !timeout.is_zero() && (timeout <= left || left < Duration::from_micros(1)),
+                "{left:?}: {timeout:?}"
+            );
+        }
     }
 }
