@@ -14,7 +14,7 @@ use flit_shard::config::{
 use flit_wire::PAYLOAD_BYTES_MAX_DEFAULT;
 
 use crate::rate_limit_settings::PolicySetting;
-use crate::settings::{resolve_address, FileSettings, Idle, LogFormat, ShardCount, DEFAULT_ADDRESS};
+use crate::settings::{resolve_address, FileSettings, Idle, LogFormat, Receive, ShardCount, DEFAULT_ADDRESS};
 
 #[derive(Debug, Parser)]
 #[command(name = "flit", version, about = "flit: a low-latency message router")]
@@ -61,6 +61,9 @@ pub struct ServeArguments {
     /// How an idle shard waits. [default: park]
     #[arg(long, value_enum)]
     pub idle: Option<Idle>,
+    /// How connections receive bytes: `ring` (multishot receives into provided buffers) or `readiness` (poll, then recv). [default: ring]
+    #[arg(long, value_enum)]
+    pub receive: Option<Receive>,
     #[arg(long = "max-payload", help = format!("Largest message payload, in bytes [default: {PAYLOAD_BYTES_MAX_DEFAULT}]"))]
     pub payload_bytes_max: Option<usize>,
     #[arg(long = "pending-bytes-max", help = format!(
@@ -150,6 +153,7 @@ impl ServeArguments {
         layer.server.listen = self.listen;
         layer.server.shards = self.shards;
         layer.server.idle = self.idle;
+        layer.server.receive = self.receive;
         layer.server.pin_cores = self.no_pin.then_some(false);
         layer.server.shutdown_flush_timeout_ms = self.shutdown_flush_timeout_ms;
         layer.limits.payload_bytes_max = self.payload_bytes_max;

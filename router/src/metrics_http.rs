@@ -584,6 +584,16 @@ const COUNTERS: &[CounterField] = &[
     ("flit_shard_tls_failures", "TLS connections closed by a TLS error (not TLS, refused certificate).", |m| {
         m.tls_failures.get()
     }),
+    (
+        "flit_shard_receive_buffer_shortages",
+        "Multishot receives ended because every provided buffer was in use (re-armed).",
+        |m| m.receive_buffer_shortages.get(),
+    ),
+    (
+        "flit_shard_receive_pauses",
+        "Receives stopped because a connection's unread input reached its cap (backpressure).",
+        |m| m.receive_pauses.get(),
+    ),
 ];
 
 impl Collector for FlitCollector {
@@ -596,9 +606,14 @@ impl Collector for FlitCollector {
         let draining = u64::from(observed.draining.load(Ordering::Relaxed));
         let family = encoder.encode_descriptor("flit_draining", "1 while draining.", None, MetricType::Gauge)?;
         gauge(draining).encode(family)?;
-        let gauges: [CounterField; 5] = [
+        let gauges: [CounterField; 6] = [
             ("flit_shard_up", "1 while the shard's loop runs.", |m| m.up.get()),
             ("flit_shard_accepting", "1 while the shard accepts connections.", |m| m.accepting.get()),
+            (
+                "flit_shard_receive_on_ring",
+                "1 when connections receive through the ring (multishot, provided buffers); 0: readiness and recv.",
+                |m| m.receive_on_ring.get(),
+            ),
             ("flit_shard_connections", "Open connections.", |m| m.connections.get()),
             ("flit_shard_subscriptions", "Subscriptions held.", |m| m.subscriptions.get()),
             ("flit_shard_pending_bytes", "Outbound bytes queued for clients.", |m| m.pending_bytes.get()),

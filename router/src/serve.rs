@@ -109,6 +109,7 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
     if let Some(address) = metrics_address {
         ready_line.push_str(&format!(" metrics={address}"));
     }
+    ready_line.push_str(&format!(" receive={}", server.receive_path()));
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{ready_line}");
     let _ = stdout.flush();
@@ -117,6 +118,7 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
         listen = %server.local_address(),
         shards,
         idle = ?config.idle,
+        receive = server.receive_path(),
         metrics = ?metrics_address,
         name = %config.server_name,
         "flit ready"

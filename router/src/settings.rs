@@ -11,7 +11,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use flit_shard::{available_cores, IdleStrategy, ServerConfig};
+use flit_shard::{available_cores, IdleStrategy, ReceiveMode, ServerConfig};
 use serde::{Deserialize, Serialize};
 
 /// The address `flit serve` listens on and the clients connect to by default.
@@ -69,6 +69,16 @@ pub enum Idle {
     Park,
     /// Busy-poll: lowest latency, one core at 100% per shard.
     Spin,
+}
+
+/// `ring` or `readiness`: how connections receive bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Receive {
+    /// Multishot receives into provided buffers through the ring (falls back to readiness when the kernel lacks buffer rings).
+    Ring,
+    /// Readiness through the ring, then one recv per socket.
+    Readiness,
 }
 
 /// A shard count: a number, or `auto` for one shard per available core.
@@ -131,6 +141,7 @@ pub struct ServerSection {
     pub listen: Option<SocketAddr>,
     pub shards: Option<ShardCount>,
     pub idle: Option<Idle>,
+    pub receive: Option<Receive>,
     pub pin_cores: Option<bool>,
     pub name: Option<String>,
     pub shutdown_flush_timeout_ms: Option<u64>,
@@ -256,6 +267,7 @@ impl FileSettings {
                 listen: Some(config.listen),
                 shards: Some(ShardCount::Auto),
                 idle: Some(Idle::Park),
+                receive: Some(Receive::Ring),
                 pin_cores: Some(config.pin_cores),
                 name: Some(config.server_name),
                 shutdown_flush_timeout_ms: Some(config.shutdown_flush_timeout.as_millis() as u64),
@@ -292,6 +304,7 @@ impl FileSettings {
                 listen: pick(base.server.listen, over.server.listen),
                 shards: pick(base.server.shards, over.server.shards),
                 idle: pick(base.server.idle, over.server.idle),
+                receive: pick(base.server.receive, over.server.receive),
                 pin_cores: pick(base.server.pin_cores, over.server.pin_cores),
                 name: pick(base.server.name, over.server.name),
                 shutdown_flush_timeout_ms: pick(
@@ -366,6 +379,10 @@ impl Settings {
         server.idle = match server_section.idle.expect("defaulted") {
             Idle::Park => IdleStrategy::Park,
             Idle::Spin => IdleStrategy::Spin,
+        };
+        server.receive = match server_section.receive.expect("defaulted") {
+            Receive::Ring => ReceiveMode::Ring,
+            Receive::Readiness => ReceiveMode::Readiness,
         };
         server.pin_cores = server_section.pin_cores.expect("defaulted");
         server.server_name = server_section.name.expect("defaulted");

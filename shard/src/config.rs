@@ -52,6 +52,17 @@ pub enum IdleStrategy {
     Spin,
 }
 
+/// How plain connections receive bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiveMode {
+    /// Multishot receives into the shard's provided buffers: no system call
+    /// per socket per read. Falls back to `Readiness` where the kernel has no
+    /// buffer rings (reported in the ready line and `flit_shard_receive_on_ring`).
+    Ring,
+    /// Readiness through the ring (multishot poll), then `recv` per socket.
+    Readiness,
+}
+
 /// Everything a router process needs to start.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -59,6 +70,7 @@ pub struct ServerConfig {
     /// Number of shards; each gets a thread pinned to one core.
     pub shards: usize,
     pub idle: IdleStrategy,
+    pub receive: ReceiveMode,
     /// Pin shard threads to cores (off only for tests on crowded machines).
     pub pin_cores: bool,
     pub payload_bytes_max: usize,
@@ -97,6 +109,7 @@ impl ServerConfig {
             listen,
             shards,
             idle: IdleStrategy::Park,
+            receive: ReceiveMode::Ring,
             pin_cores: true,
             payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
             pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,

@@ -127,6 +127,15 @@ pub struct Connection {
     /// with how many name each: a restricted identity holds at most one, and
     /// a restricted publisher may use them as reply subjects.
     pub named_inboxes: HashMap<Box<[u8]>, u32>,
+    /// Receives through the ring (shard/receive.rs) rather than readiness:
+    /// whether a multishot receive is armed, paused for backpressure, and
+    /// whether the input has ended (end of file or a failed socket).
+    pub receives_on_ring: bool,
+    pub receive_armed: bool,
+    pub receive_paused: bool,
+    pub end_of_input: bool,
+    /// Closing: bytes received and thrown away since.
+    pub discarded_bytes: usize,
 }
 
 impl Connection {
@@ -174,6 +183,11 @@ impl Connection {
             reading_paused_until_nanos: 0,
             tls: None,
             named_inboxes: HashMap::new(),
+            receives_on_ring: false,
+            receive_armed: false,
+            receive_paused: false,
+            end_of_input: false,
+            discarded_bytes: 0,
             publish_permitted_subject: Vec::new(),
         }
     }

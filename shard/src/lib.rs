@@ -55,7 +55,7 @@ pub mod subscriptions;
 pub mod tls;
 pub mod trie;
 
-pub use config::{IdleStrategy, ServerConfig};
+pub use config::{IdleStrategy, ReceiveMode, ServerConfig};
 pub use error::{ShardError, StartError};
 pub use metrics::ShardMetrics;
 pub use server::{available_cores, Server};

@@ -118,6 +118,9 @@ pub struct ShardMetrics {
     pub up: Gauge,
     /// 1 while the shard accepts new connections (0 once draining).
     pub accepting: Gauge,
+    /// 1 when plain connections receive through the ring (multishot receives
+    /// into provided buffers), 0 when through readiness and `recv`.
+    pub receive_on_ring: Gauge,
     pub connections: Gauge,
     pub subscriptions: Gauge,
     /// Bytes queued in connections' write buffers, as of the last write pass.
@@ -144,6 +147,12 @@ pub struct ShardMetrics {
     pub rate_limit_pauses: Counter,
     /// TLS connections closed by a TLS error (not TLS, refused certificate).
     pub tls_failures: Counter,
+    /// Multishot receives ended because every provided buffer was in use
+    /// (ENOBUFS); each is armed again once buffers are back.
+    pub receive_buffer_shortages: Counter,
+    /// Receives stopped because a connection's unread input reached
+    /// `RECEIVED_BYTES_MAX` (backpressure; armed again once it drains).
+    pub receive_pauses: Counter,
     /// Error frames sent, indexed like [`ErrorCode::ALL`].
     pub errors_by_code: [Counter; ErrorCode::ALL.len()],
     /// Time in passes that did work, and time spinning or parked without any,

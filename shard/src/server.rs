@@ -20,11 +20,13 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::config::ReceiveMode;
 use crate::config::ServerConfig;
 use crate::error::{ShardError, StartError};
 use crate::mesh::{build_mesh, SharedState, Waker};
 use crate::ring::Ring;
 use crate::shard::{Shard, ShardParts};
+use crate::shard::{RECEIVE_BUFFERS_COUNT, RECEIVE_BUFFER_BYTES};
 use crate::stats::ShardStats;
 
 /// Backlog of each shard's listener.
@@ -135,6 +137,16 @@ impl Server {
         self.local_address
     }
 
+    /// How connections receive bytes, as the shards found at startup: "ring"
+    /// (multishot receives into provided buffers) or "readiness".
+    pub fn receive_path(&self) -> &'static str {
+        if self.shared.metrics.iter().all(|metrics| metrics.receive_on_ring.get() == 1) {
+            "ring"
+        } else {
+            "readiness"
+        }
+    }
+
     /// Every shard's live counters, indexed by shard (for the metrics endpoint).
     pub fn metrics(&self) -> Vec<Arc<crate::metrics::ShardMetrics>> {
         self.shared.metrics.clone()
@@ -214,7 +226,18 @@ fn run_shard(
             tracing::warn!(shard = id, core = core.id, "could not pin the shard to its core; running unpinned");
         }
     }
-    let shard = match Ring::new().and_then(|ring| Shard::new(parts, ring)) {
+    let receive = parts.config.receive;
+    let ring = Ring::new().map(|mut ring| {
+        if receive == ReceiveMode::Ring {
+            let buffers = ring.provide_receive_buffers(RECEIVE_BUFFERS_COUNT, RECEIVE_BUFFER_BYTES);
+            if let Err(error) = buffers {
+                // Still a working router: receives go through readiness.
+                tracing::warn!(shard = id, %error, "no provided-buffer ring (kernel 5.19+ needed); receiving with readiness and recv");
+            }
+        }
+        ring
+    });
+    let shard = match ring.and_then(|ring| Shard::new(parts, ring)) {
         Ok(shard) => shard,
         Err(source) => {
             let _ = ready.send(Err(StartError::from_ring_error(source)));

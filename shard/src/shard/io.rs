@@ -156,7 +156,8 @@ impl Shard {
                 tracing::debug!(shard = self.id, connection = key, ?peer, suppressed, "connection opened");
             }
         }
-        self.ring.poll_readable(fd, Token::Readable(key))
+        let _ = fd;
+        self.arm_receive(key)
     }
 
     pub(super) fn on_readable(&mut self, key: ConnectionKey, completion: Completion) -> std::io::Result<()> {
@@ -208,6 +209,14 @@ impl Shard {
             let Some(connection) = self.connections.get_mut(key) else { continue };
             connection.in_ready_queue = false;
             did_work = true;
+            if connection.receives_on_ring {
+                // Received already (receive.rs); a closing connection's input
+                // is discarded as it arrives.
+                if connection.state != ConnectionState::Closing && !self.reading_paused(key) {
+                    self.read_received(key);
+                }
+                continue;
+            }
             if connection.state == ConnectionState::Closing {
                 self.discard_input(key);
                 continue;
@@ -354,7 +363,7 @@ impl Shard {
     /// client has said all it will (a half-close, as `nc` or a script does):
     /// the connection closes once what is queued for it, deferred replies
     /// included, has been written.
-    fn on_peer_closed(&mut self, key: ConnectionKey) {
+    pub(super) fn on_peer_closed(&mut self, key: ConnectionKey) {
         let Some(connection) = self.connections.get_mut(key) else { return };
         connection.peer_closed = true;
         if connection.state != ConnectionState::Closing && !connection.read_buffer.is_empty() {
@@ -496,7 +505,10 @@ impl Shard {
             let reason = if connection.error_sent { "after an error frame" } else { "peer closed or write failed" };
             tracing::debug!(shard = self.id, connection = key, reason, "connection closed");
         }
-        let _ = self.ring.cancel(Token::Readable(key));
+        let receive_token = if connection.receives_on_ring { Token::Received(key) } else { Token::Readable(key) };
+        if !connection.receives_on_ring || connection.receive_armed {
+            let _ = self.ring.cancel(receive_token);
+        }
         if connection.waiting_writable {
             let _ = self.ring.cancel(Token::Writable(key));
         }

@@ -24,6 +24,7 @@ mod delivery_meta;
 mod dispatch;
 mod io;
 mod rate;
+mod receive;
 mod reload;
 mod routing;
 #[cfg(test)]
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 use flit_wire::{Encoder, Limits};
 
 use self::delivery_meta::DeliveryMetaCache;
+pub use self::receive::{RECEIVE_BUFFERS_COUNT, RECEIVE_BUFFER_BYTES};
 use crate::config::{IdleStrategy, ServerConfig};
 use crate::connection::{ConnectionKey, Connections};
 use crate::error::ShardError;
@@ -129,6 +131,8 @@ pub struct Shard {
     /// Connections whose reading waits for a slow_down rate limit.
     paused_readers: Vec<ConnectionKey>,
     resumed: Vec<ConnectionKey>,
+    /// Connections whose ring receive ended and must be armed again.
+    receives_to_arm: Vec<ConnectionKey>,
 }
 
 /// What [`Shard::new`] needs beyond the configuration.
@@ -197,6 +201,7 @@ impl Shard {
             identities_generation: 0,
             paused_readers: Vec::new(),
             resumed: Vec::new(),
+            receives_to_arm: Vec::new(),
             config: parts.config,
         };
         let listener_fd = shard.listener.as_ref().map(|listener| listener.as_raw_fd()).expect("listener is set");
@@ -207,6 +212,7 @@ impl Shard {
         // true as soon as the ready line is printed.
         shard.metrics.up.set(1);
         shard.metrics.accepting.set(1);
+        shard.metrics.receive_on_ring.set(u64::from(shard.ring.receives_on_ring()));
         Ok(shard)
     }
 
@@ -261,10 +267,15 @@ impl Shard {
         let mut completions = std::mem::take(&mut self.completions);
         self.ring.drain_completions(&mut completions);
         did_work |= !completions.is_empty();
+        if !completions.is_empty() {
+            // The receive time of whatever these completions carry.
+            self.read_pass_nanos = self.now_nanos();
+        }
         for completion in &completions {
             self.handle_completion(*completion)?;
         }
         self.completions = completions;
+        self.arm_ended_receives()?;
         if self.draining_since.is_none() && self.shared.stop.load(Ordering::Relaxed) {
             self.begin_drain();
             did_work = true;
@@ -292,6 +303,7 @@ impl Shard {
         }
         let _ = self.resume_paused_readers();
         did_work |= self.read_ready_connections()?;
+        self.arm_ended_receives()?;
         self.flush_outboxes();
         did_work |= self.write_dirty_connections()?;
         if !self.closing.is_empty() {
@@ -319,6 +331,7 @@ impl Shard {
                 }
             }
             Token::Readable(key) => self.on_readable(key, completion)?,
+            Token::Received(key) => self.on_received(key, completion),
             Token::Writable(key) => {
                 if let Some(connection) = self.connections.get_mut(key) {
                     connection.waiting_writable = false;

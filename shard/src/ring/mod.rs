@@ -1,0 +1,359 @@
+//! The shard's io_uring ring: with [`provided_buffers`], the only code in
+//! flit with `unsafe`.
+//!
+//! The ring carries received bytes and readiness:
+//! - multishot `RECV` with buffer selection for plain connections: the kernel
+//!   receives into the shard's provided buffers ([`ProvidedBuffers`]) and
+//!   posts one completion per chunk, with no system call per socket (falls
+//!   back to readiness where the kernel lacks buffer rings, or by setting);
+//! - multishot `POLL_ADD` for listeners, the wake pipe and TLS connections
+//!   (rustls reads its records with `recv`), one-shot `POLL_ADD(POLLOUT)`
+//!   when a socket's send buffer is full, and `ASYNC_CANCEL` when a
+//!   connection closes or must stop receiving. Sends are `send` calls.
+//!
+//! Safety: no submission points at user memory except through the buffer
+//! ring, whose memory lives (or is leaked) until the kernel can no longer
+//! select from it; see `provided_buffers` for who owns each buffer when.
+//!
+//! The ring is created with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`:
+//! completions are only posted when this thread asks (no inter-processor
+//! interrupts into a spinning shard), and the SQ's `TASKRUN` flag tells a
+//! spinning loop when an `enter` is worth making (see PLATFORM.md, where this
+//! recipe measured 1.1x the loopback floor).
+//!
+//! Invariants: only the thread that created the ring touches it; every token
+//! is a [`Token`]; a full submission queue is flushed to the kernel, never
+//! dropped. On shutdown the ring is dropped with the shard: the kernel cancels
+//! whatever is still armed.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+pub mod provided_buffers;
+pub use provided_buffers::ProvidedBuffers;
+
+/// The buffer group id of the shard's provided buffers (one group per ring).
+const RECEIVE_BUFFER_GROUP: u16 = 0;
+
+/// What a completion is about, packed into the 64-bit user data:
+/// the kind in the top 8 bits, a connection key in the low 56.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Token {
+    Listener,
+    WakePipe,
+    Readable(u64),
+    Writable(u64),
+    /// A multishot receive on a connection.
+    Received(u64),
+    /// Completions of cancel requests themselves; nothing to do.
+    Cancel,
+}
+
+const KIND_SHIFT: u32 = 56;
+const KEY_MASK: u64 = (1 << KIND_SHIFT) - 1;
+
+impl Token {
+    fn encode(self) -> u64 {
+        let (kind, key) = match self {
+            Token::Listener => (1u64, 0),
+            Token::WakePipe => (2, 0),
+            Token::Readable(key) => (3, key),
+            Token::Writable(key) => (4, key),
+            Token::Cancel => (5, 0),
+            Token::Received(key) => (6, key),
+        };
+        debug_assert!(key <= KEY_MASK);
+        (kind << KIND_SHIFT) | (key & KEY_MASK)
+    }
+
+    fn decode(user_data: u64) -> Option<Token> {
+        let key = user_data & KEY_MASK;
+        match user_data >> KIND_SHIFT {
+            1 => Some(Token::Listener),
+            2 => Some(Token::WakePipe),
+            3 => Some(Token::Readable(key)),
+            4 => Some(Token::Writable(key)),
+            5 => Some(Token::Cancel),
+            6 => Some(Token::Received(key)),
+            _ => None,
+        }
+    }
+}
+
+/// One completion, copied out of the completion queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    pub token: Token,
+    /// The poll mask or the bytes received on success, `-errno` on failure.
+    pub result: i32,
+    /// False when a multishot request has ended and must be armed again.
+    pub more: bool,
+    /// The provided buffer holding the bytes received, if any: the shard's
+    /// until it gives it back.
+    pub buffer: Option<u16>,
+}
+
+/// Submission queue entries the ring holds; completions get four times as many.
+pub const RING_ENTRIES: u32 = 1024;
+
+pub struct Ring {
+    ring: IoUring,
+    /// The buffers multishot receives fill; None: receives go through
+    /// readiness and `recv` (no buffer rings, or turned off).
+    buffers: Option<ProvidedBuffers>,
+}
+
+impl Ring {
+    /// Creates the ring. Errors are the kernel's: EPERM/ENOSYS when io_uring is
+    /// denied, EINVAL when the kernel predates DEFER_TASKRUN (6.1), ENOMEM when
+    /// locked memory is too low. The caller turns them into one clear line.
+    pub fn new() -> io::Result<Ring> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_cqsize(RING_ENTRIES * 4)
+            .build(RING_ENTRIES)?;
+        Ok(Ring { ring, buffers: None })
+    }
+
+    /// Registers `count` provided buffers of `buffer_bytes` for multishot
+    /// receives. An error (a kernel without buffer rings, ENOMEM) leaves the
+    /// ring on readiness; the caller reports it.
+    pub fn provide_receive_buffers(&mut self, count: u16, buffer_bytes: u32) -> io::Result<()> {
+        self.buffers = Some(ProvidedBuffers::register(&self.ring, RECEIVE_BUFFER_GROUP, count, buffer_bytes)?);
+        Ok(())
+    }
+
+    /// Whether connections receive through the ring.
+    pub fn receives_on_ring(&self) -> bool {
+        self.buffers.is_some()
+    }
+
+    /// Arms a multishot receive on `fd` into the provided buffers.
+    pub fn receive(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        let Some(buffers) = &self.buffers else {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        };
+        let entry = opcode::RecvMulti::new(types::Fd(fd), buffers.group()).build().user_data(token.encode());
+        self.push(entry)
+    }
+
+    /// The bytes a receive completion delivered in buffer `id`.
+    pub fn received(&self, id: u16, length: usize) -> &[u8] {
+        self.buffers.as_ref().expect("a buffer id comes only from provided buffers").received(id, length)
+    }
+
+    /// Gives buffer `id` back to the kernel once its bytes are copied out.
+    pub fn give_back(&mut self, id: u16) {
+        if let Some(buffers) = self.buffers.as_mut() {
+            buffers.give_back(id);
+        }
+    }
+
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry built in this module is a POLL_ADD,
+            // ASYNC_CANCEL or a RECV with buffer selection: none points at user
+            // memory except through the provided-buffer ring, whose memory
+            // outlives the kernel's use of it (provided_buffers.rs). The file
+            // descriptors they name are owned by the caller, who cancels
+            // before closing.
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            if pushed.is_ok() {
+                return Ok(());
+            }
+            // The submission queue is full: hand what is there to the kernel.
+            self.submit()?;
+        }
+    }
+
+    /// Arms a multishot readiness poll for input (and hang-up) on `fd`.
+    pub fn poll_readable(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        let mask = (libc::POLLIN | libc::POLLRDHUP) as u32;
+        let entry = opcode::PollAdd::new(types::Fd(fd), mask).multi(true).build().user_data(token.encode());
+        self.push(entry)
+    }
+
+    /// Arms a one-shot readiness poll for output on `fd`.
+    pub fn poll_writable(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLOUT as u32).build().user_data(token.encode());
+        self.push(entry)
+    }
+
+    /// Cancels whatever request carries `token` (its completion says -ECANCELED).
+    pub fn cancel(&mut self, token: Token) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(token.encode()).build().user_data(Token::Cancel.encode());
+        self.push(entry)
+    }
+
+    /// Hands queued submissions to the kernel and, when the kernel says
+    /// completions are waiting (`TASKRUN`), runs them. Never blocks.
+    pub fn submit(&mut self) -> io::Result<()> {
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            // EBUSY: the completion queue is full; draining it is the caller's
+            // next step anyway. EINTR: a signal; the loop comes back here.
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EBUSY) | Some(libc::EINTR)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether the kernel holds deferred work that only an `enter` will post.
+    /// Completions that overflowed the completion queue also wait for an
+    /// `enter` (among them the last completion of a multishot poll that the
+    /// overflow ended, which must be seen to re-arm it).
+    pub fn has_deferred_work(&mut self) -> bool {
+        let submission = self.ring.submission();
+        submission.taskrun() || submission.cq_overflow() || !submission.is_empty()
+    }
+
+    /// Submits and blocks until at least one completion, or `timeout` passes.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let result = match timeout {
+            None => self.ring.submit_and_wait(1),
+            Some(timeout) => {
+                let timespec = types::Timespec::from(timeout);
+                let args = types::SubmitArgs::new().timespec(&timespec);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => {
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Moves ready completions into `out` (cleared first).
+    pub fn drain_completions(&mut self, out: &mut Vec<Completion>) {
+        out.clear();
+        for entry in self.ring.completion() {
+            let Some(token) = Token::decode(entry.user_data()) else {
+                debug_assert!(false, "completion with unknown user data {:#x}", entry.user_data());
+                continue;
+            };
+            let flags = entry.flags();
+            out.push(Completion {
+                token,
+                result: entry.result(),
+                more: cqueue::more(flags),
+                buffer: cqueue::buffer_select(flags),
+            });
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // Before the ring goes: afterwards the kernel selects no buffer
+        // again, so the buffers' memory may be freed (provided_buffers.rs).
+        if let Some(buffers) = self.buffers.as_mut() {
+            buffers.unregister(&self.ring);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for token in [
+            Token::Listener,
+            Token::WakePipe,
+            Token::Readable(0),
+            Token::Readable(KEY_MASK),
+            Token::Writable(12345),
+            Token::Received(KEY_MASK),
+            Token::Cancel,
+        ] {
+            assert_eq!(Token::decode(token.encode()), Some(token));
+        }
+    }
+
+    #[test]
+    fn multishot_receives_fill_provided_buffers_and_reuse_them() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let mut ring = Ring::new().expect("io_uring");
+        ring.provide_receive_buffers(2, 8).expect("buffer ring");
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        ring.receive(reader.as_raw_fd(), Token::Received(7)).expect("arm");
+        ring.submit().expect("submit");
+        let mut received = Vec::new();
+        let mut completions = Vec::new();
+        // Three writes of 5 bytes into two 8-byte buffers: only possible if
+        // buffers given back are used again.
+        for chunk in [b"hello", b"world", b"again"] {
+            writer.write_all(chunk).expect("write");
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                ring.wait(Some(Duration::from_millis(50))).expect("wait");
+                ring.drain_completions(&mut completions);
+                let mut got = false;
+                for completion in &completions {
+                    assert_eq!(completion.token, Token::Received(7));
+                    assert!(completion.result > 0, "{completion:?}");
+                    assert!(completion.more, "still armed");
+                    let id = completion.buffer.expect("a provided buffer");
+                    received.extend_from_slice(ring.received(id, completion.result as usize));
+                    ring.give_back(id);
+                    got = true;
+                }
+                if got {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "no completion");
+            }
+        }
+        assert_eq!(received, b"helloworldagain");
+    }
+
+    #[test]
+    fn a_multishot_receive_ends_with_enobufs_when_buffers_run_out_and_can_be_armed_again() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let mut ring = Ring::new().expect("io_uring");
+        ring.provide_receive_buffers(2, 8).expect("buffer ring");
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        writer.write_all(&[7u8; 56]).expect("write");
+        let mut received = 0;
+        let mut completions = Vec::new();
+        for round in 0..3 {
+            ring.receive(reader.as_raw_fd(), Token::Received(1)).expect("arm");
+            let mut held = Vec::new();
+            let mut ended = false;
+            for _ in 0..50 {
+                ring.wait(Some(Duration::from_millis(20))).expect("wait");
+                ring.drain_completions(&mut completions);
+                for completion in &completions {
+                    if let Some(id) = completion.buffer {
+                        received += completion.result as usize;
+                        held.push(id);
+                    } else {
+                        assert_eq!(completion.result, -libc::ENOBUFS, "round {round}: {completion:?}");
+                        assert!(!completion.more, "ENOBUFS ends the multishot receive");
+                        ended = true;
+                    }
+                }
+                if ended {
+                    break;
+                }
+            }
+            assert!(ended, "round {round}: two 8-byte buffers cannot take what is left");
+            assert_eq!(held.len(), 2, "round {round}: both buffers were used first");
+            for id in held {
+                ring.give_back(id);
+            }
+        }
+        assert_eq!(received, 48, "16 bytes of buffer a round, three rounds; 8 bytes still wait in the socket");
+    }
+}
