@@ -3,9 +3,14 @@
 //! flit runs one shard per core. A shard is a thread pinned to its core that
 //! owns everything it touches: a listener (SO_REUSEPORT, so the kernel spreads
 //! connections), its connections, their subscriptions, a replicated table of
-//! every shard's interest, and an io_uring ring through which it learns of
-//! socket readiness. Shards share no memory on the message path; they talk
-//! over bounded single-producer single-consumer queues, one per ordered pair.
+//! every shard's interest, and an io_uring ring. Plain connections receive
+//! through the ring: one multishot `RECV` per connection fills the shard's
+//! provided buffers, and the bytes are copied once into the connection's
+//! read buffer (`shard::receive`); TLS connections, and kernels without
+//! buffer rings, use readiness through the ring and `recv`. Writes are still
+//! one `send` per dirty connection per loop pass. Shards share no memory on
+//! the message path; they talk over bounded single-producer single-consumer
+//! queues, one per ordered pair.
 //!
 //! Why not glommio's executor and TCP streams: measured on this machine
 //! (../shared/PLATFORM.md), glommio 0.9's rings carry no flags, so every
@@ -18,9 +23,11 @@
 //!
 //! ## Layout
 //! - [`server`]: startup (listeners, mesh, pinned threads), stop, join.
-//! - `shard`: the event loop; `shard::io` (sockets), `shard::dispatch`
+//! - `shard`: the event loop; `shard::io` (sockets), `shard::receive`
+//!   (multishot receives into provided buffers), `shard::dispatch`
 //!   (frames), `shard::routing` (publish, deliver, subscribe, mesh traffic).
-//! - [`ring`]: the io_uring wrapper; the only `unsafe` in flit.
+//! - [`ring`]: the io_uring wrapper and its provided-buffer ring; the only
+//!   `unsafe` in flit.
 //! - [`mesh`]: cross-shard queues, the routed message type, wakers.
 //! - [`interest`]: which shards want which subjects; queue-group picks.
 //! - [`auth`]: identities and permissions; [`delivery_filter`]: what a
