@@ -1,9 +1,16 @@
 //! # flit-client: talking to a flit router from Rust
 //!
-//! Two clients over one core. [`Client`] is blocking, on `std::net`, with a
-//! reader thread and a flusher thread per connection. [`AsyncClient`] is the
-//! same on tokio, with a reader task and a writer task. Neither uses io_uring
-//! or any other runtime: a client is a small thing that must run anywhere.
+//! Two clients over one core. [`Client`] is blocking, on `std::net`;
+//! [`AsyncClient`] is the same on tokio. Neither uses io_uring or any other
+//! runtime: a client is a small thing that must run anywhere.
+//!
+//! A call that waits for an answer (a request, a flush, anything in ack mode)
+//! writes its frame and then reads the socket itself, on its own thread or
+//! task, until its answer is there, dispatching whatever else it reads; so a
+//! request costs no other thread's wake-up. A background thread (blocking)
+//! or task (tokio) reads while no call waits (subscriptions' deliveries, the
+//! server's Pings), and a flusher thread or writer task writes what plain
+//! publishes buffered. See `blocking/shared.rs` and `asynchronous/link.rs`.
 //!
 //! Both speak the protocol of `flit-wire`: Hello, then Welcome (the server's
 //! limits, which this crate enforces before sending); then publishes,
@@ -13,7 +20,7 @@
 //! one wildcard inbox subscription per client (see [`inbox`]).
 //!
 //! # Layout
-//! - `dispatch`: what the reader does with each decoded frame, the routing
+//! - `dispatch`: what whoever reads does with each decoded frame, the routing
 //!   table and the waiter queues. No IO and no runtime; channel types are a
 //!   parameter, so it is unit-tested without a socket.
 //! - `connection`: the operations both clients share (validate, encode,
@@ -36,8 +43,10 @@
 //! of the frames sent before the flush ([`ClientError::Refused`]: how many, the
 //! first one's code and message). A refused request fails at once with the
 //! server's error in both modes, whether its publish or the inbox subscription
-//! was refused: each is sent between two Pings, so a refusal arriving between
-//! their Pongs is known to be its (see `dispatch`).
+//! was refused: the Pings the client sends cut its frames into intervals, a
+//! refusal answers a frame of the interval it arrives in, and such a frame
+//! never shares its interval with another frame of unknown fate (see
+//! `dispatch`; a run of requests needs no Ping at all).
 //!
 //! # Example
 //! ```no_run
