@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sequential request/reply latency through flit-client (blocking and tokio)
 # against the load generator's own request/reply, on the same server, side by
-# side: per repetition one fresh `flit serve` (1 shard, park, pinned to
-# SERVER_CPU), then, alternating, `flit-loadgen --scenario reqrep` and the
-# client example `request_latency` in each mode, all pinned to CLIENT_CPU.
+# side: per repetition one fresh `flit serve` (1 shard, --idle SERVER_IDLE,
+# pinned to SERVER_CPU), then, alternating, `flit-loadgen --scenario reqrep`
+# (--idle LOADGEN_IDLE) and the client example `request_latency` in each
+# mode, all pinned to CLIENT_CPU.
 # The example's responder is a minimal flit-wire responder thread on the same
 # cpu as the requester (the load generator also serves its requests and
 # answers them on one thread), so both measure a requester's round trip
@@ -16,7 +17,8 @@
 # Usage: bench/client_latency.sh [OUTPUT_DIR]
 # Env: REPETITIONS (3), DURATION (5s, load generator), REQUESTS (20000 per
 # client run, after WARMUP_REQUESTS 2000), SERVER_CPU (0), CLIENT_CPU (1),
-# MODES ("blocking async async-mt"), BEFORE_REV (none),
+# MODES ("blocking async async-mt"), SERVER_IDLE (park), LOADGEN_IDLE (park),
+# BEFORE_REV (none),
 # BEFORE_TARGET_DIR (/tmp/client-before-target), FLIT_BIN and LOADGEN_BIN
 # (default: built here).
 set -euo pipefail
@@ -30,6 +32,8 @@ WARMUP_REQUESTS=${WARMUP_REQUESTS:-2000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 MODES=${MODES:-"blocking async async-mt"}
+SERVER_IDLE=${SERVER_IDLE:-park}
+LOADGEN_IDLE=${LOADGEN_IDLE:-park}
 BEFORE_REV=${BEFORE_REV:-}
 BEFORE_TARGET_DIR=${BEFORE_TARGET_DIR:-/tmp/client-before-target}
 out=${1:-bench-results/$(date +%Y-%m-%d)-client-latency}
@@ -55,7 +59,6 @@ if [[ -n $BEFORE_REV ]]; then
   (cd "$worktree" && CARGO_TARGET_DIR=$BEFORE_TARGET_DIR cargo build --release --locked -p flit-client \
     --example request_latency >/dev/null)
   before_example=$BEFORE_TARGET_DIR/release/examples/request_latency
-  cp "$before_example" "$out/request_latency.before" 2>/dev/null || true
   git worktree remove --force "$worktree"
 fi
 
@@ -69,8 +72,8 @@ fi
   echo "rustc: $(rustc --version)"
   echo "tree: $(git rev-parse --short HEAD)$(git diff --quiet -- client || echo ' + uncommitted client changes')"
   [[ -n $BEFORE_REV ]] && echo "before: client of $(git rev-parse --short "$BEFORE_REV")"
-  echo "server: flit serve --shards 1 --idle park --no-pin under taskset -c $SERVER_CPU"
-  echo "clients: taskset -c $CLIENT_CPU (load generator: --cpu $CLIENT_CPU --idle park)"
+  echo "server: flit serve --shards 1 --idle $SERVER_IDLE --no-pin under taskset -c $SERVER_CPU"
+  echo "clients: taskset -c $CLIENT_CPU (load generator: --cpu $CLIENT_CPU --idle $LOADGEN_IDLE)"
   echo '```'
 } > "$out/machine.md"
 
@@ -82,7 +85,7 @@ start_server() {
   local port
   port=$(free_port)
   address=127.0.0.1:$port
-  taskset -c "$SERVER_CPU" "$flit" serve --listen "$address" --shards 1 --idle park --no-pin \
+  taskset -c "$SERVER_CPU" "$flit" serve --listen "$address" --shards 1 --idle "$SERVER_IDLE" --no-pin \
     > "$out/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
@@ -112,7 +115,7 @@ run_client() {
 for rep in $(seq "$REPETITIONS"); do
   start_server
   command=("$loadgen" --target "flit://$address" --scenario reqrep --duration "$DURATION" --warmup 1s
-    --idle park --cpu "$CLIENT_CPU" --quiet --json "$out/runs/loadgen.$rep.json")
+    --idle "$LOADGEN_IDLE" --cpu "$CLIENT_CPU" --quiet --json "$out/runs/loadgen.$rep.json")
   echo "loadgen (rep $rep): ${command[*]}" >> "$commands"
   "${command[@]}" > "$out/runs/loadgen.$rep.txt"
   log "loadgen rep $rep: p50 $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["latency_us"]["p50"])' "$out/runs/loadgen.$rep.json") us"
