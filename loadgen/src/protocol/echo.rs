@@ -49,6 +49,6 @@ impl Protocol for EchoProtocol {
         // The engine sends payloads of at least STAMP_BYTES: keep the stamp.
         let stamp = stamp_of(&input[..self.payload_bytes]);
         input.advance(self.payload_bytes);
-        Ok(Some(stamp.map_or(Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp)))
+        Ok(Some(stamp.map_or_else(|| Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp)))
     }
 }

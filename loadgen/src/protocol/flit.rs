@@ -95,7 +95,7 @@ impl Protocol for FlitProtocol {
                     let stamp = stamp_of(&input[payload_start..length]);
                     input.advance(length);
                     return Ok(Some(
-                        stamp.map_or(Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp),
+                        stamp.map_or_else(|| Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp),
                     ));
                 }
             }

@@ -18,7 +18,17 @@
 //!   wait for bytes that cannot make it right. No input makes it panic.
 //! - No allocation per message: numbers are parsed and printed by hand, and a
 //!   `MSG` is split off `input` as one `Bytes` that the reply subject and the
-//!   payload share (reference counted, zero copy).
+//!   payload share (reference counted, zero copy); an error event's text is
+//!   built only for an error.
+//!
+//! # Cost
+//! nats-server on one core answers a closed loop's whole window in one burst
+//! (see docs/BENCHMARKS.md), so the load generator's time per message is on
+//! the critical path of every NATS round: whatever it spends, NATS is
+//! charged. Like the flit protocol (which reuses its Publish meta), this one
+//! keeps its per-message work small: the `PUB` line is built once per
+//! (subject, reply, length) and reused, and a `MSG` line is recognised by
+//! its first four bytes before any general parsing.
 
 use bytes::{Buf, BytesMut};
 
@@ -38,24 +48,60 @@ const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers
 \"name\":\"flit-loadgen\",\"lang\":\"rust\",\"version\":\"0.1.0\"}\r\n";
 const _: () = assert!(CONNECT.len() <= CONTROL_LINE_BYTES_MAX + 2);
 
-/// One NATS connection's protocol state: only whether the server's `INFO` has arrived.
+/// One NATS connection's protocol state: whether the server's `INFO` has
+/// arrived, and the last `PUB` line built.
 #[derive(Debug)]
 pub struct NatsProtocol {
     info_received: bool,
     /// Whether received messages keep their reply subject and whole payload
     /// (`Inbound::Message`); otherwise only their stamp (`Inbound::Stamp`).
     needs_reply: bool,
+    /// `PUB <subject> [reply] <length>\r\n` for the last publish, and what it was built for.
+    cached_line: Vec<u8>,
+    cached_subject: Vec<u8>,
+    cached_reply: Option<Vec<u8>>,
+    cached_payload_bytes: usize,
 }
 
 impl Default for NatsProtocol {
     fn default() -> Self {
-        NatsProtocol { info_received: false, needs_reply: true }
+        NatsProtocol {
+            info_received: false,
+            needs_reply: true,
+            cached_line: Vec::new(),
+            cached_subject: Vec::new(),
+            cached_reply: None,
+            cached_payload_bytes: 0,
+        }
     }
 }
 
 impl NatsProtocol {
     pub fn new() -> NatsProtocol {
         NatsProtocol::default()
+    }
+}
+
+impl NatsProtocol {
+    /// Builds `PUB <subject> [reply] <payload_bytes>\r\n` into the cache.
+    fn cache_publish_line(&mut self, subject: &str, reply: Option<&[u8]>, payload_bytes: usize) {
+        assert!(is_token(subject.as_bytes()), "invalid NATS subject {subject:?}");
+        let line = &mut self.cached_line;
+        line.clear();
+        line.extend_from_slice(b"PUB ");
+        line.extend_from_slice(subject.as_bytes());
+        if let Some(reply) = reply {
+            assert!(is_token(reply), "invalid NATS reply subject {:?}", String::from_utf8_lossy(reply));
+            line.push(b' ');
+            line.extend_from_slice(reply);
+        }
+        line.push(b' ');
+        put_decimal(line, payload_bytes as u64);
+        line.extend_from_slice(b"\r\n");
+        self.cached_subject.clear();
+        self.cached_subject.extend_from_slice(subject.as_bytes());
+        self.cached_reply = reply.map(<[u8]>::to_vec);
+        self.cached_payload_bytes = payload_bytes;
     }
 }
 
@@ -172,7 +218,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     Some(value)
 }
 
-fn put_decimal(output: &mut BytesMut, value: u64) {
+fn put_decimal(output: &mut impl bytes::BufMut, value: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     let mut rest = value;
@@ -184,7 +230,7 @@ fn put_decimal(output: &mut BytesMut, value: u64) {
             break;
         }
     }
-    output.extend_from_slice(&digits[start..]);
+    output.put_slice(&digits[start..]);
 }
 
 /// A subject, queue group or reply subject: non-empty, no whitespace or control bytes that would break the line.
@@ -225,7 +271,10 @@ fn take_message(input: &mut BytesMut, line_length: usize, needs_reply: bool) -> 
     if !needs_reply {
         let stamp = stamp_of(&input[payload_start..payload_end]);
         input.advance(message_length);
-        return Ok(Some(stamp.map_or(Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp)));
+        // Lazily: an eager `map_or` built (and dropped) this String for every message.
+        return Ok(Some(
+            stamp.map_or_else(|| Inbound::Error("a payload shorter than its stamp".into()), Inbound::Stamp),
+        ));
     }
     let message = input.split_to(message_length).freeze();
     Ok(Some(Inbound::Message {
@@ -273,20 +322,19 @@ impl Protocol for NatsProtocol {
         output.extend_from_slice(b"\r\n");
     }
 
-    /// Panics on a subject or reply subject that would break the line (empty, or with whitespace).
+    /// Panics on a subject or reply subject that would break the line (empty,
+    /// or with whitespace). The line is built (and checked) once per
+    /// (subject, reply, length); a repeat is three copies: line, payload, CRLF.
     fn publish(&mut self, output: &mut BytesMut, subject: &str, reply: Option<&[u8]>, payload: &[u8]) {
-        assert!(is_token(subject.as_bytes()), "invalid NATS subject {subject:?}");
-        output.reserve(4 + subject.len() + reply.map_or(0, |reply| reply.len() + 1) + 1 + 20 + 2 + payload.len() + 2);
-        output.extend_from_slice(b"PUB ");
-        output.extend_from_slice(subject.as_bytes());
-        if let Some(reply) = reply {
-            assert!(is_token(reply), "invalid NATS reply subject {:?}", String::from_utf8_lossy(reply));
-            output.extend_from_slice(b" ");
-            output.extend_from_slice(reply);
+        let cached = !self.cached_line.is_empty()
+            && self.cached_payload_bytes == payload.len()
+            && self.cached_subject == subject.as_bytes()
+            && self.cached_reply.as_deref() == reply;
+        if !cached {
+            self.cache_publish_line(subject, reply, payload.len());
         }
-        output.extend_from_slice(b" ");
-        put_decimal(output, payload.len() as u64);
-        output.extend_from_slice(b"\r\n");
+        output.reserve(self.cached_line.len() + payload.len() + 2);
+        output.extend_from_slice(&self.cached_line);
         output.extend_from_slice(payload);
         output.extend_from_slice(b"\r\n");
     }
@@ -305,6 +353,10 @@ impl Protocol for NatsProtocol {
                 return Ok(None);
             };
             let line = &input[..line_length];
+            // The server sends operation names in upper case: almost every line is this one.
+            if line.starts_with(b"MSG ") {
+                return take_message(input, line_length, self.needs_reply);
+            }
             let (name, arguments) = split_operation(line);
             let Some(operation) = Operation::from_name(name) else {
                 return Err(error(format!("unknown operation in line {:?}", String::from_utf8_lossy(line))));

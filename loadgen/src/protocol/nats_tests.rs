@@ -62,6 +62,30 @@ fn subscribe_publish_and_ping_encode_the_text_protocol() {
 }
 
 #[test]
+fn the_pub_line_is_rebuilt_when_subject_reply_or_length_changes() {
+    let mut protocol = NatsProtocol::new();
+    let mut output = BytesMut::new();
+    protocol.publish(&mut output, "a", None, b"xy");
+    protocol.publish(&mut output, "a", None, b"zw");
+    protocol.publish(&mut output, "a", None, b"0123456789");
+    protocol.publish(&mut output, "a", Some(b"r.1"), b"0123456789");
+    protocol.publish(&mut output, "a", Some(b"r.2"), b"0123456789");
+    protocol.publish(&mut output, "b", Some(b"r.2"), b"0123456789");
+    protocol.publish(&mut output, "b", None, b"");
+    let expected: &[u8] = b"PUB a 2\r\nxy\r\nPUB a 2\r\nzw\r\nPUB a 10\r\n0123456789\r\n\
+        PUB a r.1 10\r\n0123456789\r\nPUB a r.2 10\r\n0123456789\r\nPUB b r.2 10\r\n0123456789\r\nPUB b 0\r\n\r\n";
+    assert_eq!(output, expected);
+}
+
+#[test]
+#[should_panic(expected = "invalid NATS reply subject")]
+fn a_cached_line_does_not_skip_the_reply_check() {
+    let mut protocol = NatsProtocol::new();
+    protocol.publish(&mut BytesMut::new(), "a", Some(b"r"), b"x");
+    protocol.publish(&mut BytesMut::new(), "a", Some(b"r r"), b"x");
+}
+
+#[test]
 #[should_panic(expected = "invalid NATS subject")]
 fn publish_refuses_a_subject_that_would_break_the_line() {
     NatsProtocol::new().publish(&mut BytesMut::new(), "two words", None, b"x");
@@ -260,4 +284,43 @@ fn without_needs_reply_only_the_stamp_is_kept() {
     assert_eq!(event, Some(Inbound::Stamp(expected)));
     assert_eq!(protocol.parse(&mut input, &mut output).expect("parses"), Some(Inbound::Pong));
     assert!(input.is_empty());
+}
+
+/// What a subscriber's socket delivers under load: a batch of MSGs, read in
+/// chunks that cut lines and payloads anywhere, with a server PING between.
+#[test]
+fn a_batch_of_stamps_split_at_every_position_parses_the_same() {
+    let payload = |sequence: u8| -> Vec<u8> { (0..40).map(|byte| byte ^ sequence).collect() };
+    let mut stream = Vec::new();
+    for sequence in 0..6u8 {
+        stream.extend_from_slice(b"MSG loadgen.data 1 40\r\n");
+        stream.extend_from_slice(&payload(sequence));
+        stream.extend_from_slice(b"\r\n");
+        if sequence == 2 {
+            stream.extend_from_slice(b"PING\r\n");
+        }
+    }
+    stream.extend_from_slice(b"msg loadgen.data 1 40\r\n"); // lower case: the general path
+    stream.extend_from_slice(&payload(6));
+    stream.extend_from_slice(b"\r\nPONG\r\n");
+    let mut expected: Vec<Inbound> =
+        (0..7u8).map(|sequence| Inbound::Stamp(payload(sequence)[..24].try_into().expect("24 bytes"))).collect();
+    expected.push(Inbound::Pong);
+    for first in 0..=stream.len() {
+        for second in [first, (first + 1).min(stream.len()), (first + 61).min(stream.len())] {
+            let mut protocol = NatsProtocol::new();
+            protocol.set_needs_reply(false);
+            let (mut input, mut output) = (BytesMut::new(), BytesMut::new());
+            let mut events = Vec::new();
+            for chunk in [&stream[..first], &stream[first..second], &stream[second..]] {
+                input.extend_from_slice(chunk);
+                let (parsed, end) = parse_all(&mut protocol, &mut input, &mut output);
+                end.unwrap();
+                events.extend(parsed);
+            }
+            assert_eq!(events, expected, "chunks end at {first} and {second}");
+            assert_eq!(output, &b"PONG\r\n"[..], "chunks end at {first} and {second}");
+            assert!(input.is_empty(), "chunks end at {first} and {second}");
+        }
+    }
 }
