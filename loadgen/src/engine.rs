@@ -90,6 +90,8 @@ pub struct Engine {
     sent_total: u64,
     received_total: u64,
     errors: u64,
+    /// True once `run` has started: every read is followed by `refill`.
+    running: bool,
 }
 
 fn now_ns(epoch: Instant) -> u64 {
@@ -158,6 +160,7 @@ impl Engine {
             sent_total: 0,
             received_total: 0,
             errors: 0,
+            running: false,
         };
         for index in 0..engine.connections.len() {
             engine.mark_dirty(index);
@@ -166,6 +169,13 @@ impl Engine {
         engine.pump_until(deadline, |engine| engine.connections.iter().all(|c| c.protocol.handshake_done()))?;
         engine.subscribe_all(deadline)?;
         Ok(engine)
+    }
+
+    /// Reads at most `bytes` per read (tests: to see what happens between the
+    /// reads of one burst without sending megabytes).
+    #[cfg(test)]
+    fn set_read_chunk_bytes(&mut self, bytes: usize) {
+        self.scratch = vec![0u8; bytes];
     }
 
     /// Subscribes every role that receives, then waits for a ping barrier on
@@ -232,6 +242,7 @@ impl Engine {
         }
         let mut events = Events::with_capacity(1024);
         let mut next_progress_s = 1;
+        self.running = true;
         loop {
             let now = now_ns(self.epoch);
             if now < self.measure_end_ns {
@@ -369,7 +380,8 @@ impl Engine {
     /// Reads until the socket is empty (the poller is edge-triggered). Bytes
     /// land in one zeroed scratch buffer and are copied to the connection's
     /// input: a copy of what arrived, rather than zeroing a whole chunk of
-    /// the input before every read.
+    /// the input before every read. During the run, each read's receipts
+    /// refill the senders' windows at once (`refill`), before the next read.
     fn read_connection(&mut self, index: usize) -> Result<()> {
         loop {
             let connection = &mut self.connections[index];
@@ -383,6 +395,9 @@ impl Engine {
                     let arrived_ns = now_ns(self.epoch);
                     connection.input.extend_from_slice(&self.scratch[..read]);
                     self.parse_input(index, arrived_ns)?;
+                    if self.running {
+                        self.refill()?;
+                    }
                 }
                 Err(error) => match error.kind() {
                     ErrorKind::WouldBlock => return Ok(()),
@@ -391,6 +406,22 @@ impl Engine {
                 },
             }
         }
+    }
+
+    /// Sends what the receipts just parsed made room for (and anything else
+    /// due), and writes it out, before reading on. A closed loop sends the
+    /// next message as soon as one completes: a window that arrives back in
+    /// one burst (nats-server on one core answers a whole window at once, see
+    /// docs/BENCHMARKS.md) is refilled chunk by chunk while the rest is still
+    /// being read and parsed, so the server has work while the load
+    /// generator parses. Waiting until every socket is drained made the two
+    /// take turns, each idle while the other worked (issue 10).
+    fn refill(&mut self) -> Result<()> {
+        let now = now_ns(self.epoch);
+        if now < self.measure_end_ns {
+            self.send_due(now);
+        }
+        self.flush_dirty()
     }
 
     fn parse_input(&mut self, index: usize, arrived_ns: u64) -> Result<()> {

@@ -151,6 +151,45 @@ fn echo_dropping_every_tenth(mut stream: TcpStream) -> u64 {
     dropped
 }
 
+/// Answers like nats-server on one core: it reads until its socket is empty,
+/// and only then writes back everything that batch held, in one write (its
+/// writer runs only once its reader has nothing left to read). Returns the
+/// smallest batch, in payloads, after the first one, or `u64::MAX` if there
+/// was no later batch.
+fn echo_in_batches(mut stream: TcpStream) -> u64 {
+    let deadline = Instant::now() + SERVER_LIFETIME;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut batch: Vec<u8> = Vec::with_capacity(buffer.len());
+    let mut batches = 0_u64;
+    let mut smallest_later = u64::MAX;
+    loop {
+        let read = match read_some(&mut stream, &mut buffer, deadline) {
+            None => continue,
+            Some(0) => return smallest_later,
+            Some(read) => read,
+        };
+        batch.clear();
+        batch.extend_from_slice(&buffer[..read]);
+        stream.set_nonblocking(true).expect("non-blocking");
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => batch.extend_from_slice(&buffer[..read]),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        stream.set_nonblocking(false).expect("blocking");
+        batches += 1;
+        if batches > 1 {
+            smallest_later = smallest_later.min((batch.len() / PAYLOAD_BYTES) as u64);
+        }
+        if stream.write_all(&batch).is_err() {
+            return smallest_later;
+        }
+    }
+}
+
 fn echo_everything(stream: TcpStream) -> u64 {
     echo_with_one_stall(stream, SERVER_LIFETIME, Duration::ZERO)
 }
@@ -264,4 +303,32 @@ fn histogram_records_round_trip_of_an_echo() {
     assert!(result.histogram.value_at_quantile(0.5) > 0);
     assert!(result.histogram.max() < 1_000_000_000, "max {} ns", result.histogram.max());
     assert_eq!(result.connections, 1);
+}
+
+#[test]
+fn a_window_answered_in_one_burst_is_refilled_while_the_burst_is_read() {
+    let _serial = serial();
+    const WINDOW: usize = 64;
+    let server = FakeServer::spawn(echo_in_batches);
+    let options =
+        RunOptions { window: WINDOW, ..reqrep_options(0, Duration::from_millis(300), Duration::from_secs(1)) };
+    let plan = options.plan(TargetKind::Echo).expect("an echo plan");
+    let mut engine = Engine::connect(server.address, plan, options, || Box::new(EchoProtocol::new(PAYLOAD_BYTES)))
+        .expect("connect to the fake server");
+    // One payload per read: the burst of WINDOW answers takes WINDOW reads.
+    engine.set_read_chunk_bytes(PAYLOAD_BYTES);
+    let result = engine.run(None).expect("run");
+    let smallest_later_batch = server.join();
+    assert_eq!(result.lost, 0);
+    assert_eq!(result.received, result.sent);
+    assert!(result.sent > 10 * WINDOW as u64, "sent {}", result.sent);
+    // Each answer makes room for one request, sent before the next read: so
+    // the server, which waits for a quiet socket, sees smaller batches than
+    // the window. Sending only once the whole burst had been read put the
+    // window back in one write, and the two took turns with full windows
+    // (every batch exactly WINDOW) for the whole run.
+    assert!(
+        smallest_later_batch < WINDOW as u64,
+        "every batch the server saw after the first held the whole window ({smallest_later_batch} payloads)"
+    );
 }
