@@ -161,9 +161,10 @@ fn a_cancelled_async_request_leaves_the_reading_to_the_others() {
 
 #[test]
 fn a_waiting_async_request_answers_the_servers_idle_ping_and_an_idle_client_stays_connected() {
-    // The server Pings a connection silent for 400 ms and closes it at 800 ms.
-    let server = FlitServer::start(1, &["--idle-timeout-ms", "800"]);
-    spawn_blocking_responder(&server, "svc.slow", Duration::from_millis(1_500));
+    // The server Pings a connection silent for 750 ms and closes it at
+    // 1.5 s, checking every 250 ms: a Ping must be answered within 500 ms.
+    let server = FlitServer::start(1, &["--idle-timeout-ms", "1500"]);
+    spawn_blocking_responder(&server, "svc.slow", Duration::from_millis(2_000));
     spawn_blocking_responder(&server, "svc.echo", Duration::ZERO);
     runtime().block_on(async {
         // No subscription of its own: nothing but the waiting caller reads.
@@ -172,7 +173,7 @@ fn a_waiting_async_request_answers_the_servers_idle_ping_and_an_idle_client_stay
         assert_eq!(&reply.payload[..], b"slow");
         // Idle, no caller: the reader task comes back after its linger and
         // answers the Pings.
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
         let reply = client.request("svc.echo", b"later", Duration::from_secs(10)).await.expect("still connected");
         assert_eq!(&reply.payload[..], b"later");
     });
