@@ -322,11 +322,22 @@ impl Shard {
     }
 
     pub(super) fn handle_buffered_frames(&mut self, key: ConnectionKey) {
+        self.handle_buffered_frames_within(key, usize::MAX);
+    }
+
+    /// Handles whole frames until `bytes_budget` bytes of them have been
+    /// handled; returns true when it stopped for the budget with more left
+    /// (fairness: the connection waits for the next pass).
+    pub(super) fn handle_buffered_frames_within(&mut self, key: ConnectionKey, bytes_budget: usize) -> bool {
         let frame_bytes_max = self.limits.frame_bytes_max();
+        let mut bytes_handled = 0;
         loop {
-            let Some(connection) = self.connections.get_mut(key) else { return };
+            if bytes_handled >= bytes_budget {
+                return self.connections.get(key).is_some_and(|connection| !connection.read_buffer.is_empty());
+            }
+            let Some(connection) = self.connections.get_mut(key) else { return false };
             if connection.state == ConnectionState::Closing || connection.reading_paused_until_nanos != 0 {
-                return;
+                return false;
             }
             let length = match check(&connection.read_buffer, frame_bytes_max) {
                 Check::Incomplete => {
@@ -338,11 +349,15 @@ impl Shard {
                         connection.partial_frame_since_nanos = self.read_pass_nanos.max(1);
                     }
                     connection.release_idle_buffers();
-                    return;
+                    return false;
                 }
-                Check::Invalid(error) => return self.protocol_error(key, error.code(), &error.to_string()),
+                Check::Invalid(error) => {
+                    self.protocol_error(key, error.code(), &error.to_string());
+                    return false;
+                }
                 Check::Complete(length) => length,
             };
+            bytes_handled += length;
             let frame = connection.read_buffer.split_to(length).freeze();
             connection.partial_frame_since_nanos = 0;
             // Publishes, the hot path, keep the frame whole and get ranges;

@@ -10,11 +10,16 @@
 //! docs/DESIGN.md). Frames are then handled by the same code as before, in the
 //! shard's read pass, under the same fairness and backpressure rules.
 //!
+//! Fairness: a connection's frames are handled at most `READ_BYTES_PER_PASS_MAX`
+//! bytes a pass, as on the readiness path; the rest waits for the next pass.
+//!
 //! Backpressure: the kernel keeps receiving while a connection's frames wait
-//! (mesh outbox full, a `slow_down` rate limit). Once a connection's unread
-//! input reaches [`RECEIVED_BYTES_MAX`] beyond one largest frame, its receive
-//! is cancelled (`receive_pauses`), and TCP pushes back on the client; it is
-//! armed again once the input has drained to half of that.
+//! (mesh outbox full, a `slow_down` rate limit, the per-pass budget). Once a
+//! connection's unread input reaches [`RECEIVED_BYTES_MAX`] (or the length of
+//! the frame at its head, if larger), its receive is cancelled
+//! (`receive_pauses`), and TCP pushes back on the client, much as a socket
+//! nobody reads does; it is armed again once every whole frame received has
+//! been handled (or, while a rate limit holds them, once half has drained).
 //!
 //! ENOBUFS (every provided buffer in use) ends a multishot receive; it is
 //! counted (`receive_buffer_shortages`) and armed again after the completion
@@ -28,7 +33,9 @@
 
 use std::os::fd::AsRawFd;
 
-use super::io::CLOSE_DISCARD_BYTES_MAX;
+use flit_wire::FRAME_HEADER_BYTES;
+
+use super::io::{CLOSE_DISCARD_BYTES_MAX, READ_BYTES_PER_PASS_MAX};
 use super::Shard;
 use crate::connection::{ConnectionKey, ConnectionState};
 use crate::ring::{Completion, Token};
@@ -37,9 +44,9 @@ use crate::ring::{Completion, Token};
 /// per shard, touched only as traffic needs (the pages are mapped lazily).
 pub const RECEIVE_BUFFERS_COUNT: u16 = 256;
 pub const RECEIVE_BUFFER_BYTES: u32 = 16 * 1024;
-/// Unread input a connection may hold beyond one largest frame before its
-/// receive is paused.
-pub const RECEIVED_BYTES_MAX: usize = 256 * 1024;
+/// Unread input a connection may hold before its receive is paused (unless
+/// the frame at its head is longer: that one must arrive whole).
+pub const RECEIVED_BYTES_MAX: usize = 64 * 1024;
 
 const _: () = assert!(RECEIVE_BUFFERS_COUNT.is_power_of_two());
 
@@ -66,6 +73,14 @@ impl Shard {
         let mut appended = 0;
         let mut discarded_too_much = false;
         if let Some(id) = completion.buffer {
+            // A burst can bring far more than a pass handles: handle what is
+            // already whole first, so the read buffer stays small (large
+            // buffers come and go through mmap and leave the allocator's
+            // heap larger) and the input is taken in order.
+            let unread = self.connections.get(key).map_or(0, |connection| connection.read_buffer.len());
+            if unread + length > RECEIVED_BYTES_MAX && self.may_handle_frames(key) {
+                self.handle_buffered_frames(key);
+            }
             if let Some(connection) = self.connections.get_mut(key) {
                 if connection.state == ConnectionState::Closing {
                     connection.discarded_bytes += length;
@@ -81,7 +96,7 @@ impl Shard {
             return self.finish_close(key);
         }
         let read_pass_nanos = self.read_pass_nanos;
-        let received_bytes_max = self.received_bytes_max();
+        let frame_bytes_max = self.limits.frame_bytes_max();
         let Some(connection) = self.connections.get_mut(key) else { return };
         if !completion.more {
             connection.receive_armed = false;
@@ -111,7 +126,8 @@ impl Shard {
         if !armed && !paused && !ended {
             self.receives_to_arm.push(key);
         }
-        if armed && !paused && connection.read_buffer.len() >= received_bytes_max {
+        if armed && !paused && connection.read_buffer.len() >= pause_threshold(&connection.read_buffer, frame_bytes_max)
+        {
             connection.receive_paused = true;
             self.metrics.receive_pauses.add(1);
             let _ = self.ring.cancel(Token::Received(key));
@@ -138,26 +154,53 @@ impl Shard {
     }
 
     /// The read pass for a connection that receives through the ring: handle
-    /// the frames already received; end of input; resume a paused receive.
+    /// the frames already received (within the per-pass budget); end of
+    /// input; resume a paused receive.
     pub(super) fn read_received(&mut self, key: ConnectionKey) {
-        self.handle_buffered_frames(key);
-        let resume_below = self.received_bytes_max() / 2;
+        let more = self.handle_buffered_frames_within(key, READ_BYTES_PER_PASS_MAX);
+        let frame_bytes_max = self.limits.frame_bytes_max();
         let Some(connection) = self.connections.get_mut(key) else { return };
         if connection.state == ConnectionState::Closing {
             return;
         }
+        if more {
+            return self.mark_ready(key);
+        }
         if connection.end_of_input && connection.reading_paused_until_nanos == 0 {
             return self.on_peer_closed(key);
         }
-        if connection.receive_paused && connection.read_buffer.len() < resume_below {
+        // Every whole frame received has been handled (none is waiting for
+        // a rate limit): what is left is at most the start of one frame, which
+        // only more input can finish.
+        let drained = connection.reading_paused_until_nanos == 0
+            || connection.read_buffer.len() < pause_threshold(&connection.read_buffer, frame_bytes_max) / 2;
+        if connection.receive_paused && drained {
             connection.receive_paused = false;
             if !connection.receive_armed {
                 self.receives_to_arm.push(key);
             }
         }
     }
+}
 
-    fn received_bytes_max(&self) -> usize {
-        self.limits.frame_bytes_max() + RECEIVED_BYTES_MAX
+impl Shard {
+    /// Whether a connection's frames may be handled now: no mesh outbox is
+    /// backed up, no drain has begun, no rate limit holds the connection
+    /// (the read pass's own conditions).
+    fn may_handle_frames(&self, key: ConnectionKey) -> bool {
+        self.outboxes.iter().all(|outbox| outbox.is_empty())
+            && self.draining_since.is_none()
+            && !self.reading_paused(key)
     }
+}
+
+/// How much unread input pauses a connection's receive: [`RECEIVED_BYTES_MAX`],
+/// or the whole frame at the head of the input if that is longer (up to the
+/// largest frame allowed; a longer claim fails `check` anyway).
+fn pause_threshold(read_buffer: &[u8], frame_bytes_max: usize) -> usize {
+    let head_frame_bytes = match read_buffer.first_chunk::<4>() {
+        Some(length) => FRAME_HEADER_BYTES.saturating_add(u32::from_le_bytes(*length) as usize),
+        None => 0,
+    };
+    RECEIVED_BYTES_MAX.max(head_frame_bytes.min(frame_bytes_max))
 }
