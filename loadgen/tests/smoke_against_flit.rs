@@ -101,7 +101,13 @@ impl Router {
         });
         let line = receiver.recv_timeout(READY_TIMEOUT).unwrap_or_default();
         let mut router = Router { child, address: String::new() };
-        let address = line.trim().strip_prefix("flit ready listen=").and_then(|rest| rest.strip_suffix(" shards=2"));
+        // `flit ready listen=ADDR shards=2 ...`: later fields (receive=...) may follow.
+        let address = line
+            .trim()
+            .strip_prefix("flit ready listen=")
+            .and_then(|rest| rest.split_once(' '))
+            .filter(|(_, fields)| fields.split(' ').any(|field| field == "shards=2"))
+            .map(|(address, _)| address);
         let Some(address) = address else {
             let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
             panic!("no ready line from flit serve within {READY_TIMEOUT:?}: got {line:?}; stderr:\n{log}");
