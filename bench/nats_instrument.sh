@@ -12,8 +12,8 @@
 #   LOADGENS: space-separated LABEL=BINARY pairs, each measured as target LABEL
 #     (default "nats=target/release/flit-loadgen"; e.g. add "nats-before=/tmp/flit-loadgen-5921b36"
 #     to measure an older build in the same rounds),
-#   LOADGEN_IDLES: the load generator's --idle modes for the throughput groups (default "park";
-#     "park spin" measures both; a spin run's target is LABEL-spin); reqrep-park always parks,
+#   LOADGEN_IDLES: the load generator's --idle modes for the throughput groups (default "park spin";
+#     bench/compare.sh spins; a spin run's target is LABEL-spin); reqrep-park always parks,
 #   RAW (1; 0 leaves out bench/nats-raw),
 #   FLIT: a `flit` binary; if set, every load generator build also measures flit (`flit serve
 #     --shards 1 --idle park`) in the throughput groups, as target flit-LABEL (flit for `nats=`),
@@ -30,7 +30,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SCENARIOS=${SCENARIOS:-"pubsub-throughput fanout-10 reqrep-park"}
 LOADGENS=${LOADGENS:-"nats=$root/target/release/flit-loadgen"}
-LOADGEN_IDLES=${LOADGEN_IDLES:-park}
+LOADGEN_IDLES=${LOADGEN_IDLES:-"park spin"}
 RAW=${RAW:-1}
 PERF=${PERF:-0}
 FLIT=${FLIT:-}
