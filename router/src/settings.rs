@@ -267,7 +267,7 @@ impl FileSettings {
                 listen: Some(config.listen),
                 shards: Some(ShardCount::Auto),
                 idle: Some(Idle::Park),
-                receive: Some(Receive::Readiness),
+                receive: Some(Receive::Ring),
                 pin_cores: Some(config.pin_cores),
                 name: Some(config.server_name),
                 shutdown_flush_timeout_ms: Some(config.shutdown_flush_timeout.as_millis() as u64),

@@ -60,9 +60,9 @@ pub enum ReceiveMode {
     /// buffer rings (reported in the ready line and `flit_shard_receive_on_ring`).
     Ring,
     /// Readiness through the ring (multishot poll), then `recv` per socket.
-    /// The default: `Ring` saves a third of the system calls per request and
-    /// reply at the same latency, but measured lower closed-loop pub/sub
-    /// throughput here (bench-results/2026-11-30-receive-path).
+    /// (`Ring`, the default, measured a third fewer system calls per request
+    /// and reply and 1.15x the closed-loop pub/sub throughput on a quiet
+    /// machine: bench-results/2026-11-30-receive-path.)
     Readiness,
 }
 
@@ -112,7 +112,7 @@ impl ServerConfig {
             listen,
             shards,
             idle: IdleStrategy::Park,
-            receive: ReceiveMode::Readiness,
+            receive: ReceiveMode::Ring,
             pin_cores: true,
             payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
             pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,

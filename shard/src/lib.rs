@@ -3,13 +3,12 @@
 //! flit runs one shard per core. A shard is a thread pinned to its core that
 //! owns everything it touches: a listener (SO_REUSEPORT, so the kernel spreads
 //! connections), its connections, their subscriptions, a replicated table of
-//! every shard's interest, and an io_uring ring. By default connections learn
-//! of input through the ring (multishot poll) and read it with `recv`; with
-//! `ReceiveMode::Ring`, plain connections receive through the ring: one
-//! multishot `RECV` per connection fills the shard's provided buffers, and
-//! the bytes are copied once into the connection's read buffer
-//! (`shard::receive`; TLS connections and kernels without buffer rings stay
-//! on readiness). Writes are still
+//! every shard's interest, and an io_uring ring. Plain connections receive
+//! through the ring: one multishot `RECV` per connection fills the shard's
+//! provided buffers, and the bytes are copied once into the connection's
+//! read buffer (`shard::receive`); TLS connections, kernels without buffer
+//! rings and `ReceiveMode::Readiness` use readiness through the ring and
+//! `recv`. Writes are still
 //! one `send` per dirty connection per loop pass. Shards share no memory on
 //! the message path; they talk over bounded single-producer single-consumer
 //! queues, one per ordered pair.
