@@ -259,6 +259,9 @@ pub struct Identity {
     pub permissions: Arc<Permissions>,
     /// The identity's rate limit, shared by all its connections on all shards.
     pub rate: Option<Arc<crate::rate_limit::SharedBuckets>>,
+    /// Subscription bytes held by all of this identity's connections on all
+    /// shards, against `identity_subscription_bytes_max` (subscriptions.rs).
+    pub subscription_bytes: Arc<std::sync::atomic::AtomicUsize>,
     /// With mutual TLS: the SHA-256 of the client certificate that proves
     /// this identity (instead of, or as well as, the token).
     pub certificate_sha256: Option<[u8; 32]>,
@@ -271,6 +274,7 @@ impl Identity {
             token_sha256: Some(token_sha256),
             permissions: Arc::new(permissions),
             rate: None,
+            subscription_bytes: Arc::default(),
             certificate_sha256: None,
         }
     }
@@ -380,18 +384,22 @@ impl Identities {
         found
     }
 
-    /// A reload keeps rate-limit state: an identity whose limits did not
-    /// change takes over the old one's buckets, so a SIGHUP does not hand
-    /// every identity a fresh burst.
-    pub fn keep_rate_state_from(&mut self, old: &Identities) {
+    /// A reload keeps the state identities share across shards: an identity
+    /// of the same name keeps counting the subscription bytes its
+    /// connections hold, and one whose rate limits did not change takes over
+    /// the old one's buckets, so a SIGHUP does not hand every identity a
+    /// fresh burst.
+    pub fn keep_shared_state_from(&mut self, old: &Identities) {
         for identity in &mut self.identities {
             let Some(previous) = old.by_name(&identity.name) else { continue };
             let same_limits = match (&identity.rate, &previous.rate) {
                 (Some(new), Some(old)) => new.limits == old.limits,
                 _ => false,
             };
+            let identity = Arc::make_mut(identity);
+            identity.subscription_bytes = previous.subscription_bytes.clone();
             if same_limits {
-                Arc::make_mut(identity).rate = previous.rate.clone();
+                identity.rate = previous.rate.clone();
             }
         }
     }

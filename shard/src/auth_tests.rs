@@ -92,7 +92,7 @@ fn authentication_finds_the_identity_by_token_hash_only() {
 }
 
 #[test]
-fn a_reload_keeps_the_rate_state_of_unchanged_limits() {
+fn a_reload_keeps_the_rate_state_of_unchanged_limits_and_every_subscription_count() {
     use crate::rate_limit::{Limit, Policy, RateLimits};
     let limits =
         RateLimits { messages: Some(Limit { per_second: 10, burst: 10 }), bytes: None, policy: Policy::Reject };
@@ -106,12 +106,15 @@ fn a_reload_keeps_the_rate_state_of_unchanged_limits() {
     };
     let old = make(limits);
     let mut same = make(limits);
-    same.keep_rate_state_from(&old);
+    same.keep_shared_state_from(&old);
     let bucket = |identities: &Identities| identities.by_name("a").unwrap().rate.clone().unwrap();
     assert!(Arc::ptr_eq(&bucket(&old), &bucket(&same)), "unchanged limits: the old buckets carry on");
     let mut changed = make(RateLimits { messages: Some(Limit { per_second: 20, burst: 10 }), ..limits });
-    changed.keep_rate_state_from(&old);
+    changed.keep_shared_state_from(&old);
     assert!(!Arc::ptr_eq(&bucket(&old), &bucket(&changed)), "new limits: new buckets");
+    let bytes = |identities: &Identities| identities.by_name("a").unwrap().subscription_bytes.clone();
+    assert!(Arc::ptr_eq(&bytes(&old), &bytes(&changed)), "the subscription bytes held carry over whatever changed");
+    assert!(!Arc::ptr_eq(&bytes(&old), &bytes(&make(limits))), "a new identity set starts at zero");
 }
 
 // ---- the naive reference ----

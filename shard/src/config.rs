@@ -82,10 +82,8 @@ pub struct ServerConfig {
     /// Subscription bytes one connection may hold.
     pub subscription_bytes_max: usize,
     /// Subscription bytes one identity may hold, all its connections on all
-    /// shards together (counted in `identity_subscription_bytes`).
+    /// shards together (counted in `Identity::subscription_bytes`).
     pub identity_subscription_bytes_max: usize,
-    /// Not a setting: the per-identity counters, shared by the shards.
-    pub identity_subscription_bytes: std::sync::Arc<crate::subscriptions::IdentitySubscriptionBytes>,
     pub connections_per_shard_max: usize,
     /// All shards together; enforced with one shared counter at accept.
     pub connections_max: usize,
@@ -119,7 +117,6 @@ impl ServerConfig {
             subscriptions_per_connection_max: SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
             subscription_bytes_max: SUBSCRIPTION_BYTES_MAX_DEFAULT,
             identity_subscription_bytes_max: IDENTITY_SUBSCRIPTION_BYTES_MAX_DEFAULT,
-            identity_subscription_bytes: Default::default(),
             connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             mesh_channel_depth: MESH_CHANNEL_DEPTH_DEFAULT,

@@ -174,7 +174,7 @@ impl Server {
     pub fn set_identities(&self, identities: crate::auth::Identities) {
         let mut current = self.shared.identities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut identities = identities;
-        identities.keep_rate_state_from(&current);
+        identities.keep_shared_state_from(&current);
         *current = Arc::new(identities);
         drop(current);
         self.shared.identities_generation.fetch_add(1, Ordering::SeqCst);

@@ -7,8 +7,9 @@
 //!
 //! Subscription bytes: each subscription is charged
 //! [`subscription_bytes`] against its connection's total and, with
-//! authentication on, its identity's (one counter per identity name shared
-//! by every shard, [`IdentitySubscriptionBytes`]). A subscribe is admitted
+//! authentication on, its identity's (one counter per identity shared by
+//! every shard, `Identity::subscription_bytes`, kept across reloads like the
+//! identity's rate buckets). A subscribe is admitted
 //! by [`Subscriptions::reserve_bytes`], which charges it, just before
 //! [`Subscriptions::add`]; [`Subscriptions::remove`] gives the bytes back.
 //!
@@ -26,7 +27,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -79,33 +80,6 @@ pub fn subscription_bytes(pattern: &[u8], queue: Option<&[u8]>) -> usize {
     SUBSCRIPTION_FIXED_BYTES + pattern.len() + queue.map_or(0, <[u8]>::len)
 }
 
-/// Subscription bytes held by each identity over all its connections on
-/// every shard. A connection takes its identity's counter once (at its first
-/// subscription, under the lock) and then adds and subtracts without one.
-/// Counters are kept by name, so they outlive reloads; names come only from
-/// the identities file, so the map stays small.
-#[derive(Debug, Default)]
-pub struct IdentitySubscriptionBytes {
-    counters: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-}
-
-impl IdentitySubscriptionBytes {
-    /// The counter of the identity named `name`.
-    pub fn counter(&self, name: &str) -> Arc<AtomicUsize> {
-        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(counter) = counters.get(name) {
-            return counter.clone();
-        }
-        counters.entry(name.to_string()).or_default().clone()
-    }
-
-    /// Bytes the identity named `name` holds now.
-    pub fn held(&self, name: &str) -> usize {
-        let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        counters.get(name).map_or(0, |counter| counter.load(Ordering::Relaxed))
-    }
-}
-
 /// Subscription bytes one connection holds, and its identity's counter.
 #[derive(Debug)]
 struct HeldBytes {
@@ -117,7 +91,7 @@ struct HeldBytes {
 #[derive(Clone, Copy, Debug)]
 pub struct IdentityLimit<'a> {
     pub name: &'a str,
-    pub counters: &'a IdentitySubscriptionBytes,
+    pub counter: &'a Arc<AtomicUsize>,
     pub bytes_max: usize,
 }
 
@@ -219,7 +193,7 @@ impl Subscriptions {
         }
         let counter = match (held, identity) {
             (Some(held), _) => held.identity.clone(),
-            (None, Some(identity)) => Some(identity.counters.counter(identity.name)),
+            (None, Some(identity)) => Some(identity.counter.clone()),
             (None, None) => None,
         };
         if let (Some(counter), Some(identity)) = (&counter, identity) {
@@ -390,10 +364,11 @@ mod tests {
 
     #[test]
     fn identity_bytes_are_shared_by_shards_and_given_back() {
-        let counters = IdentitySubscriptionBytes::default();
+        let (svc, other_counter) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let held = |counter: &Arc<AtomicUsize>| counter.load(Ordering::Relaxed);
         let pattern = Bytes::from_static(b"a.b");
         let each = subscription_bytes(&pattern, Some(b"workers"));
-        let identity = IdentityLimit { name: "svc", counters: &counters, bytes_max: 3 * each };
+        let identity = IdentityLimit { name: "svc", counter: &svc, bytes_max: 3 * each };
         // Two shards, one connection of the identity on each.
         let mut shards = [Subscriptions::default(), Subscriptions::default()];
         let queue = Some(Bytes::from_static(b"workers"));
@@ -401,25 +376,25 @@ mod tests {
             shards[shard].reserve_bytes(7, &pattern, Some(b"workers"), usize::MAX, Some(identity)).expect("within");
             shards[shard].add(7, id as u64, pattern.clone(), queue.clone(), None);
         }
-        assert_eq!(counters.held("svc"), 3 * each);
+        assert_eq!(held(&svc), 3 * each);
         let refused = shards[1].reserve_bytes(7, &pattern, Some(b"workers"), usize::MAX, Some(identity));
         assert!(refused.expect_err("over").contains("limits.identity_subscription_bytes_max"));
-        assert_eq!(counters.held("svc"), 3 * each, "a refusal charges nothing");
+        assert_eq!(held(&svc), 3 * each, "a refusal charges nothing");
         let (slot, _) = {
-            let other = IdentityLimit { name: "other", ..identity };
+            let other = IdentityLimit { name: "other", counter: &other_counter, ..identity };
             shards[1].reserve_bytes(8, &pattern, None, usize::MAX, Some(other)).expect("another identity");
             shards[1].add(8, 0, pattern.clone(), None, None)
         };
-        assert_eq!(counters.held("other"), subscription_bytes(&pattern, None));
+        assert_eq!(held(&other_counter), subscription_bytes(&pattern, None));
         shards[1].remove(slot).expect("present");
-        assert_eq!(counters.held("other"), 0);
+        assert_eq!(held(&other_counter), 0);
         // The connection on shard 0 closes: its two subscriptions go.
         for slot in [0, 1] {
             shards[0].remove(slot).expect("present");
         }
-        assert_eq!(counters.held("svc"), each);
+        assert_eq!(held(&svc), each);
         shards[1].reserve_bytes(7, &pattern, Some(b"workers"), usize::MAX, Some(identity)).expect("room again");
-        assert_eq!(counters.held("svc"), 2 * each);
+        assert_eq!(held(&svc), 2 * each);
     }
 
     #[test]

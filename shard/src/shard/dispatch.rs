@@ -156,7 +156,7 @@ impl Shard {
         }
         let identity = connection.identity.as_ref().map(|identity| crate::subscriptions::IdentityLimit {
             name: &identity.name,
-            counters: &self.config.identity_subscription_bytes,
+            counter: &identity.subscription_bytes,
             bytes_max: self.config.identity_subscription_bytes_max,
         });
         let (pattern, queue, bytes_max) =
