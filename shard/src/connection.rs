@@ -140,7 +140,11 @@ pub struct Connection {
 
 impl Connection {
     /// Counts a subscription to `pattern` in or out of `named_inboxes`.
+    /// Only connections with an identity need them (permission checks).
     pub fn count_named_inbox(&mut self, pattern: &[u8], added: bool) {
+        if self.identity.is_none() {
+            return;
+        }
         let Some(inbox) = crate::auth::pattern_named_inbox(pattern) else { return };
         if added {
             *self.named_inboxes.entry(inbox.into()).or_insert(0) += 1;

@@ -108,14 +108,6 @@ impl ProvidedBuffers {
         self.group
     }
 
-    pub fn count(&self) -> u16 {
-        self.count
-    }
-
-    pub fn buffer_bytes(&self) -> u32 {
-        self.buffer_bytes
-    }
-
     /// The `length` bytes the kernel received into buffer `id`, which a
     /// completion just named. Give the buffer back once they are copied.
     pub fn received(&self, id: u16, length: usize) -> &[u8] {

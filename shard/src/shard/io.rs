@@ -142,7 +142,6 @@ impl Shard {
                 }
             },
         };
-        let fd = stream.as_raw_fd();
         let now_nanos = self.now_nanos();
         let key = self.connections.insert(|key| Connection::new(key, stream, now_nanos));
         if let Some(connection) = self.connections.get_mut(key) {
@@ -156,7 +155,6 @@ impl Shard {
                 tracing::debug!(shard = self.id, connection = key, ?peer, suppressed, "connection opened");
             }
         }
-        let _ = fd;
         self.arm_receive(key)
     }
 
