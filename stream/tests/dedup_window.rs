@@ -71,6 +71,9 @@ fn clock_stepping_back_still_expires_by_age() {
     // `old` is 55 s old and must not be reported as a duplicate.
     assert_eq!(window.check_and_insert(b"old", 3, seconds(105)), Ok(DedupOutcome::New));
     assert_eq!(window.check_and_insert(b"old", 4, seconds(106)), Ok(DedupOutcome::Duplicate { original_sequence: 3 }));
+    // At 111 `new` expires and the stale entry of `old` (sequence 2) is
+    // popped behind it: the live entry (sequence 3, until 115) must stay.
+    assert_eq!(window.check_and_insert(b"old", 5, seconds(111)), Ok(DedupOutcome::Duplicate { original_sequence: 3 }));
 }
 
 #[test]
@@ -79,8 +82,16 @@ fn forget_makes_a_failed_append_new_again() {
     assert_eq!(window.check_and_insert(b"x", 5, seconds(1)), Ok(DedupOutcome::New));
     assert!(!window.forget(b"x", 6), "another sequence's id is left alone");
     assert!(window.forget(b"x", 5));
-    assert_eq!(window.check_and_insert(b"x", 5, seconds(2)), Ok(DedupOutcome::New));
+    assert_eq!(window.check_and_insert(b"x", 6, seconds(2)), Ok(DedupOutcome::New));
     assert_eq!(window.len(), 1);
+    // Evicting by count pops the forgotten entry's stale slot first; the
+    // live entry of `x` survives it.
+    let mut window = DedupWindow::new(seconds(60), 2);
+    window.check_and_insert(b"x", 1, seconds(1)).unwrap();
+    assert!(window.forget(b"x", 1));
+    window.check_and_insert(b"x", 2, seconds(1)).unwrap();
+    window.check_and_insert(b"y", 3, seconds(1)).unwrap();
+    assert_eq!(window.check_and_insert(b"x", 4, seconds(1)), Ok(DedupOutcome::Duplicate { original_sequence: 2 }));
 }
 
 #[test]
