@@ -594,6 +594,11 @@ const COUNTERS: &[CounterField] = &[
         "Receives stopped because a connection's unread input reached its cap (backpressure).",
         |m| m.receive_pauses.get(),
     ),
+    (
+        "flit_shard_sends_blocked",
+        "Ring sends that found a socket's buffer full (short or EAGAIN); the rest waits for POLLOUT.",
+        |m| m.sends_blocked.get(),
+    ),
 ];
 
 impl Collector for FlitCollector {

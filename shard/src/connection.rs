@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use std::io::{ErrorKind, Write};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use flit_wire::FRAME_HEADER_BYTES;
 
 /// Identifies a connection on its shard: generation in the high 24 bits of the
@@ -136,6 +136,17 @@ pub struct Connection {
     pub end_of_input: bool,
     /// Closing: bytes received and thrown away since.
     pub discarded_bytes: usize,
+    /// Sends through the ring (shard/send.rs) rather than `send` calls: the
+    /// length of the send in flight (0: none), the bytes a short or refused
+    /// send left to send once the socket is writable, how many bytes at the
+    /// front of those finish a frame already partly sent, and whether an
+    /// eviction came while a send was in flight (so what that send leaves is
+    /// cut after its partly sent frame).
+    pub sends_on_ring: bool,
+    pub send_in_flight_bytes: usize,
+    pub unsent: Option<Bytes>,
+    pub send_partial_frame_bytes: usize,
+    pub discarding_unsent: bool,
 }
 
 impl Connection {
@@ -193,6 +204,11 @@ impl Connection {
             end_of_input: false,
             discarded_bytes: 0,
             publish_permitted_subject: Vec::new(),
+            sends_on_ring: false,
+            send_in_flight_bytes: 0,
+            unsent: None,
+            send_partial_frame_bytes: 0,
+            discarding_unsent: false,
         }
     }
 
@@ -233,13 +249,38 @@ impl Connection {
     /// Whether anything waits to be written: flit frames, or TLS records
     /// (handshake messages, alerts, encrypted frames) rustls holds.
     pub fn has_output(&self) -> bool {
-        !self.write_buffer.is_empty() || self.tls.as_ref().is_some_and(|session| session.wants_write())
+        !self.write_buffer.is_empty()
+            || self.send_busy()
+            || self.tls.as_ref().is_some_and(|session| session.wants_write())
+    }
+
+    /// A ring send is in flight or has left bytes to send: nothing else may
+    /// be written to the socket before they are (order).
+    pub fn send_busy(&self) -> bool {
+        self.send_in_flight_bytes > 0 || self.unsent.is_some()
+    }
+
+    /// Bytes queued and not yet handed to the kernel: what the
+    /// `pending_bytes_max` limit and the pending-bytes gauge count.
+    pub fn queued_output_bytes(&self) -> usize {
+        self.write_buffer.len() + self.unsent.as_ref().map_or(0, Bytes::len)
     }
 
     /// Drops everything queued that the socket has not started on, keeping the
     /// rest of a frame already partly written (so the stream stays parseable).
     pub fn discard_unsent_frames(&mut self) {
         self.write_buffer.truncate(self.partial_frame_bytes);
+        // The rest of a ring send: only its first, partly sent frame stays
+        // (and, for a send still in flight, shard/send.rs cuts it likewise).
+        if let Some(unsent) = self.unsent.as_mut() {
+            unsent.truncate(self.send_partial_frame_bytes);
+            if unsent.is_empty() {
+                self.unsent = None;
+            }
+        }
+        // A send in flight comes back cut the same way (shard/send.rs); what
+        // is queued after this (the error frame) is not cut.
+        self.discarding_unsent = self.send_in_flight_bytes > 0;
         // They will never be written, so they take no part in the latency.
         self.deliveries_pending = 0;
     }

@@ -153,6 +153,9 @@ pub struct ShardMetrics {
     /// Receives stopped because a connection's unread input reached
     /// `RECEIVED_BYTES_MAX` (backpressure; armed again once it drains).
     pub receive_pauses: Counter,
+    /// Ring sends that found the socket's buffer full (short or `EAGAIN`),
+    /// so the rest waits for POLLOUT: a client reading slower than it is sent.
+    pub sends_blocked: Counter,
     /// Error frames sent, indexed like [`ErrorCode::ALL`].
     pub errors_by_code: [Counter; ErrorCode::ALL.len()],
     /// Time in passes that did work, and time spinning or parked without any,

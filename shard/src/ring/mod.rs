@@ -6,14 +6,28 @@
 //!   receives into the shard's provided buffers ([`ProvidedBuffers`]) and
 //!   posts one completion per chunk, with no system call per socket (falls
 //!   back to readiness where the kernel lacks buffer rings, or by setting);
+//! - `SEND` for plain connections: the bytes queued for a connection are
+//!   frozen into one `Bytes` that the ring owns until the send's completion
+//!   ([`Ring::send`], [`Ring::finish_send`]); at most one send per
+//!   connection is in flight, which keeps its bytes in order. Sends carry
+//!   `MSG_DONTWAIT`, so each completes while it is submitted: all of it, a
+//!   short count, or `-EAGAIN` when the socket's buffer is full (measured on
+//!   this kernel: without the flag a send to a full socket waits in the kernel
+//!   instead, even on an `O_NONBLOCK` socket). That is what lets a parking
+//!   shard submit its pass's sends and wait for the next event in one
+//!   `io_uring_enter` ([`Ring::wait`] asks for one completion more than the
+//!   sends it submits);
 //! - multishot `POLL_ADD` for listeners, the wake pipe and TLS connections
-//!   (rustls reads its records with `recv`), one-shot `POLL_ADD(POLLOUT)`
-//!   when a socket's send buffer is full, and `ASYNC_CANCEL` when a
-//!   connection closes or must stop receiving. Sends are `send` calls.
+//!   (rustls reads and writes its records with `recv` and `send`), one-shot
+//!   `POLL_ADD(POLLOUT)` when a socket's send buffer is full, and
+//!   `ASYNC_CANCEL` when a connection closes or must stop receiving.
 //!
-//! Safety: no submission points at user memory except through the buffer
-//! ring, whose memory lives (or is leaked) until the kernel can no longer
-//! select from it; see `provided_buffers` for who owns each buffer when.
+//! Safety: a submission points at user memory only through the buffer ring,
+//! whose memory lives (or is leaked) until the kernel can no longer select
+//! from it (see `provided_buffers` for who owns each buffer when), or through
+//! a send, whose `Bytes` the ring holds in `sends_in_flight` until that
+//! send's completion has been taken; if the ring is dropped with sends in
+//! flight their buffers are leaked, never freed under the kernel.
 //!
 //! The ring is created with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`:
 //! completions are only posted when this thread asks (no inter-processor
@@ -31,7 +45,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use bytes::Bytes;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use rustc_hash::FxHashMap;
 
 pub mod provided_buffers;
 pub use provided_buffers::ProvidedBuffers;
@@ -49,6 +65,8 @@ pub enum Token {
     Writable(u64),
     /// A multishot receive on a connection.
     Received(u64),
+    /// A send on a connection (at most one in flight per connection).
+    Sent(u64),
     /// Completions of cancel requests themselves; nothing to do.
     Cancel,
 }
@@ -65,6 +83,7 @@ impl Token {
             Token::Writable(key) => (4, key),
             Token::Cancel => (5, 0),
             Token::Received(key) => (6, key),
+            Token::Sent(key) => (7, key),
         };
         debug_assert!(key <= KEY_MASK);
         (kind << KIND_SHIFT) | (key & KEY_MASK)
@@ -79,6 +98,7 @@ impl Token {
             4 => Some(Token::Writable(key)),
             5 => Some(Token::Cancel),
             6 => Some(Token::Received(key)),
+            7 => Some(Token::Sent(key)),
             _ => None,
         }
     }
@@ -105,6 +125,13 @@ pub struct Ring {
     /// The buffers multishot receives fill; None: receives go through
     /// readiness and `recv` (no buffer rings, or turned off).
     buffers: Option<ProvidedBuffers>,
+    /// The bytes of every send the kernel may still read, by connection key:
+    /// inserted when the SQE is pushed, removed by `finish_send` after its
+    /// completion was drained.
+    sends_in_flight: FxHashMap<u64, Bytes>,
+    /// Sends pushed since the last `io_uring_enter`: each posts exactly one
+    /// completion while it is submitted (`MSG_DONTWAIT`).
+    sends_unsubmitted: u32,
 }
 
 impl Ring {
@@ -118,7 +145,7 @@ impl Ring {
             .setup_taskrun_flag()
             .setup_cqsize(RING_ENTRIES * 4)
             .build(RING_ENTRIES)?;
-        Ok(Ring { ring, buffers: None })
+        Ok(Ring { ring, buffers: None, sends_in_flight: FxHashMap::default(), sends_unsubmitted: 0 })
     }
 
     /// Registers `count` provided buffers of `buffer_bytes` for multishot
@@ -155,14 +182,54 @@ impl Ring {
         }
     }
 
+    /// Sends `data` on `fd`: the ring keeps `data` alive until the send's
+    /// completion (token `Sent(key)`) has been drained and `finish_send`
+    /// called. The caller keeps at most one send per key in flight, and
+    /// submits before it closes `fd` (see `sends_unsubmitted`).
+    pub fn send(&mut self, fd: RawFd, key: u64, data: Bytes) -> io::Result<()> {
+        let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        let entry = opcode::Send::new(types::Fd(fd), data.as_ptr(), length)
+            .flags(flags)
+            .build()
+            .user_data(Token::Sent(key).encode());
+        // Owned by the ring before the SQE exists, so no path (an error from
+        // `push`, a later drop of the caller's state) can free the bytes the
+        // SQE points at.
+        if let Some(earlier) = self.sends_in_flight.insert(key, data) {
+            // The caller broke "one send in flight per key" (or a key was
+            // reused before an old completion was drained): the earlier bytes
+            // may still be read by the kernel, so they are leaked, not freed.
+            debug_assert!(false, "a second send in flight for key {key}");
+            std::mem::forget(earlier);
+        }
+        self.push(entry)?;
+        self.sends_unsubmitted += 1;
+        Ok(())
+    }
+
+    /// After a `Sent(key)` completion: hands back the bytes that send
+    /// carried (the caller resumes a short send from them).
+    pub fn finish_send(&mut self, key: u64) -> Option<Bytes> {
+        self.sends_in_flight.remove(&key)
+    }
+
+    /// Sends pushed but not yet handed to the kernel.
+    pub fn sends_unsubmitted(&self) -> u32 {
+        self.sends_unsubmitted
+    }
+
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
             // SAFETY: every entry built in this module is a POLL_ADD,
-            // ASYNC_CANCEL or a RECV with buffer selection: none points at user
-            // memory except through the provided-buffer ring, whose memory
-            // outlives the kernel's use of it (provided_buffers.rs). The file
-            // descriptors they name are owned by the caller, who cancels
-            // before closing.
+            // ASYNC_CANCEL, a RECV with buffer selection, or a SEND. A RECV
+            // points at user memory only through the provided-buffer ring,
+            // whose memory outlives the kernel's use of it
+            // (provided_buffers.rs). A SEND points into a `Bytes` that
+            // `sends_in_flight` owns until its completion has been drained
+            // (`finish_send`), or forever if the ring is dropped first (Drop).
+            // The file descriptors they name are owned by the caller, who
+            // cancels before closing and submits pending sends first.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 return Ok(());
@@ -194,13 +261,23 @@ impl Ring {
     /// Hands queued submissions to the kernel and, when the kernel says
     /// completions are waiting (`TASKRUN`), runs them. Never blocks.
     pub fn submit(&mut self) -> io::Result<()> {
-        match self.ring.submit() {
+        let result = self.ring.submit();
+        self.count_submitted_sends();
+        match result {
             Ok(_) => Ok(()),
             // EBUSY: the completion queue is full; draining it is the caller's
             // next step anyway. EINTR: a signal; the loop comes back here.
             Err(error) if matches!(error.raw_os_error(), Some(libc::EBUSY) | Some(libc::EINTR)) => Ok(()),
             Err(error) => Err(error),
         }
+    }
+
+    /// After an `io_uring_enter`: sends still in the submission queue (none,
+    /// unless the kernel refused some with EBUSY) are all that can still be
+    /// unsubmitted. An upper bound is what `wait` needs.
+    fn count_submitted_sends(&mut self) {
+        let queued = self.ring.submission().len() as u32;
+        self.sends_unsubmitted = self.sends_unsubmitted.min(queued);
     }
 
     /// Whether the kernel holds deferred work that only an `enter` will post.
@@ -212,16 +289,23 @@ impl Ring {
         submission.taskrun() || submission.cq_overflow() || !submission.is_empty()
     }
 
-    /// Submits and blocks until at least one completion, or `timeout` passes.
+    /// Submits and blocks until at least one completion beyond those of the
+    /// sends it submits, or `timeout` passes. Every send completes while it is
+    /// submitted (`MSG_DONTWAIT`), so asking for `sends + 1` completions waits
+    /// for something else to happen, in the same `io_uring_enter` that hands
+    /// the sends over. (If the count were ever too low the wait would only end
+    /// early; it cannot be too high, as each send posts one completion.)
     pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let want = self.sends_unsubmitted as usize + 1;
         let result = match timeout {
-            None => self.ring.submit_and_wait(1),
+            None => self.ring.submit_and_wait(want),
             Some(timeout) => {
                 let timespec = types::Timespec::from(timeout);
                 let args = types::SubmitArgs::new().timespec(&timespec);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.ring.submitter().submit_with_args(want, &args)
             }
         };
+        self.count_submitted_sends();
         match result {
             Ok(_) => Ok(()),
             Err(error) if matches!(error.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => {
@@ -257,6 +341,12 @@ impl Drop for Ring {
         if let Some(buffers) = self.buffers.as_mut() {
             buffers.unregister(&self.ring);
         }
+        // A send whose completion was never drained may, as far as this code
+        // can prove, still be read by the kernel while the ring winds down:
+        // its bytes are leaked rather than freed (shutdown only; normally none).
+        for (_, data) in self.sends_in_flight.drain() {
+            std::mem::forget(data);
+        }
     }
 }
 
@@ -273,6 +363,7 @@ mod tests {
             Token::Readable(KEY_MASK),
             Token::Writable(12345),
             Token::Received(KEY_MASK),
+            Token::Sent(77),
             Token::Cancel,
         ] {
             assert_eq!(Token::decode(token.encode()), Some(token));
@@ -315,6 +406,72 @@ mod tests {
             }
         }
         assert_eq!(received, b"helloworldagain");
+    }
+
+    #[test]
+    fn sends_complete_as_they_are_submitted_and_a_full_socket_answers_eagain() {
+        use std::os::fd::AsRawFd;
+        let mut ring = Ring::new().expect("io_uring");
+        let (writer, _reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let data = Bytes::from(vec![5u8; 256 * 1024]);
+        let mut completions = Vec::new();
+        let mut results = Vec::new();
+        for _ in 0..8 {
+            ring.send(writer.as_raw_fd(), 3, data.clone()).expect("send");
+            assert_eq!(ring.sends_unsubmitted(), 1);
+            ring.submit().expect("submit");
+            assert_eq!(ring.sends_unsubmitted(), 0);
+            // No wait: the completion is there as soon as the submit returns.
+            ring.drain_completions(&mut completions);
+            assert_eq!(completions.len(), 1, "{completions:?}");
+            assert_eq!(completions[0].token, Token::Sent(3));
+            let sent = ring.finish_send(3).expect("the ring kept the bytes");
+            assert_eq!(sent.len(), data.len());
+            results.push(completions[0].result);
+        }
+        assert!(results[0] > 0, "{results:?}");
+        assert!(results.contains(&-libc::EAGAIN), "nobody reads: the socket fills and says so: {results:?}");
+        assert_eq!(ring.finish_send(3), None, "bytes are handed back once");
+    }
+
+    #[test]
+    fn a_wait_with_sends_waits_for_something_beyond_their_completions() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let mut ring = Ring::new().expect("io_uring");
+        let (sender, _peer) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (mut poker, watched) = std::os::unix::net::UnixStream::pair().expect("pair");
+        ring.poll_readable(watched.as_raw_fd(), Token::Readable(9)).expect("poll");
+        ring.submit().expect("submit the poll");
+        for key in 0..3 {
+            ring.send(sender.as_raw_fd(), key, Bytes::from_static(b"frame")).expect("send");
+        }
+        // Nothing else happens: the wait submits the three sends, takes their
+        // completions, and still waits out its timeout.
+        let started = std::time::Instant::now();
+        ring.wait(Some(Duration::from_millis(300))).expect("wait");
+        assert!(started.elapsed() >= Duration::from_millis(250), "returned after {:?}", started.elapsed());
+        let mut completions = Vec::new();
+        ring.drain_completions(&mut completions);
+        assert_eq!(completions.iter().filter(|c| matches!(c.token, Token::Sent(_))).count(), 3, "{completions:?}");
+        // With sends queued again, an event 50 ms later ends the wait then.
+        for key in 0..3 {
+            ring.finish_send(key);
+            ring.send(sender.as_raw_fd(), key, Bytes::from_static(b"frame")).expect("send");
+        }
+        let poke = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            poker.write_all(b"x").expect("poke");
+            poker
+        });
+        let started = std::time::Instant::now();
+        ring.wait(Some(Duration::from_secs(5))).expect("wait");
+        let waited = started.elapsed();
+        let _poker = poke.join().expect("poke thread");
+        assert!(waited >= Duration::from_millis(40), "it waited for the event, not the sends: {waited:?}");
+        assert!(waited < Duration::from_secs(4), "and the event ended it: {waited:?}");
+        ring.drain_completions(&mut completions);
+        assert!(completions.iter().any(|c| c.token == Token::Readable(9)), "{completions:?}");
     }
 
     #[test]

@@ -399,10 +399,15 @@ impl Shard {
     pub(super) fn enforce_pending_limit(&mut self, key: ConnectionKey) -> bool {
         let limit = self.config.pending_bytes_max;
         let Some(connection) = self.connections.get_mut(key) else { return false };
-        if connection.write_buffer.len() <= limit {
+        if connection.queued_output_bytes() <= limit {
             return true;
         }
-        match connection.write_out() {
+        // A ring send in flight or waiting for room comes first: a `send`
+        // call now would put bytes out of order. (A send in flight has
+        // normally completed already: sends complete as they are submitted,
+        // at the start of the pass; what waits for room is a slow reader.)
+        let write_attempt = if connection.send_busy() { Ok(0) } else { connection.write_out() };
+        match write_attempt {
             Ok(written) => self.metrics.bytes_out.add(written as u64),
             Err(_) => {
                 self.finish_close(key);
@@ -414,7 +419,7 @@ impl Shard {
             account_write(connection, &self.metrics, &mut self.pending_bytes_total, now_nanos);
         }
         let Some(connection) = self.connections.get(key) else { return false };
-        if connection.write_buffer.len() <= limit {
+        if connection.queued_output_bytes() <= limit {
             return true;
         }
         self.metrics.slow_consumer_evictions.add(1);
@@ -525,6 +530,12 @@ impl Shard {
         if connection.waiting_writable {
             let _ = self.ring.cancel(Token::Writable(key));
         }
+        if connection.send_in_flight_bytes > 0 && self.ring.sends_unsubmitted() > 0 {
+            // Its send may still sit in the submission queue: hand it to the
+            // kernel while the descriptor is ours, not after it is closed and
+            // perhaps reused by the next accept.
+            let _ = self.ring.submit();
+        }
         self.closing.retain(|closing| *closing != key);
         self.barrier_waiters.retain(|waiter| *waiter != key);
         self.metrics.connections_closed.add(1);
@@ -540,7 +551,9 @@ impl Shard {
         for key in &dirty {
             let Some(connection) = self.connections.get_mut(*key) else { continue };
             connection.in_dirty_list = false;
-            if connection.has_output() {
+            if connection.sends_on_ring {
+                did_work |= self.start_send(*key)?;
+            } else if connection.has_output() {
                 did_work = true;
                 match connection.write_out() {
                     Ok(written) => self.metrics.bytes_out.add(written as u64),
@@ -553,6 +566,11 @@ impl Shard {
             let Some(connection) = self.connections.get_mut(*key) else { continue };
             account_write(connection, &self.metrics, &mut self.pending_bytes_total, now_nanos);
             if connection.has_output() {
+                if connection.sends_on_ring {
+                    // The send's completion, or POLLOUT for its rest, marks
+                    // it dirty again.
+                    continue;
+                }
                 if !connection.waiting_writable {
                     connection.waiting_writable = true;
                     let fd = connection.stream.as_raw_fd();
@@ -606,7 +624,12 @@ impl Shard {
             let _ = self.encoder.error(&mut connection.write_buffer, ErrorCode::ShuttingDown, "server shutting down");
             self.metrics.count_error(ErrorCode::ShuttingDown);
             self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
-            let _ = connection.write_out();
+            // Behind a ring send that has not finished, a `send` call would
+            // put these bytes out of order: then the client sees the socket
+            // close without them (the flush timeout has passed by now).
+            if !connection.send_busy() {
+                let _ = connection.write_out();
+            }
             connection.shut_down_write();
             self.metrics.connections_closed.add(1);
         }
@@ -654,7 +677,9 @@ fn account_write(connection: &mut Connection, metrics: &ShardMetrics, pending_by
         metrics.in_router_latency.record(waited, u64::from(connection.deliveries_pending));
         connection.deliveries_pending = 0;
     }
-    let pending = connection.write_buffer.len();
+    // A ring send in flight is not pending: it completes as it is submitted
+    // (MSG_DONTWAIT), and what it leaves comes back as `unsent`.
+    let pending = connection.queued_output_bytes();
     *pending_bytes_total = *pending_bytes_total - connection.pending_bytes_reported + pending;
     connection.pending_bytes_reported = pending;
 }

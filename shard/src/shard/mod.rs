@@ -9,11 +9,15 @@
 //! 2. drain the inbound mesh queues (deliveries and interest from other shards);
 //! 3. read and handle frames from ready connections, unless a mesh queue is
 //!    backed up (then the sockets wait: TCP backpressure instead of buffering);
-//! 4. push outboxes into the mesh and wake parked targets; write every dirty
-//!    connection's buffer with one `send` each.
+//! 4. push outboxes into the mesh and wake parked targets; hand every dirty
+//!    connection's buffer to the ring as one send (shard/send.rs; `send`
+//!    calls for TLS and readiness connections).
 //!
 //! With nothing done, it spins (`--idle spin`) or, after a short spin, parks
-//! in the ring until a completion or a wake-up (`--idle park`).
+//! in the ring until a completion or a wake-up (`--idle park`). A pass that
+//! queued sends is followed at once by one `io_uring_enter`: in park mode,
+//! when nothing else waits, that is the park itself, so a request/reply hop
+//! costs the shard one system call.
 //!
 //! Shutdown: when the shared stop flag is set the shard stops accepting and
 //! reading, keeps delivering what the mesh holds, flushes every connection
@@ -27,6 +31,7 @@ mod rate;
 mod receive;
 mod reload;
 mod routing;
+mod send;
 #[cfg(test)]
 mod tests;
 mod timeouts;
@@ -238,6 +243,15 @@ impl Shard {
                 self.metrics.up.set(0);
                 return Ok(self.metrics.snapshot());
             }
+            // In park mode a pass that queued sends parks at once if nothing
+            // else waits, in the `io_uring_enter` that submits them (ring.rs,
+            // `wait`): one system call per request/reply hop instead of a
+            // submit now and a park after the spin. Spin mode submits them at
+            // the start of the next pass.
+            let park_with_sends = did_work
+                && self.config.idle == IdleStrategy::Park
+                && self.draining_since.is_none()
+                && self.ring.sends_unsubmitted() > 0;
             if did_work {
                 last_work = Instant::now();
                 self.sweep_timeouts_if_due(last_work);
@@ -246,7 +260,9 @@ impl Shard {
                     (segment_started, segment_busy) = (last_work, true);
                     self.publish_stretch(segment_started, true);
                 }
-                continue;
+                if !park_with_sends {
+                    continue;
+                }
             }
             if segment_busy {
                 let now = Instant::now();
@@ -254,7 +270,8 @@ impl Shard {
                 (segment_started, segment_busy) = (now, false);
                 self.publish_stretch(segment_started, false);
             }
-            self.idle(&mut last_work).map_err(|source| ShardError::Ring { shard: self.id, source })?;
+            let idled = if park_with_sends { self.park(&mut last_work) } else { self.idle(&mut last_work) };
+            idled.map_err(|source| ShardError::Ring { shard: self.id, source })?;
         }
     }
 
@@ -332,6 +349,7 @@ impl Shard {
             }
             Token::Readable(key) => self.on_readable(key, completion)?,
             Token::Received(key) => self.on_received(key, completion),
+            Token::Sent(key) => self.on_sent(key, completion)?,
             Token::Writable(key) => {
                 if let Some(connection) = self.connections.get_mut(key) {
                     connection.waiting_writable = false;
@@ -366,6 +384,12 @@ impl Shard {
             std::hint::spin_loop();
             return Ok(());
         }
+        self.park(last_work)
+    }
+
+    /// Blocks in the ring (submitting what is queued) until a completion, a
+    /// wake-up or the next deadline, unless work is already waiting.
+    fn park(&mut self, last_work: &mut Instant) -> std::io::Result<()> {
         self.sweep_timeouts_if_due(Instant::now());
         let waker = &self.shared.wakers[self.id];
         waker.announce_park();

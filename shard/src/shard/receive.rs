@@ -59,6 +59,7 @@ impl Shard {
         let fd = connection.stream.as_raw_fd();
         if on_ring && connection.tls.is_none() {
             connection.receives_on_ring = true;
+            connection.sends_on_ring = true;
             connection.receive_armed = true;
             self.ring.receive(fd, Token::Received(key))
         } else {
