@@ -86,7 +86,8 @@ struct IntervalSync {
     /// Files written since their last sync, oldest first, with the last
     /// sequence written to each.
     dirty: VecDeque<(FileId, u64)>,
-    last_sync_ns: u64,
+    /// When the oldest write not yet synced completed.
+    dirty_since_ns: u64,
     due: bool,
     /// The sync in flight: its tag, file and the last sequence it covers.
     in_flight: Option<(IoTag, FileId, u64)>,
@@ -389,8 +390,8 @@ impl StreamLog {
         if let Durability::Interval(interval) = self.config.durability {
             // A clock that went back restarts the interval rather than
             // postponing the sync by the jump.
-            self.interval.last_sync_ns = self.interval.last_sync_ns.min(now_ns);
-            let elapsed = now_ns - self.interval.last_sync_ns;
+            self.interval.dirty_since_ns = self.interval.dirty_since_ns.min(now_ns);
+            let elapsed = now_ns - self.interval.dirty_since_ns;
             if !self.interval.dirty.is_empty() && elapsed >= interval.as_nanos() as u64 {
                 self.interval.due = true;
             }

@@ -217,6 +217,9 @@ impl StreamLog {
         if self.config.durability == Durability::Always {
             self.durable_last = commit.last_sequence;
         } else {
+            if self.interval.dirty.is_empty() {
+                self.interval.dirty_since_ns = self.now_ns;
+            }
             match self.interval.dirty.iter_mut().find(|(file, _)| *file == commit.file) {
                 Some(entry) => entry.1 = commit.last_sequence,
                 None => self.interval.dirty.push_back((commit.file, commit.last_sequence)),
@@ -238,13 +241,13 @@ impl StreamLog {
         match outcome {
             IoOutcome::Synced => {
                 self.durable_last = self.durable_last.max(last_sequence);
-                self.interval.last_sync_ns = self.now_ns;
                 if self.interval.dirty.front() == Some(&(file, last_sequence)) {
                     self.interval.dirty.pop_front();
                 }
-                if self.interval.dirty.is_empty() {
-                    self.interval.due = false;
-                }
+                // Other files still dirty are synced next; this file's
+                // writes made while it ran wait for the next interval.
+                self.interval.due = self.interval.dirty.front().is_some_and(|(dirty, _)| *dirty != file);
+                self.interval.dirty_since_ns = self.now_ns;
             }
             IoOutcome::Cancelled => {}
             IoOutcome::Failed(error) => self.fail_closed(format!("fdatasync: {error}")),
