@@ -18,8 +18,9 @@
 //!   `LogError::Corrupt { file, offset: X }`; nothing is changed on disk.
 //! - Otherwise the damage is a **torn tail**: it touches only data no writer
 //!   knew durable (a crash mid-write, or pages of an unsynced write lost or
-//!   kept out of order). The segment is cut at `X` (truncated, reallocated,
-//!   fdatasynced), later segments are removed (then the directory synced),
+//!   kept out of order). The segment is cut after its last valid message (at
+//!   `X`, or before a commit marker that opened the torn commit), then
+//!   reallocated and fdatasynced, later segments are removed (then the directory synced),
 //!   and the [`RecoveryReport`] names each file, offset and bytes dropped.
 //!
 //! Under `always`, every commit's write starts after the previous commit's
@@ -85,6 +86,9 @@ struct Scan {
     image: Bytes,
     /// Whether non-zero bytes follow the end (junk, a torn or invalid record).
     junk_after_end: bool,
+    /// Where the chain stopped: the first record that is not valid data
+    /// (the end itself, or a trailing commit marker's end).
+    stop_offset: u64,
 }
 
 /// Scans the segments in `directory`; returns them (oldest first, files
@@ -120,7 +124,8 @@ pub fn recover(
                 let image = read_image(disk, previous)?;
                 let expected_there = previous.last_sequence + 1;
                 let path = previous.path.clone();
-                check_evidence(disk, directory, &image, previous_end, &firsts[position..], expected_there, &path)?;
+                let later = &firsts[position..];
+                check_evidence(disk, directory, &image, previous_end, previous_end, later, expected_there, &path)?;
                 scan.segment.close(disk);
                 cut_tail(disk, directory, &mut recovered, &image, previous_end, segment_bytes, &mut report)?;
                 remove_later(disk, directory, &firsts[position..], &mut report)?;
@@ -128,7 +133,8 @@ pub fn recover(
             }
         }
         let path = scan.segment.path.clone();
-        check_evidence(disk, directory, &scan.image, end, &firsts[position + 1..], expected, &path)?;
+        let later = &firsts[position + 1..];
+        check_evidence(disk, directory, &scan.image, end, scan.stop_offset, later, expected, &path)?;
         let image = scan.image.clone();
         recovered.push(scan.segment);
         cut_tail(disk, directory, &mut recovered, &image, end, segment_bytes, &mut report)?;
@@ -165,6 +171,9 @@ fn scan_segment(disk: &mut dyn Disk, directory: &Path, first: u64) -> Result<Sca
     let mut segment = Segment::empty(directory, first, file, length);
     let image = segment::read_exact_or_less(disk, file, 0, length as usize)?;
     let mut offset = 0usize;
+    // The end of the last message: a commit marker with no message after
+    // it (its commit torn right after the marker) is not data.
+    let mut data_end = 0usize;
     while offset < image.len() {
         let rest = &image[offset..];
         if record::length_field(rest) == 0 {
@@ -178,28 +187,32 @@ fn scan_segment(disk: &mut dyn Disk, directory: &Path, first: u64) -> Result<Sca
                 break;
             }
             segment.note_message(header.sequence, offset as u64, header.timestamp_ns);
+            data_end = offset + total;
         }
         offset += total;
     }
-    segment.staged_end_offset = offset as u64;
-    segment.acknowledged_end_offset = offset as u64;
-    let junk_after_end = image[offset.min(image.len())..].iter().any(|byte| *byte != 0);
-    Ok(Scan { segment, image, junk_after_end })
+    segment.staged_end_offset = data_end as u64;
+    segment.acknowledged_end_offset = data_end as u64;
+    let junk_after_end = image[data_end..].iter().any(|byte| *byte != 0);
+    Ok(Scan { segment, image, junk_after_end, stop_offset: offset as u64 })
 }
 
-/// Fails with `Corrupt` when a commit marker after the damage point says a
-/// sequence `>= expected` was durable.
+/// Fails with `Corrupt` at `damage_offset` when a commit marker after
+/// `search_from` (in this image or a later segment) says a sequence
+/// `>= expected` was durable.
+#[allow(clippy::too_many_arguments)]
 fn check_evidence(
     disk: &mut dyn Disk,
     directory: &Path,
     image: &[u8],
+    search_from: u64,
     damage_offset: u64,
     later_firsts: &[u64],
     expected: u64,
     path: &Path,
 ) -> Result<(), LogError> {
     let corrupt = || LogError::Corrupt { file: path.to_path_buf(), offset: damage_offset };
-    if has_durable_marker(&image[damage_offset as usize..], expected) {
+    if has_durable_marker(&image[search_from as usize..], expected) {
         return Err(corrupt());
     }
     for first in later_firsts {
