@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Receiving through the ring (multishot receives into provided buffers) against
-# readiness + recv, measured side by side in one run with one binary
+# The ring data path (multishot receives into provided buffers and, since
+# 42dcdf9, sends submitted through the ring) against readiness + recv + send,
+# measured side by side in one run with one binary
 # (`flit serve --receive ring|readiness`), alternating REPS times:
 #   reqrep-park   one requester, one responder, --idle park: p50/p99 and the
 #                 server's system calls per round trip (perf, raw_syscalls)

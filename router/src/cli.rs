@@ -61,7 +61,7 @@ pub struct ServeArguments {
     /// How an idle shard waits. [default: park]
     #[arg(long, value_enum)]
     pub idle: Option<Idle>,
-    /// How connections receive bytes: `ring` (multishot receives into provided buffers) or `readiness` (poll, then recv). [default: ring]
+    /// How plain connections move bytes: `ring` (multishot receives into provided buffers, sends as ring submissions) or `readiness` (poll, then recv and send calls). [default: ring]
     #[arg(long, value_enum)]
     pub receive: Option<Receive>,
     #[arg(long = "max-payload", help = format!("Largest message payload, in bytes [default: {PAYLOAD_BYTES_MAX_DEFAULT}]"))]

@@ -71,11 +71,11 @@ pub enum Idle {
     Spin,
 }
 
-/// `ring` or `readiness`: how connections receive bytes.
+/// `ring` or `readiness`: how plain connections receive and send bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Receive {
-    /// Multishot receives into provided buffers through the ring (falls back to readiness when the kernel lacks buffer rings).
+    /// Multishot receives into provided buffers and sends as ring submissions (falls back to readiness when the kernel lacks buffer rings).
     Ring,
     /// Readiness through the ring, then one recv per socket.
     Readiness,

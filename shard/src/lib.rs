@@ -8,8 +8,11 @@
 //! provided buffers, and the bytes are copied once into the connection's
 //! read buffer (`shard::receive`); TLS connections, kernels without buffer
 //! rings and `ReceiveMode::Readiness` use readiness through the ring and
-//! `recv`. Writes are still
-//! one `send` per dirty connection per loop pass. Shards share no memory on
+//! `recv`. Plain connections also send through the ring: at the end of a
+//! pass each dirty connection's queued frames go out as one `SEND` the ring
+//! owns until it completes (`shard::send`), and all of a pass's sends reach
+//! the kernel in one `io_uring_enter` (in park mode, the one the shard parks
+//! in); the others write with one `send` call per pass. Shards share no memory on
 //! the message path; they talk over bounded single-producer single-consumer
 //! queues, one per ordered pair.
 //!
@@ -25,7 +28,8 @@
 //! ## Layout
 //! - [`server`]: startup (listeners, mesh, pinned threads), stop, join.
 //! - `shard`: the event loop; `shard::io` (sockets), `shard::receive`
-//!   (multishot receives into provided buffers), `shard::dispatch`
+//!   (multishot receives into provided buffers), `shard::send` (sends
+//!   through the ring), `shard::dispatch`
 //!   (frames), `shard::routing` (publish, deliver, subscribe, mesh traffic).
 //! - [`ring`]: the io_uring wrapper and its provided-buffer ring; the only
 //!   `unsafe` in flit.
