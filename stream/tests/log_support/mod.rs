@@ -93,12 +93,15 @@ pub fn assert_contiguous(log: &StreamLog, messages: &[StoredMessage], context: &
     assert_eq!(messages.len() as u64, info.messages, "{context}: count");
 }
 
+/// A message's subject and payload.
+pub type Content = (Vec<u8>, Vec<u8>);
+
 /// What was appended and acknowledged, for checking after a crash.
 #[derive(Default, Debug)]
 pub struct Model {
     /// Every content ever given each sequence (refusals give sequences back).
-    pub given: HashMap<u64, Vec<(Vec<u8>, Vec<u8>)>>,
-    pub acked: BTreeMap<u64, (Vec<u8>, Vec<u8>)>,
+    pub given: HashMap<u64, Vec<Content>>,
+    pub acked: BTreeMap<u64, Content>,
     pub refused: Vec<(u64, u64, AppendError)>,
     pub events_after_failure: Vec<AckEvent>,
     pub failed: bool,
