@@ -60,7 +60,8 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Sequences start at 1: a segment named 0 is not one of ours.
+    digits.parse().ok().filter(|first| *first > 0)
 }
 
 /// A segment as the log sees it.

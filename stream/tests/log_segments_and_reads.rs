@@ -156,3 +156,12 @@ fn pending_bytes_are_bounded() {
     drive(&mut log, &mut disk);
     assert!(log.append(&mut disk, START_NS, b"a", b"", &payload).is_ok(), "room again once acknowledged");
 }
+
+#[test]
+fn segment_names_are_twenty_digits_from_one() {
+    assert_eq!(parse_segment_name("00000000000000000042.seg"), Some(42));
+    assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
+    for stray in ["00000000000000000000.seg", "42.seg", "0000000000000000004x.seg", "00000000000000000042.tmp"] {
+        assert_eq!(parse_segment_name(stray), None, "{stray}");
+    }
+}

@@ -54,7 +54,9 @@ impl StreamLog {
         }
         let last = self.acknowledged_last;
         let position = self.segments.partition_point(|segment| segment.first_sequence <= from).saturating_sub(1);
-        let chunk_bytes = bytes_max.clamp(segment::READ_CHUNK_BYTES, REPLAY_CHUNK_BYTES_MAX);
+        // Big reads for replay, small ones for a lookup of a few messages.
+        let wanted = bytes_max.min(messages_max.saturating_mul(segment::INDEX_INTERVAL_BYTES as usize));
+        let chunk_bytes = wanted.clamp(segment::READ_CHUNK_BYTES, REPLAY_CHUNK_BYTES_MAX);
         let mut result = Vec::new();
         let mut bytes = 0usize;
         let mut done = false;
