@@ -32,7 +32,11 @@
 //! `disk_full_retry`; the first write that succeeds clears the state. Any
 //! other write or fsync failure fails the log closed: everything pending
 //! and everything later is refused with `StorageFailed`; an fsync is never
-//! retried. Reads keep working in both cases.
+//! retried. Reads keep working in both cases. A refusal promises "not
+//! acknowledged", not "not on disk": if part of a refused commit reached
+//! the page cache before the error, a crash before its sequences are
+//! reused can bring those messages back at the next open (contiguous, and
+//! never in place of an acknowledged message).
 //!
 //! ## Invariants
 //! - Sequences are contiguous from `first_sequence`; a refused commit gives
@@ -415,7 +419,7 @@ impl StreamLog {
         self.staged.is_empty()
             && self.commit.is_none()
             && self.interval.in_flight.is_none()
-            && (self.interval.dirty.is_empty() || self.state != LogState::Healthy)
+            && (self.interval.dirty.is_empty() || matches!(self.state, LogState::Failed { .. }))
     }
 
     /// The next acknowledgement or refusal, oldest first.

@@ -135,7 +135,9 @@ pub enum AppendError {
     #[error("disk full")]
     DiskFull,
     /// EIO or another write or fsync failure: the log failed closed and
-    /// refuses every append until it is reopened.
+    /// refuses every append until it is reopened. In a `Refused` event it
+    /// means "not acknowledged": part of it may still be on disk and be
+    /// recovered at the next open.
     #[error("storage failed: {reason}")]
     StorageFailed { reason: String },
 }
