@@ -16,8 +16,22 @@ use crate::frame::{parse_header, Op, FRAME_HEADER_BYTES};
 use crate::schema;
 use crate::subject::{validate_pattern, validate_publish_subject, validate_queue_group};
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The highest protocol version this crate speaks. Version 2 added durable
+/// streams: the stream ops (12 to 17) and the Publish ack id in the tag.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The lowest protocol version this crate still speaks: a version-1 peer
+/// sees exactly the version-1 protocol.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+
+const _: () = assert!(PROTOCOL_VERSION_MIN <= PROTOCOL_VERSION);
+
+/// The version a server picks for a Hello offering
+/// `version_min..=version_max`: the highest one both sides speak, or `None`
+/// when the ranges do not overlap (`unsupported_version`).
+pub fn negotiate_version(version_min: u16, version_max: u16) -> Option<u16> {
+    let highest = version_max.min(PROTOCOL_VERSION);
+    (highest >= version_min.max(PROTOCOL_VERSION_MIN)).then_some(highest)
+}
 /// Largest structured part a frame can carry (the header's meta_len is a u16).
 pub const META_BYTES_MAX: usize = u16::MAX as usize;
 /// Default largest payload, in bytes (1 MiB, as NATS).
@@ -53,7 +67,7 @@ impl Default for Limits {
 pub const VERIFIER_APPARENT_BYTES_MAX: usize = 1024 * 1024;
 
 /// Verifier limits for one meta part: bounded depth, table count and work.
-fn verifier_options() -> VerifierOptions {
+pub(crate) fn verifier_options() -> VerifierOptions {
     VerifierOptions {
         max_depth: 8,
         max_tables: 2 * HEADER_ENTRIES_MAX + 16,
@@ -86,6 +100,9 @@ pub struct Welcome {
 /// A message on its way in. Subjects are validated UTF-8 bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publish {
+    /// The header's tag. 0: a plain publish. Else (version 2) the id the
+    /// server's PublishAck carries back once a stream has stored the message.
+    pub ack_id: u64,
     pub subject: Bytes,
     pub reply: Option<Bytes>,
     /// An encoded, verified `Headers` flatbuffer; opaque to routing.
@@ -147,16 +164,16 @@ pub enum Frame {
     },
 }
 
-fn invalid(table: &'static str, error: flatbuffers::InvalidFlatbuffer) -> WireError {
+pub(crate) fn invalid(table: &'static str, error: flatbuffers::InvalidFlatbuffer) -> WireError {
     WireError::InvalidFlatbuffer { table, reason: error.to_string() }
 }
 
 /// `Bytes` for a string that lives inside `frame`, without copying.
-fn sub_bytes(frame: &Bytes, text: &str) -> Bytes {
+pub(crate) fn sub_bytes(frame: &Bytes, text: &str) -> Bytes {
     frame.slice_ref(text.as_bytes())
 }
 
-fn check_payload(payload: &Bytes, limits: &Limits) -> Result<(), WireError> {
+pub(crate) fn check_payload(payload: &Bytes, limits: &Limits) -> Result<(), WireError> {
     if payload.len() > limits.payload_bytes_max {
         return Err(WireError::PayloadTooLarge {
             payload_bytes: payload.len() as u64,
@@ -167,14 +184,17 @@ fn check_payload(payload: &Bytes, limits: &Limits) -> Result<(), WireError> {
 }
 
 /// Verifies a nested header block and returns it as `Bytes` inside `frame`.
-fn nested_headers(frame: &Bytes, headers: Option<flatbuffers::Vector<'_, u8>>) -> Result<Option<Bytes>, WireError> {
+pub(crate) fn nested_headers(
+    frame: &Bytes,
+    headers: Option<flatbuffers::Vector<'_, u8>>,
+) -> Result<Option<Bytes>, WireError> {
     let Some(vector) = headers else { return Ok(None) };
     let block = frame.slice_ref(vector.bytes());
     verify_headers(&block)?;
     Ok(Some(block))
 }
 
-fn verify_headers(block: &[u8]) -> Result<(), WireError> {
+pub(crate) fn verify_headers(block: &[u8]) -> Result<(), WireError> {
     let headers = flatbuffers::root_with_opts::<schema::Headers>(&verifier_options(), block)
         .map_err(|_| WireError::InvalidHeaders("header block fails verification"))?;
     if headers.entries().map_or(0, |entries| entries.len()) > HEADER_ENTRIES_MAX {
@@ -189,6 +209,8 @@ fn verify_headers(block: &[u8]) -> Result<(), WireError> {
 /// message costs one reference count however many parts it has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishParts {
+    /// The header's tag: 0, or the id of the PublishAck wanted (version 2).
+    pub ack_id: u64,
     pub subject: Range<usize>,
     pub reply: Option<Range<usize>>,
     pub headers: Option<Range<usize>>,
@@ -236,6 +258,7 @@ pub fn decode_publish(frame: &[u8], limits: &Limits) -> Result<PublishParts, Wir
         });
     }
     Ok(PublishParts {
+        ack_id: header.tag,
         subject: range_in(frame, subject),
         reply: reply.map(|reply| range_in(frame, reply)),
         headers: headers.map(|block| range_in(frame, block)),
@@ -289,6 +312,7 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
         Op::Publish => {
             let parts = decode_publish(&frame, limits)?;
             Frame::Publish(Publish {
+                ack_id: parts.ack_id,
                 subject: frame.slice(parts.subject),
                 reply: parts.reply.map(|range| frame.slice(range)),
                 headers: parts.headers.map(|range| frame.slice(range)),
@@ -333,6 +357,12 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
                 status: deliver.status(),
                 payload,
             })
+        }
+        // Version 2's stream ops have their own decoder (`crate::stream`);
+        // until `Frame` carries them, `decode` treats them as a version-1
+        // peer does.
+        Op::StreamRequest | Op::StreamReply | Op::PublishAck | Op::Fetch | Op::StreamMessage | Op::Ack => {
+            return Err(WireError::UnknownOp(header.op as u8))
         }
         Op::Error => {
             let error =

@@ -10,7 +10,7 @@ use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
 use crate::codec::{Frame, Hello, Unsubscribe, Welcome, META_BYTES_MAX};
 use crate::error::{ErrorCode, WireError};
-use crate::frame::{FrameHeader, Op, FRAME_HEADER_BYTES};
+use crate::frame::{FrameHeader, Op, TagRule, FRAME_HEADER_BYTES};
 use crate::schema;
 
 /// Subjects inside a frame are UTF-8 by construction (validated on decode, or
@@ -22,7 +22,7 @@ fn text(bytes: &[u8]) -> Result<&str, WireError> {
 /// Writes frames. Holds one reusable flatbuffers builder, so encoding
 /// allocates nothing once the builder has grown to the largest meta seen.
 pub struct Encoder {
-    builder: FlatBufferBuilder<'static>,
+    pub(crate) builder: FlatBufferBuilder<'static>,
 }
 
 impl Default for Encoder {
@@ -37,10 +37,19 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-/// Appends one frame: header, meta, payload.
-fn put_frame(out: &mut BytesMut, op: Op, tag: u64, meta: &[u8], payload: &[u8]) -> Result<(), WireError> {
+/// Appends one frame: header, meta, payload. Refuses what `parse_header`
+/// would refuse about the tag and the meta's size, so no frame written here
+/// is malformed.
+pub(crate) fn put_frame(out: &mut BytesMut, op: Op, tag: u64, meta: &[u8], payload: &[u8]) -> Result<(), WireError> {
     if meta.len() > META_BYTES_MAX {
         return Err(WireError::MalformedFrame("meta part above META_BYTES_MAX"));
+    }
+    match op.tag_rule() {
+        TagRule::Zero if tag != 0 => return Err(WireError::MalformedFrame("tag must be 0 for this op")),
+        TagRule::NonZero if tag == 0 => {
+            return Err(WireError::MalformedFrame("this op needs a non-zero tag (its request id)"))
+        }
+        _ => {}
     }
     let body_len = u32::try_from(meta.len() + payload.len())
         .map_err(|_| WireError::MalformedFrame("body above u32::MAX bytes"))?;
@@ -53,7 +62,7 @@ fn put_frame(out: &mut BytesMut, op: Op, tag: u64, meta: &[u8], payload: &[u8]) 
 }
 
 impl Encoder {
-    fn finish<T>(&mut self, root: WIPOffset<T>) -> &[u8] {
+    pub(crate) fn finish<T>(&mut self, root: WIPOffset<T>) -> &[u8] {
         self.builder.finish_minimal(root);
         self.builder.finished_data()
     }
@@ -111,8 +120,23 @@ impl Encoder {
         headers: Option<&[u8]>,
         payload: &[u8],
     ) -> Result<(), WireError> {
+        self.publish_with_ack_id(out, 0, subject, reply, headers, payload)
+    }
+
+    /// A Publish whose header tag is `ack_id` (version 2). A non-zero
+    /// `ack_id` asks the server for a PublishAck with the same id once a
+    /// stream has stored the message (or refused it); 0 is a plain publish.
+    pub fn publish_with_ack_id(
+        &mut self,
+        out: &mut BytesMut,
+        ack_id: u64,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<(), WireError> {
         let meta = self.publish_meta(subject, reply, headers)?;
-        put_frame(out, Op::Publish, 0, meta, payload)
+        put_frame(out, Op::Publish, ack_id, meta, payload)
     }
 
     /// Builds the meta part of a Publish once; [`Encoder::publish_with_meta`]
@@ -135,6 +159,18 @@ impl Encoder {
     /// Writes a Publish frame from a meta built by [`Encoder::publish_meta`].
     pub fn publish_with_meta(out: &mut BytesMut, meta: &[u8], payload: &[u8]) -> Result<(), WireError> {
         put_frame(out, Op::Publish, 0, meta, payload)
+    }
+
+    /// [`Encoder::publish_with_meta`] with an ack id in the tag (see
+    /// [`Encoder::publish_with_ack_id`]): a durable publisher keeps one meta
+    /// and numbers its frames.
+    pub fn publish_with_meta_and_ack_id(
+        out: &mut BytesMut,
+        ack_id: u64,
+        meta: &[u8],
+        payload: &[u8],
+    ) -> Result<(), WireError> {
+        put_frame(out, Op::Publish, ack_id, meta, payload)
     }
 
     pub fn subscribe(
@@ -220,8 +256,9 @@ impl Encoder {
         match frame {
             Frame::Hello(hello) => self.hello(out, hello),
             Frame::Welcome(welcome) => self.welcome(out, welcome),
-            Frame::Publish(publish) => self.publish(
+            Frame::Publish(publish) => self.publish_with_ack_id(
                 out,
+                publish.ack_id,
                 &publish.subject,
                 publish.reply.as_deref(),
                 publish.headers.as_deref(),

@@ -36,6 +36,14 @@ pub enum ErrorCode {
     DuplicateSubscriptionId = 203,
     /// A header block is malformed.
     InvalidHeaders = 204,
+    /// A stream or consumer name is empty, longer than 64 bytes, or holds a
+    /// byte outside `[A-Za-z0-9_-]` (version 2).
+    InvalidName = 205,
+    /// A field of a stream frame holds a value this version does not accept:
+    /// an unknown enum value, a field the action requires is missing, a list
+    /// above its bound, a zero where a count or sequence must be positive, or
+    /// fields that contradict each other (version 2).
+    InvalidField = 206,
     /// The connection's outbound queue passed `pending_bytes_max`.
     SlowConsumer = 300,
     /// The connection holds `subscriptions_max` subscriptions already, or the
@@ -63,7 +71,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in numeric order (used by docs checks and tests).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::MalformedFrame,
         ErrorCode::FrameTooLarge,
         ErrorCode::InvalidFlatbuffer,
@@ -76,6 +84,8 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::DuplicateSubscriptionId,
         ErrorCode::InvalidHeaders,
+        ErrorCode::InvalidName,
+        ErrorCode::InvalidField,
         ErrorCode::SlowConsumer,
         ErrorCode::TooManySubscriptions,
         ErrorCode::TooManyConnections,
@@ -120,6 +130,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::DuplicateSubscriptionId => "duplicate_subscription_id",
             ErrorCode::InvalidHeaders => "invalid_headers",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidField => "invalid_field",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::TooManyConnections => "too_many_connections",
@@ -162,6 +174,16 @@ pub enum WireError {
     PayloadTooLarge { payload_bytes: u64, limit_bytes: u64 },
     #[error("invalid headers: {0}")]
     InvalidHeaders(&'static str),
+    /// A stream or consumer name breaks the naming rules.
+    #[error("invalid {field}: {reason}")]
+    InvalidName { field: &'static str, reason: &'static str },
+    /// A field of a stream frame holds a value this version does not accept.
+    #[error("invalid {table}.{field}: {reason}")]
+    InvalidField { table: &'static str, field: &'static str, reason: &'static str },
+    /// An enum field holds a value this version does not know. Refused rather
+    /// than read as a default: a newer peer meant something this one cannot do.
+    #[error("{table}.{field} holds {value}, a value this version does not know")]
+    UnknownEnumValue { table: &'static str, field: &'static str, value: u8 },
 }
 
 impl WireError {
@@ -176,6 +198,8 @@ impl WireError {
             WireError::InvalidQueueGroup(_) => ErrorCode::InvalidQueueGroup,
             WireError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             WireError::InvalidHeaders(_) => ErrorCode::InvalidHeaders,
+            WireError::InvalidName { .. } => ErrorCode::InvalidName,
+            WireError::InvalidField { .. } | WireError::UnknownEnumValue { .. } => ErrorCode::InvalidField,
         }
     }
 }

@@ -6,11 +6,19 @@
 //! offset size field
 //!      0    4 body_len   bytes after the header: meta_len + payload length
 //!      4    1 op         see [`Op`]
-//!      5    1 flags      must be 0 in version 1
+//!      5    1 flags      must be 0 (versions 1 and 2)
 //!      6    2 meta_len   bytes of the flatbuffer part (0 for ops without one)
-//!      8    8 tag        Deliver: the subscription id; Draining: milliseconds
-//!                        until the server closes; every other op: 0
+//!      8    8 tag        see [`TagRule`]: Deliver: the subscription id;
+//!                        Draining: milliseconds until the server closes;
+//!                        Publish: 0, or the id of the PublishAck it wants;
+//!                        stream ops: a request id; every other op: 0
 //! ```
+//!
+//! Version 2 added the stream ops (12 to 17, see [`Op::version_min`]).
+//! `check` and `decode` accept them whatever version a connection
+//! negotiated: they hold no per-connection state. The server refuses a
+//! stream op on a version-1 connection (`unexpected_op`), and a Publish with a
+//! non-zero tag there (`malformed_frame`), so version 1 behaves as before.
 //!
 //! Invariants: `check` never allocates and never panics, whatever the bytes;
 //! it rejects a length prefix above the caller's limit as soon as the first 4
@@ -40,6 +48,36 @@ pub enum Op {
     /// Server -> client: the server is shutting down; the header's tag holds
     /// the milliseconds until it closes the connection.
     Draining = 11,
+    /// Client -> server (version 2): stream and consumer administration. The
+    /// tag is a request id, answered by a StreamReply.
+    StreamRequest = 12,
+    /// Server -> client (version 2): the answer to a StreamRequest, a Fetch,
+    /// or an Ack with a non-zero tag. Never closes the connection.
+    StreamReply = 13,
+    /// Server -> client (version 2): a stream stored (or refused) the Publish
+    /// whose tag this frame carries.
+    PublishAck = 14,
+    /// Client -> server (version 2): up to a batch of a pull consumer's
+    /// messages; the tag is a request id.
+    Fetch = 15,
+    /// Server -> client (version 2): one stored message, payload after the
+    /// meta; the tag is the Fetch's request id or a push consumer's
+    /// subscription id.
+    StreamMessage = 16,
+    /// Client -> server (version 2): acknowledge (or nak, terminate, extend)
+    /// one delivered message; a non-zero tag asks for a StreamReply.
+    Ack = 17,
+}
+
+/// What a frame's header tag may hold, by op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagRule {
+    /// Must be 0.
+    Zero,
+    /// Any value (a subscription id, milliseconds, an optional ack id).
+    Any,
+    /// A request id: never 0, because 0 is how a peer says "no reply".
+    NonZero,
 }
 
 impl Op {
@@ -57,6 +95,12 @@ impl Op {
             9 => Op::Ok,
             10 => Op::Error,
             11 => Op::Draining,
+            12 => Op::StreamRequest,
+            13 => Op::StreamReply,
+            14 => Op::PublishAck,
+            15 => Op::Fetch,
+            16 => Op::StreamMessage,
+            17 => Op::Ack,
             _ => return None,
         })
     }
@@ -68,7 +112,50 @@ impl Op {
 
     /// Whether frames of this op may carry a payload after the meta.
     pub fn has_payload(self) -> bool {
-        matches!(self, Op::Publish | Op::Deliver)
+        matches!(self, Op::Publish | Op::Deliver | Op::StreamMessage)
+    }
+
+    /// What the header's tag may hold for this op.
+    pub fn tag_rule(self) -> TagRule {
+        match self {
+            Op::Deliver | Op::Draining | Op::Publish | Op::StreamMessage | Op::Ack => TagRule::Any,
+            Op::StreamRequest | Op::StreamReply | Op::PublishAck | Op::Fetch => TagRule::NonZero,
+            Op::Hello | Op::Welcome | Op::Subscribe | Op::Unsubscribe | Op::Ping | Op::Pong | Op::Ok | Op::Error => {
+                TagRule::Zero
+            }
+        }
+    }
+
+    /// The lowest protocol version in which this op exists. A server refuses
+    /// an op newer than the connection's version with `unexpected_op`.
+    pub fn version_min(self) -> u16 {
+        match self {
+            Op::StreamRequest | Op::StreamReply | Op::PublishAck | Op::Fetch | Op::StreamMessage | Op::Ack => 2,
+            _ => 1,
+        }
+    }
+
+    /// The op's name as in docs/PROTOCOL.md, for logs and error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Hello => "Hello",
+            Op::Welcome => "Welcome",
+            Op::Publish => "Publish",
+            Op::Subscribe => "Subscribe",
+            Op::Unsubscribe => "Unsubscribe",
+            Op::Deliver => "Deliver",
+            Op::Ping => "Ping",
+            Op::Pong => "Pong",
+            Op::Ok => "Ok",
+            Op::Error => "Error",
+            Op::Draining => "Draining",
+            Op::StreamRequest => "StreamRequest",
+            Op::StreamReply => "StreamReply",
+            Op::PublishAck => "PublishAck",
+            Op::Fetch => "Fetch",
+            Op::StreamMessage => "StreamMessage",
+            Op::Ack => "Ack",
+        }
     }
 }
 
@@ -174,8 +261,12 @@ pub fn parse_header(buffer: &[u8]) -> Result<FrameHeader, WireError> {
     if !op.has_payload() && u32::from(meta_len) != body_len {
         return Err(WireError::MalformedFrame("this op carries no payload"));
     }
-    if !matches!(op, Op::Deliver | Op::Draining) && tag != 0 {
-        return Err(WireError::MalformedFrame("tag must be 0 for this op"));
+    match op.tag_rule() {
+        TagRule::Zero if tag != 0 => return Err(WireError::MalformedFrame("tag must be 0 for this op")),
+        TagRule::NonZero if tag == 0 => {
+            return Err(WireError::MalformedFrame("this op needs a non-zero tag (its request id)"))
+        }
+        _ => {}
     }
     Ok(FrameHeader { body_len, op, meta_len, tag })
 }

@@ -90,9 +90,19 @@ fn welcome() -> impl Strategy<Value = Frame> {
 }
 
 fn publish() -> impl Strategy<Value = Frame> {
-    (subject(), prop::option::of(subject()), headers(), payload()).prop_map(|(subject, reply, headers, payload)| {
-        Frame::Publish(Publish { subject: Bytes::from(subject), reply: reply.map(Bytes::from), headers, payload })
-    })
+    // A non-zero ack id asks for a PublishAck (version 2); 0 is a plain publish.
+    let ack_id = prop_oneof![Just(0u64), any::<u64>()];
+    (ack_id, subject(), prop::option::of(subject()), headers(), payload()).prop_map(
+        |(ack_id, subject, reply, headers, payload)| {
+            Frame::Publish(Publish {
+                ack_id,
+                subject: Bytes::from(subject),
+                reply: reply.map(Bytes::from),
+                headers,
+                payload,
+            })
+        },
+    )
 }
 
 fn subscribe() -> impl Strategy<Value = Frame> {

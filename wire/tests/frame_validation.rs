@@ -70,7 +70,7 @@ fn unknown_op_is_rejected() {
     let mut bytes = header(Op::Ping, 0, 0, 0);
     bytes[4] = 0;
     assert_eq!(check_error(&bytes[..5]).code(), ErrorCode::UnknownOp);
-    bytes[4] = 12; // one past the last op (Draining = 11)
+    bytes[4] = 18; // one past the last op (Ack = 17)
     assert_eq!(check_error(&bytes).code(), ErrorCode::UnknownOp);
     assert_eq!(check_error(&bytes).code().as_u16(), 103);
 }
