@@ -4,13 +4,21 @@
 //!
 //! ```text
 //! FLIT_FUZZ_SEED_DIR=wire/fuzz/corpus/check_decode cargo test -p flit-wire --test fuzz_seed_corpus
+//! FLIT_FUZZ_STREAM_SEED_DIR=wire/fuzz/corpus/stream_frames cargo test -p flit-wire --test fuzz_seed_corpus
 //! ```
+//!
+//! The `stream_frames` target's seeds are the version-2 stream frames: each
+//! as a stream (mode byte 0xff, then the frame) and as a raw meta (mode byte
+//! = op - 12, then the meta part alone).
 //!
 //! Without the variable the test only checks that every seed is one whole frame.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use flit_wire::{
-    check, encode_headers, Check, Encoder, ErrorCode, Hello, Limits, Op, Unsubscribe, Welcome, STATUS_NO_RESPONDERS,
+    check, encode_headers, Ack, AckKind, Check, ConsumerConfigSpec, ConsumerInfo, Durability, Encoder, ErrorCode,
+    Fetch, Hello, Limits, Op, PublishAck, StartPosition, StreamCode, StreamCommand, StreamConfigSpec, StreamFrame,
+    StreamInfo, StreamMessage, StreamMessageMeta, StreamReply, StreamRequest, Unsubscribe, Welcome, FRAME_HEADER_BYTES,
+    STATUS_NO_RESPONDERS,
 };
 
 fn seeds() -> Vec<(&'static str, BytesMut)> {
@@ -74,9 +82,99 @@ fn seeds() -> Vec<(&'static str, BytesMut)> {
     seed("error", &mut |encoder, out| {
         encoder.error(out, ErrorCode::InvalidSubject, "wildcard in a publish subject").expect("encodes");
     });
+    seed("publish_with_ack_id", &mut |encoder, out| {
+        encoder.publish_with_ack_id(out, 41, b"orders.eu.created", None, Some(&headers), b"{}").expect("encodes");
+    });
+    for frame in stream_frames() {
+        seed(frame.name(), &mut |encoder, out| encoder.stream_frame(out, &frame).expect("encodes"));
+    }
     // A stream of several frames, as a connection would carry them.
     let stream: Vec<u8> = seeds.iter().flat_map(|(_, bytes)| bytes.iter().copied()).collect();
     seeds.push(("stream_of_every_op", BytesMut::from(&stream[..])));
+    seeds
+}
+
+/// One of each stream frame, the fields filled in.
+fn stream_frames() -> Vec<StreamFrame> {
+    let config = StreamConfigSpec {
+        durability: Durability::Interval { sync_interval_ms: 10 },
+        bytes_max: 1 << 30,
+        dedup_window_ms: 120_000,
+        ..StreamConfigSpec::new("ORDERS", ["orders.>", "returns.*"])
+    };
+    let consumer = ConsumerConfigSpec {
+        name: Some("worker".to_owned()),
+        start: StartPosition::Sequence { sequence: 5 },
+        deliveries_max: 3,
+        dead_letter_subject: Some("dead.orders".to_owned()),
+        ..ConsumerConfigSpec::default()
+    };
+    let headers = encode_headers(&[("Flit-Msg-Id", "order-1")]).expect("one entry");
+    let info = StreamInfo {
+        config: config.clone(),
+        messages: 3,
+        last_sequence: 3,
+        first_sequence: 1,
+        ..StreamInfo::default()
+    };
+    vec![
+        StreamFrame::Request(StreamRequest { request_id: 1, command: StreamCommand::Add(config) }),
+        StreamFrame::Request(StreamRequest {
+            request_id: 2,
+            command: StreamCommand::ConsumerAdd { stream: "ORDERS".to_owned(), config: consumer.clone() },
+        }),
+        StreamFrame::Request(StreamRequest { request_id: 3, command: StreamCommand::List { after: None } }),
+        StreamFrame::Reply(StreamReply {
+            streams: vec![info],
+            consumer: Some(ConsumerInfo { config: consumer, ..ConsumerInfo::default() }),
+            ..StreamReply::ok(1)
+        }),
+        StreamFrame::Reply(StreamReply::refused(4, StreamCode::NotFound, "no stream named X")),
+        StreamFrame::PublishAck(PublishAck::stored(41, "ORDERS", 3, false)),
+        StreamFrame::Fetch(Fetch {
+            request_id: 5,
+            stream: "ORDERS".to_owned(),
+            consumer: "worker".to_owned(),
+            batch: 10,
+            wait_ms: 1000,
+        }),
+        StreamFrame::Message(StreamMessage {
+            tag: 5,
+            meta: StreamMessageMeta {
+                stream: "ORDERS".to_owned(),
+                consumer: "worker".to_owned(),
+                subject: Bytes::from_static(b"orders.eu.created"),
+                sequence: 3,
+                timestamp_ns: 1_700_000_000_000_000_000,
+                delivery_count: 1,
+                headers: Some(headers),
+            },
+            payload: Bytes::from_static(b"{\"id\":1}"),
+        }),
+        StreamFrame::Ack(Ack {
+            request_id: 6,
+            stream: "ORDERS".to_owned(),
+            consumer: "worker".to_owned(),
+            sequence: 3,
+            kind: AckKind::Nak,
+        }),
+    ]
+}
+
+/// Seeds of the `stream_frames` target: each frame in both of its modes.
+fn stream_target_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut encoder = Encoder::default();
+    let mut seeds = Vec::new();
+    for (index, frame) in stream_frames().iter().enumerate() {
+        let mut out = BytesMut::new();
+        encoder.stream_frame(&mut out, frame).expect("encodes");
+        let whole = [&[0xff][..], &out[..]].concat();
+        seeds.push((format!("{index}-{}-stream", frame.name()), whole));
+        let meta_len = usize::from(u16::from_le_bytes([out[6], out[7]]));
+        let mode = frame.op() as u8 - Op::StreamRequest as u8;
+        let raw = [&[mode][..], &out[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + meta_len]].concat();
+        seeds.push((format!("{index}-{}-meta", frame.name()), raw));
+    }
     seeds
 }
 
@@ -100,6 +198,15 @@ fn every_seed_is_whole_frames_and_is_written_when_asked() {
         std::fs::create_dir_all(&dir).expect("create the seed directory");
         for (name, bytes) in &seeds {
             std::fs::write(std::path::Path::new(&dir).join(name), bytes).expect("write a seed");
+        }
+    }
+    let stream_seeds = stream_target_seeds();
+    assert_eq!(stream_seeds.len(), 2 * stream_frames().len());
+    if let Some(dir) = std::env::var_os("FLIT_FUZZ_STREAM_SEED_DIR") {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+        std::fs::create_dir_all(&dir).expect("create the seed directory");
+        for (name, bytes) in &stream_seeds {
+            std::fs::write(dir.join(name), bytes).expect("write a seed");
         }
     }
 }
