@@ -7,6 +7,10 @@
 #                 server's system calls per round trip (perf, raw_syscalls)
 #   reqrep-spin   the same with --idle spin
 #   pubsub        closed-loop 1 -> 1 throughput and system calls per delivery
+# Modes: readiness, ring (both with park mode's default 50 us spin before
+# parking), and ring-nospin: ring with --spin-before-park-us 0, where a pass's
+# sends are submitted in the system call the shard parks in (park scenarios
+# only; in spin mode the setting does nothing).
 # System calls are counted over the server's whole run (warm-up and drain
 # included) and divided by what its shard reports at exit (messages_in,
 # deliveries), so they are per message the server really handled.
@@ -29,11 +33,13 @@ echo "- flit $(git rev-parse --short HEAD), one binary, --receive ring vs --rece
 run() {
   local mode=$1 scenario=$2 idle=$3 rep=$4
   shift 5
+  local server_flags=(--receive "$mode")
+  [ "$mode" = ring-nospin ] && server_flags=(--receive ring --spin-before-park-us 0)
   local port name server_pid perf_pid
   port=$(free_port)
   name="$scenario.$mode.$rep"
   taskset -c "$SERVER_CPU" "$flit" serve --listen "127.0.0.1:$port" --shards 1 --idle "$idle" --no-pin \
-    --receive "$mode" > "$out/runs/$name.server.log" 2>&1 &
+    "${server_flags[@]}" > "$out/runs/$name.server.log" 2>&1 &
   server_pid=$!
   wait_for_port "$port"
   perf stat -x, -e raw_syscalls:sys_enter -p "$server_pid" -o "$out/runs/$name.perf" &
@@ -41,7 +47,7 @@ run() {
   local command=("$loadgen" --target "flit://127.0.0.1:$port" --idle spin --cpu "$LOADGEN_CPU"
     --duration "$DURATION" --warmup "$WARMUP" --server-pid "$server_pid" --quiet
     --json "$out/runs/$name.json" "$@")
-  echo "$name (server --idle $idle --receive $mode): ${command[*]}" >> "$commands"
+  echo "$name (server --idle $idle ${server_flags[*]}): ${command[*]}" >> "$commands"
   "${command[@]}" > "$out/runs/$name.txt" 2>&1 || echo "FAILED: $name" >&2
   kill -INT "$perf_pid" 2>/dev/null || true
   wait "$perf_pid" 2>/dev/null || true
@@ -55,6 +61,8 @@ for rep in $(seq 1 "$REPS"); do
     run "$mode" reqrep-spin spin "$rep" -- --scenario reqrep
     run "$mode" pubsub park "$rep" -- --scenario pubsub --window 4096
   done
+  run ring-nospin reqrep-park park "$rep" -- --scenario reqrep
+  run ring-nospin pubsub park "$rep" -- --scenario pubsub --window 4096
   echo "rep $rep done" >&2
 done
 
@@ -77,15 +85,21 @@ for path in sorted(glob.glob(f"{out}/runs/*.json")):
     })
 def median(scenario, mode, key):
     return statistics.median(row[key] for row in rows[(scenario, mode)])
-print("# Receive path: ring vs readiness (medians; every run in runs/)\n")
+print("# The ring data path vs readiness + recv/send (medians; every run in runs/)\n")
 print(open(f"{out}/machine.md").read())
-print("| scenario | metric | readiness | ring | ring / readiness |")
-print("|---|---|---:|---:|---:|")
+print("| scenario | metric | readiness | ring | ring / readiness | ring-nospin | ring-nospin / readiness |")
+print("|---|---|---:|---:|---:|---:|---:|")
 for scenario, keys in [("reqrep-park", ["p50", "p99", "syscalls_per"]), ("reqrep-spin", ["p50", "p99", "syscalls_per"]),
                        ("pubsub", ["msgs", "p50", "syscalls_per"])]:
     for key in keys:
         before, after = median(scenario, "readiness", key), median(scenario, "ring", key)
-        print(f"| {scenario} | {key} | {before:,.3f} | {after:,.3f} | {after / before:.3f} |")
+        line = f"| {scenario} | {key} | {before:,.3f} | {after:,.3f} | {after / before:.3f} |"
+        if (scenario, "ring-nospin") in rows:
+            nospin = median(scenario, "ring-nospin", key)
+            line += f" {nospin:,.3f} | {nospin / before:.3f} |"
+        else:
+            line += " - | - |"
+        print(line)
 print("\nlatency in microseconds; msgs in messages/s; syscalls_per: server system calls per round trip (reqrep) "
       "or per delivered message (pubsub).\n\nEvery run (reps in order):\n")
 for (scenario, mode), values in sorted(rows.items()):

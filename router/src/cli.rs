@@ -64,6 +64,12 @@ pub struct ServeArguments {
     /// How plain connections move bytes: `ring` (multishot receives into provided buffers, sends as ring submissions) or `readiness` (poll, then recv and send calls). [default: ring]
     #[arg(long, value_enum)]
     pub receive: Option<Receive>,
+    /// Park mode: microseconds an idle shard spins before it parks; 0 parks at once, submitting a pass's sends in the same system call (fewest system calls, a wake-up per message). [default: 50]
+    #[arg(long = "spin-before-park-us")]
+    pub spin_before_park_us: Option<u64>,
+    /// Directory where durable streams keep their logs (created with the first stream). [default: ./flit-data]
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<std::path::PathBuf>,
     #[arg(long = "max-payload", help = format!("Largest message payload, in bytes [default: {PAYLOAD_BYTES_MAX_DEFAULT}]"))]
     pub payload_bytes_max: Option<usize>,
     #[arg(long = "pending-bytes-max", help = format!(
@@ -154,6 +160,8 @@ impl ServeArguments {
         layer.server.shards = self.shards;
         layer.server.idle = self.idle;
         layer.server.receive = self.receive;
+        layer.server.data_dir = self.data_dir.clone();
+        layer.server.spin_before_park_us = self.spin_before_park_us;
         layer.server.pin_cores = self.no_pin.then_some(false);
         layer.server.shutdown_flush_timeout_ms = self.shutdown_flush_timeout_ms;
         layer.limits.payload_bytes_max = self.payload_bytes_max;

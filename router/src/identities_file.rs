@@ -38,6 +38,9 @@ struct IdentityEntry {
     publish: RuleEntry,
     #[serde(default)]
     subscribe: RuleEntry,
+    /// May add and remove streams.
+    #[serde(default)]
+    streams_admin: bool,
     /// Publish rate limit for all of the identity's connections together.
     #[serde(default)]
     rate: crate::rate_limit_settings::RateLimitSection,
@@ -110,6 +113,7 @@ pub fn parse(text: &str, path: &str) -> Result<Identities, String> {
                 .map_err(|error| format!("{path}: {error}"))?,
             subscribe: compile_rule(&entry.subscribe, &entry.name, "subscribe")
                 .map_err(|error| format!("{path}: {error}"))?,
+            streams_admin: entry.streams_admin,
         };
         let mut identity = Identity::new(entry.name.clone(), token.unwrap_or_default(), permissions)
             .with_rate_limits(entry.rate.limits());

@@ -23,6 +23,7 @@ mod rate_limit_settings;
 mod serve;
 mod settings;
 mod stats_command;
+mod stream_settings;
 
 use std::process::ExitCode;
 

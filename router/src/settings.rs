@@ -145,6 +145,10 @@ pub struct ServerSection {
     pub pin_cores: Option<bool>,
     pub name: Option<String>,
     pub shutdown_flush_timeout_ms: Option<u64>,
+    /// Where durable streams keep their logs (`--data-dir`).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Park mode: microseconds an idle shard spins before parking.
+    pub spin_before_park_us: Option<u64>,
 }
 
 /// `[limits]`
@@ -222,6 +226,9 @@ pub struct FileSettings {
     pub rate_limit: crate::rate_limit_settings::RateLimitSection,
     #[serde(default)]
     pub tls: TlsSection,
+    /// `[[stream]]` tables: streams created (or updated) at startup.
+    #[serde(default, rename = "stream", skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<crate::stream_settings::StreamTable>,
 }
 
 /// Why a configuration file could not be used: one line, naming the file
@@ -271,6 +278,8 @@ impl FileSettings {
                 pin_cores: Some(config.pin_cores),
                 name: Some(config.server_name),
                 shutdown_flush_timeout_ms: Some(config.shutdown_flush_timeout.as_millis() as u64),
+                data_dir: Some(config.data_directory.clone()),
+                spin_before_park_us: Some(config.spin_before_park.as_micros() as u64),
             },
             limits: LimitsSection {
                 payload_bytes_max: Some(config.payload_bytes_max),
@@ -290,6 +299,7 @@ impl FileSettings {
             auth: AuthSection { identities_file: None },
             rate_limit: crate::rate_limit_settings::RateLimitSection::defaults(),
             tls: TlsSection::default(),
+            streams: Vec::new(),
         }
     }
 
@@ -311,6 +321,8 @@ impl FileSettings {
                     base.server.shutdown_flush_timeout_ms,
                     over.server.shutdown_flush_timeout_ms,
                 ),
+                data_dir: pick(base.server.data_dir, over.server.data_dir),
+                spin_before_park_us: pick(base.server.spin_before_park_us, over.server.spin_before_park_us),
             },
             limits: LimitsSection {
                 payload_bytes_max: pick(base.limits.payload_bytes_max, over.limits.payload_bytes_max),
@@ -346,6 +358,8 @@ impl FileSettings {
                 key_file: pick(base.tls.key_file, over.tls.key_file),
                 client_ca_file: pick(base.tls.client_ca_file, over.tls.client_ca_file),
             },
+            // Streams are not layered key by key: the file's tables, if any.
+            streams: if over.streams.is_empty() { base.streams } else { over.streams },
         }
     }
 }
@@ -388,6 +402,10 @@ impl Settings {
         server.server_name = server_section.name.expect("defaulted");
         server.shutdown_flush_timeout =
             Duration::from_millis(server_section.shutdown_flush_timeout_ms.expect("defaulted"));
+        server.data_directory = server_section.data_dir.expect("defaulted");
+        server.spin_before_park = Duration::from_micros(server_section.spin_before_park_us.expect("defaulted"));
+        server.streams =
+            merged.streams.iter().map(crate::stream_settings::StreamTable::definition).collect::<Result<_, _>>()?;
         server.payload_bytes_max = limits.payload_bytes_max.expect("defaulted");
         server.pending_bytes_max = limits.pending_bytes_max.expect("defaulted");
         server.subscriptions_per_connection_max = limits.subscriptions_per_connection_max.expect("defaulted");

@@ -248,6 +248,9 @@ impl Rule {
 pub struct Permissions {
     pub publish: Rule,
     pub subscribe: Rule,
+    /// May add and remove streams (`flit stream add/rm`). Reading a stream
+    /// needs subscribe permission for every subject it captures instead.
+    pub streams_admin: bool,
 }
 
 /// A named client identity.

@@ -183,7 +183,7 @@ fn naive_receives(allow: &Option<Vec<Vec<&str>>>, deny: &[Vec<&str>], pattern: &
 
 /// What the shard delivers: the subscribe decision, then the filter it gives.
 fn delivered(rule: &Rule, pattern: &[&str], subject: &[&str]) -> bool {
-    let permissions = Arc::new(Permissions { publish: Rule::open(), subscribe: rule.clone() });
+    let permissions = Arc::new(Permissions { publish: Rule::open(), subscribe: rule.clone(), streams_admin: false });
     let text = subject.join(".");
     let matched = naive_matches(pattern, subject);
     match rule.subscription(&compile(pattern)) {
@@ -302,7 +302,7 @@ proptest! {
                     allow: allow.as_ref().map(|list: &Vec<Vec<&str>>| list.iter().map(|tokens| compile(tokens)).collect()),
                     deny: deny.iter().map(|tokens: &Vec<&str>| compile(tokens)).collect(),
                 };
-                Arc::new(Permissions { publish: Rule::open(), subscribe })
+                Arc::new(Permissions { publish: Rule::open(), subscribe, streams_admin: false })
             })
             .collect();
         let queue = bytes::Bytes::from_static(b"q");

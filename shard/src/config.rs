@@ -13,6 +13,10 @@ use crate::error::StartError;
 use crate::interest::SHARDS_MAX;
 
 /// Default outbound bytes queued for one connection before it is evicted as a slow consumer.
+/// Park mode's spin before parking, unless `--spin-before-park-us` says otherwise.
+pub const SPIN_BEFORE_PARK_DEFAULT: Duration = Duration::from_micros(50);
+/// Where stream logs live unless `--data-dir` says otherwise.
+pub const DATA_DIRECTORY_DEFAULT: &str = "./flit-data";
 pub const PENDING_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 /// Default subscriptions one connection may hold.
 pub const SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT: usize = 65_536;
@@ -101,6 +105,15 @@ pub struct ServerConfig {
     pub connection_rate_limits: crate::rate_limit::RateLimits,
     /// Who may connect, and what they may do, at startup (`Server::set_identities` replaces it).
     pub identities: std::sync::Arc<crate::auth::Identities>,
+    /// Park mode: how long an idle shard spins before it parks. A message
+    /// arriving within it costs no wake-up but each hop costs a second
+    /// system call; zero parks at once, in the same `io_uring_enter` that
+    /// submits the pass's sends.
+    pub spin_before_park: Duration,
+    /// Where streams keep their logs (`<data_directory>/streams/<name>/`).
+    pub data_directory: std::path::PathBuf,
+    /// Streams the configuration file defines (created or updated at start).
+    pub streams: Vec<crate::streams::definition::StreamDefinition>,
 }
 
 impl ServerConfig {
@@ -128,6 +141,9 @@ impl ServerConfig {
             tls: None,
             connection_rate_limits: crate::rate_limit::RateLimits::unlimited(),
             identities: std::sync::Arc::new(crate::auth::Identities::open()),
+            spin_before_park: SPIN_BEFORE_PARK_DEFAULT,
+            data_directory: std::path::PathBuf::from(DATA_DIRECTORY_DEFAULT),
+            streams: Vec::new(),
         }
     }
 

@@ -143,6 +143,8 @@ pub struct Connection {
     /// eviction came while a send was in flight (so what that send leaves is
     /// cut after its partly sent frame).
     pub sends_on_ring: bool,
+    /// The protocol version agreed in Welcome (stream ops need 2).
+    pub protocol_version: u16,
     pub send_in_flight_bytes: usize,
     pub unsent: Option<Bytes>,
     pub send_partial_frame_bytes: usize,
@@ -205,6 +207,7 @@ impl Connection {
             discarded_bytes: 0,
             publish_permitted_subject: Vec::new(),
             sends_on_ring: false,
+            protocol_version: flit_wire::PROTOCOL_VERSION_MIN,
             send_in_flight_bytes: 0,
             unsent: None,
             send_partial_frame_bytes: 0,

@@ -71,7 +71,7 @@ mod tests {
 
     fn permissions(deny: &[&str]) -> Arc<Permissions> {
         let deny = deny.iter().map(|text| Pattern::parse(text).expect("valid")).collect();
-        Arc::new(Permissions { publish: Rule::open(), subscribe: Rule { allow: None, deny } })
+        Arc::new(Permissions { publish: Rule::open(), subscribe: Rule { allow: None, deny }, streams_admin: false })
     }
 
     #[test]

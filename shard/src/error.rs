@@ -31,6 +31,8 @@ pub enum StartError {
     IoUring { source: io::Error },
     #[error("cannot start shard threads: {0}")]
     Thread(io::Error),
+    #[error(transparent)]
+    Streams(#[from] crate::streams::startup::StreamStartError),
 }
 
 impl StartError {

@@ -21,10 +21,12 @@ pub fn answer_hello(
     identities: &Identities,
     certificate: Option<&[u8; 32]>,
 ) -> Result<Option<Arc<Identity>>, Refusal> {
-    if hello.version_min > PROTOCOL_VERSION || hello.version_max < PROTOCOL_VERSION {
+    if flit_wire::negotiate_version(hello.version_min, hello.version_max).is_none() {
         let message = format!(
-            "client speaks versions {}..={}, server speaks {PROTOCOL_VERSION}",
-            hello.version_min, hello.version_max
+            "client speaks versions {}..={}, server speaks {}..={PROTOCOL_VERSION}",
+            hello.version_min,
+            hello.version_max,
+            flit_wire::PROTOCOL_VERSION_MIN
         );
         return Err((ErrorCode::UnsupportedVersion, message));
     }

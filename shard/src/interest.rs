@@ -229,8 +229,11 @@ mod tests {
     fn queue_group_picks_only_shards_whose_member_may_receive() {
         use crate::auth::{Pattern, Permissions, Rule};
         let deny = vec![Pattern::parse("orders.audit.>").expect("valid")];
-        let permissions =
-            std::sync::Arc::new(Permissions { publish: Rule::open(), subscribe: Rule { allow: None, deny } });
+        let permissions = std::sync::Arc::new(Permissions {
+            publish: Rule::open(),
+            subscribe: Rule { allow: None, deny },
+            streams_admin: false,
+        });
         let filter = DeliveryFilter::new(permissions, false);
         let mut table = InterestTable::default();
         let queue = Bytes::from_static(b"g");

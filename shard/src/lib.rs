@@ -63,6 +63,7 @@ pub mod ring;
 pub mod server;
 mod shard;
 pub mod stats;
+pub mod streams;
 pub mod subscriptions;
 pub mod tls;
 pub mod trie;

@@ -117,6 +117,15 @@ pub enum MeshMessage {
     InterestRemove { pattern: Bytes, queue: Option<Bytes>, filter: Option<DeliveryFilter> },
     /// The receiving shard has applied one more interest change from the sender.
     InterestAck,
+    /// A message a stream this (receiving) shard owns captured; answer
+    /// `reply_to` once it is stored, if set.
+    Append { stream: u64, message: RoutedMessage, reply_to: Option<crate::streams::ReplyTo> },
+    /// Encoded frames for one of the receiving shard's connections (stream
+    /// acknowledgements, replies); dropped if the connection is gone.
+    Frames { connection: crate::connection::ConnectionKey, frames: Bytes },
+    /// A consumer command for a stream this (receiving) shard owns (boxed:
+    /// rare, and larger than the message path's variants).
+    StreamCommand(Box<(u64, crate::shard::OwnerCommand, Option<crate::streams::ReplyTo>)>),
 }
 
 /// Wakes one shard from another thread.
@@ -218,6 +227,8 @@ pub struct SharedState {
     /// lock is never taken on the message path).
     pub identities: std::sync::Mutex<Arc<crate::auth::Identities>>,
     pub identities_generation: AtomicU64,
+    /// Every stream and its owner, replaced on change (streams/directory.rs).
+    pub streams: crate::streams::directory::SharedStreams,
 }
 
 impl SharedState {
@@ -233,6 +244,7 @@ impl SharedState {
             connections_open: AtomicUsize::new(0),
             identities: std::sync::Mutex::new(identities),
             identities_generation: AtomicU64::new(0),
+            streams: Default::default(),
         }
     }
 

@@ -98,6 +98,7 @@ impl Server {
             pipe_read_ends.push(read_end);
         }
         let shared = Arc::new(SharedState::new(wakers, config.identities.clone()));
+        crate::streams::startup::load_streams(&config.data_directory, &config.streams, config.shards, &shared.streams)?;
         let cores = available_cores();
         let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), StartError>>();
         let mut threads = Vec::new();

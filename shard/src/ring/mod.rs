@@ -17,6 +17,9 @@
 //!   shard submit its pass's sends and wait for the next event in one
 //!   `io_uring_enter` ([`Ring::wait`] asks for one completion more than the
 //!   sends it submits);
+//! - `WRITE` and `FSYNC(DATASYNC)`, linked, for the stream logs the shard
+//!   owns (shard/src/streams): the ring owns each write's bytes until its
+//!   completion, as for sends;
 //! - multishot `POLL_ADD` for listeners, the wake pipe and TLS connections
 //!   (rustls reads and writes its records with `recv` and `send`), one-shot
 //!   `POLL_ADD(POLLOUT)` when a socket's send buffer is full, and
@@ -67,6 +70,8 @@ pub enum Token {
     Received(u64),
     /// A send on a connection (at most one in flight per connection).
     Sent(u64),
+    /// A stream log's write or fdatasync (key: the owner's slot and IO tag).
+    Disk(u64),
     /// Completions of cancel requests themselves; nothing to do.
     Cancel,
 }
@@ -84,6 +89,7 @@ impl Token {
             Token::Cancel => (5, 0),
             Token::Received(key) => (6, key),
             Token::Sent(key) => (7, key),
+            Token::Disk(key) => (8, key),
         };
         debug_assert!(key <= KEY_MASK);
         (kind << KIND_SHIFT) | (key & KEY_MASK)
@@ -99,6 +105,7 @@ impl Token {
             5 => Some(Token::Cancel),
             6 => Some(Token::Received(key)),
             7 => Some(Token::Sent(key)),
+            8 => Some(Token::Disk(key)),
             _ => None,
         }
     }
@@ -132,6 +139,9 @@ pub struct Ring {
     /// Sends pushed since the last `io_uring_enter`: each posts exactly one
     /// completion while it is submitted (`MSG_DONTWAIT`).
     sends_unsubmitted: u32,
+    /// The bytes of every stream-log write the kernel may still read, by
+    /// key, until `finish_disk_write`.
+    disk_writes_in_flight: FxHashMap<u64, Bytes>,
 }
 
 impl Ring {
@@ -145,7 +155,13 @@ impl Ring {
             .setup_taskrun_flag()
             .setup_cqsize(RING_ENTRIES * 4)
             .build(RING_ENTRIES)?;
-        Ok(Ring { ring, buffers: None, sends_in_flight: FxHashMap::default(), sends_unsubmitted: 0 })
+        Ok(Ring {
+            ring,
+            buffers: None,
+            sends_in_flight: FxHashMap::default(),
+            sends_unsubmitted: 0,
+            disk_writes_in_flight: FxHashMap::default(),
+        })
     }
 
     /// Registers `count` provided buffers of `buffer_bytes` for multishot
@@ -214,6 +230,64 @@ impl Ring {
         self.sends_in_flight.remove(&key)
     }
 
+    /// Writes `data` at `offset` of the file `fd` (a stream's segment); when
+    /// `then_sync_data`, an fdatasync of the same file is linked after it
+    /// (IOSQE_IO_LINK: it runs only if the write wrote everything, else it
+    /// completes `-ECANCELED`). The ring keeps `data` alive until
+    /// `finish_disk_write(write_key)`. Both SQEs go into one submission.
+    pub fn write_at(
+        &mut self,
+        fd: RawFd,
+        offset: u64,
+        data: Bytes,
+        write_key: u64,
+        then_sync_data: Option<u64>,
+    ) -> io::Result<()> {
+        let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let mut write = opcode::Write::new(types::Fd(fd), data.as_ptr(), length)
+            .offset(offset)
+            .build()
+            .user_data(Token::Disk(write_key).encode());
+        if then_sync_data.is_some() {
+            write = write.flags(squeue::Flags::IO_LINK);
+        }
+        if let Some(earlier) = self.disk_writes_in_flight.insert(write_key, data) {
+            debug_assert!(false, "a second disk write in flight for key {write_key}");
+            std::mem::forget(earlier);
+        }
+        if then_sync_data.is_some() && self.submission_room() < 2 {
+            // A link must not be split across two submissions.
+            self.submit()?;
+        }
+        self.push(write)?;
+        if let Some(sync_key) = then_sync_data {
+            self.push(Self::sync_entry(fd, sync_key))?;
+        }
+        Ok(())
+    }
+
+    /// An fdatasync of `fd` on its own.
+    pub fn sync_data(&mut self, fd: RawFd, key: u64) -> io::Result<()> {
+        self.push(Self::sync_entry(fd, key))
+    }
+
+    fn sync_entry(fd: RawFd, key: u64) -> squeue::Entry {
+        opcode::Fsync::new(types::Fd(fd))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(Token::Disk(key).encode())
+    }
+
+    /// After a `Disk(key)` completion of a write: its bytes, handed back.
+    pub fn finish_disk_write(&mut self, key: u64) -> Option<Bytes> {
+        self.disk_writes_in_flight.remove(&key)
+    }
+
+    fn submission_room(&mut self) -> usize {
+        let submission = self.ring.submission();
+        submission.capacity() - submission.len()
+    }
+
     /// Sends pushed but not yet handed to the kernel.
     pub fn sends_unsubmitted(&self) -> u32 {
         self.sends_unsubmitted
@@ -222,12 +296,14 @@ impl Ring {
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
             // SAFETY: every entry built in this module is a POLL_ADD,
-            // ASYNC_CANCEL, a RECV with buffer selection, or a SEND. A RECV
-            // points at user memory only through the provided-buffer ring,
-            // whose memory outlives the kernel's use of it
-            // (provided_buffers.rs). A SEND points into a `Bytes` that
-            // `sends_in_flight` owns until its completion has been drained
-            // (`finish_send`), or forever if the ring is dropped first (Drop).
+            // ASYNC_CANCEL, a RECV with buffer selection, a SEND, a WRITE or an
+            // FSYNC. A RECV points at user memory only through the
+            // provided-buffer ring, whose memory outlives the kernel's use of
+            // it (provided_buffers.rs). A SEND or WRITE points into a `Bytes`
+            // that `sends_in_flight` or `disk_writes_in_flight` owns until its
+            // completion has been drained (`finish_send`,
+            // `finish_disk_write`), or forever if the ring is dropped first
+            // (Drop).
             // The file descriptors they name are owned by the caller, who
             // cancels before closing and submits pending sends first.
             let pushed = unsafe { self.ring.submission().push(&entry) };
@@ -344,7 +420,7 @@ impl Drop for Ring {
         // A send whose completion was never drained may, as far as this code
         // can prove, still be read by the kernel while the ring winds down:
         // its bytes are leaked rather than freed (shutdown only; normally none).
-        for (_, data) in self.sends_in_flight.drain() {
+        for (_, data) in self.sends_in_flight.drain().chain(self.disk_writes_in_flight.drain()) {
             std::mem::forget(data);
         }
     }

@@ -24,6 +24,8 @@ pub const DEFERRED_REPLIES_MAX: usize = 65_536;
 pub(super) enum Incoming {
     Publish(Bytes, PublishParts),
     Other(Frame),
+    /// Version 2's stream frames (shard/streams.rs).
+    Stream(flit_wire::stream::StreamFrame),
 }
 
 impl Shard {
@@ -39,13 +41,26 @@ impl Shard {
                 }
             },
             Incoming::Other(frame) => frame,
+            Incoming::Stream(frame) => {
+                return match state {
+                    ConnectionState::Open => self.on_stream_frame(key, frame),
+                    ConnectionState::Closing => {}
+                    ConnectionState::AwaitingHello => {
+                        self.protocol_error(key, ErrorCode::UnexpectedOp, "the first frame must be Hello")
+                    }
+                }
+            }
         };
         match (state, frame) {
             (ConnectionState::Closing, _) => {}
             (ConnectionState::AwaitingHello, Frame::Hello(hello)) => {
                 let certificate = connection.tls.as_deref().and_then(crate::tls::peer_fingerprint);
                 match crate::handshake::answer_hello(&hello, &self.identities, certificate.as_ref()) {
-                    Ok(identity) => self.welcome(key, hello.ack_mode, identity),
+                    Ok(identity) => {
+                        let version = flit_wire::negotiate_version(hello.version_min, hello.version_max)
+                            .unwrap_or(PROTOCOL_VERSION);
+                        self.welcome(key, hello.ack_mode, identity, version)
+                    }
                     Err((code, message)) => self.protocol_error(key, code, &message),
                 }
             }
@@ -67,9 +82,9 @@ impl Shard {
         }
     }
 
-    fn welcome(&mut self, key: ConnectionKey, ack_mode: bool, identity: Option<Arc<Identity>>) {
+    fn welcome(&mut self, key: ConnectionKey, ack_mode: bool, identity: Option<Arc<Identity>>, version: u16) {
         let welcome = Welcome {
-            version: PROTOCOL_VERSION,
+            version,
             server_name: self.config.server_name.clone(),
             shard: self.id as u16,
             shards: self.shard_count as u16,
@@ -82,6 +97,7 @@ impl Shard {
         connection.state = ConnectionState::Open;
         connection.ack_mode = ack_mode;
         connection.identity = identity;
+        connection.protocol_version = version;
         let _ = self.encoder.welcome(&mut connection.write_buffer, &welcome);
         self.mark_dirty(key);
     }
@@ -124,8 +140,13 @@ impl Shard {
             return;
         }
         self.metrics.messages_in.add(1);
+        // A non-zero tag asks for a stream's acknowledgement (protocol 2).
+        let tag = u64::from_le_bytes(frame[8..16].try_into().expect("a frame has a 16-byte header"));
         let mut message = RoutedMessage::from_publish(frame, parts);
         message.received_at_nanos = self.read_pass_nanos;
+        if tag != 0 || !self.stream_capture.is_empty() {
+            self.capture_publish(&message, key, tag);
+        }
         self.route_message(message, Some(key));
         self.acknowledge(key, false);
     }

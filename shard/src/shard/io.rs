@@ -363,7 +363,11 @@ impl Shard {
             let incoming = if frame[4] == Op::Publish as u8 {
                 decode_publish(&frame, &self.limits).map(|parts| Incoming::Publish(frame, parts))
             } else {
-                decode(frame, &self.limits).map(Incoming::Other)
+                if flit_wire::stream::is_stream_op(flit_wire::Op::from_u8(frame[4]).unwrap_or(Op::Ping)) {
+                    flit_wire::stream::decode_stream(frame, &self.limits).map(Incoming::Stream)
+                } else {
+                    decode(frame, &self.limits).map(Incoming::Other)
+                }
             };
             match incoming {
                 Ok(incoming) => self.handle_frame(key, incoming),

@@ -13,11 +13,12 @@
 //!    connection's buffer to the ring as one send (shard/send.rs; `send`
 //!    calls for TLS and readiness connections).
 //!
-//! With nothing done, it spins (`--idle spin`) or, after a short spin, parks
-//! in the ring until a completion or a wake-up (`--idle park`). A pass that
-//! queued sends is followed at once by one `io_uring_enter`: in park mode,
-//! when nothing else waits, that is the park itself, so a request/reply hop
-//! costs the shard one system call.
+//! With nothing done, it spins (`--idle spin`) or, after spinning
+//! `spin_before_park` (50 us by default), parks in the ring until a
+//! completion or a wake-up (`--idle park`). A pass that queued sends is
+//! followed by one `io_uring_enter`; with `spin_before_park` zero, when
+//! nothing else waits, that is the park itself, so a request/reply hop costs
+//! the shard one system call (and a wake-up).
 //!
 //! Shutdown: when the shared stop flag is set the shard stops accepting and
 //! reading, keeps delivering what the mesh holds, flushes every connection
@@ -32,6 +33,8 @@ mod receive;
 mod reload;
 mod routing;
 mod send;
+mod stream_requests;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod timeouts;
@@ -48,6 +51,7 @@ use flit_wire::{Encoder, Limits};
 
 use self::delivery_meta::DeliveryMetaCache;
 pub use self::receive::{RECEIVE_BUFFERS_COUNT, RECEIVE_BUFFER_BYTES};
+pub use self::stream_requests::OwnerCommand;
 use crate::config::{IdleStrategy, ServerConfig};
 use crate::connection::{ConnectionKey, Connections};
 use crate::error::ShardError;
@@ -59,9 +63,6 @@ use crate::ring::{Completion, Ring, Token};
 use crate::stats::ShardStats;
 use crate::subscriptions::Subscriptions;
 
-/// In park mode, how long a shard keeps spinning after its last work before
-/// it blocks: a message arriving within it costs no wake-up.
-pub const IDLE_SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 /// Bytes one `recv` may return.
 pub const READ_SCRATCH_BYTES: usize = 64 * 1024;
 /// How often a parked shard with a backed-up outbox looks for room again.
@@ -138,6 +139,13 @@ pub struct Shard {
     resumed: Vec<ConnectionKey>,
     /// Connections whose ring receive ended and must be armed again.
     receives_to_arm: Vec<ConnectionKey>,
+    /// Which stream captures a subject (rebuilt when the directory changes),
+    /// the streams this shard owns, and answers waiting to be sent.
+    stream_capture: crate::streams::directory::StreamCapture,
+    owned_streams: crate::streams::owner::OwnedStreams,
+    owned_stream_ids: Vec<u64>,
+    stream_outcomes: Vec<crate::streams::owner::PublishOutcome>,
+    consumer_outputs: Vec<crate::streams::consumers::ConsumerOutput>,
 }
 
 /// What [`Shard::new`] needs beyond the configuration.
@@ -207,12 +215,19 @@ impl Shard {
             paused_readers: Vec::new(),
             resumed: Vec::new(),
             receives_to_arm: Vec::new(),
+            stream_capture: Default::default(),
+            owned_streams: crate::streams::owner::OwnedStreams::new(parts.config.data_directory.clone()),
+            owned_stream_ids: Vec::new(),
+            stream_outcomes: Vec::new(),
+            consumer_outputs: Vec::new(),
             config: parts.config,
         };
         let listener_fd = shard.listener.as_ref().map(|listener| listener.as_raw_fd()).expect("listener is set");
         shard.ring.poll_readable(listener_fd, Token::Listener)?;
         shard.ring.poll_readable(shard.wake_pipe.as_raw_fd(), Token::WakePipe)?;
         shard.ring.submit()?;
+        // Streams this shard owns are open (recovered) before it accepts.
+        shard.sync_streams();
         // Up and accepting before the server reports ready, so /readyz is
         // true as soon as the ready line is printed.
         shard.metrics.up.set(1);
@@ -243,13 +258,15 @@ impl Shard {
                 self.metrics.up.set(0);
                 return Ok(self.metrics.snapshot());
             }
-            // In park mode a pass that queued sends parks at once if nothing
-            // else waits, in the `io_uring_enter` that submits them (ring.rs,
-            // `wait`): one system call per request/reply hop instead of a
-            // submit now and a park after the spin. Spin mode submits them at
-            // the start of the next pass.
+            // In park mode without a spin before parking, a pass that queued
+            // sends parks at once if nothing else waits, in the
+            // `io_uring_enter` that submits them (ring.rs, `wait`): one
+            // system call per request/reply hop instead of a submit now and
+            // a park after the spin, at the price of a wake-up per hop.
+            // Otherwise the sends go at the start of the next pass.
             let park_with_sends = did_work
                 && self.config.idle == IdleStrategy::Park
+                && self.config.spin_before_park.is_zero()
                 && self.draining_since.is_none()
                 && self.ring.sends_unsubmitted() > 0;
             if did_work {
@@ -309,6 +326,7 @@ impl Shard {
             self.forget_dead_shards();
             did_work = true;
         }
+        did_work |= self.sync_streams();
         did_work |= self.drain_mesh();
         if self.accept_retry_at.is_some_and(|at| Instant::now() >= at) {
             self.accept_retry_at = None;
@@ -321,6 +339,7 @@ impl Shard {
         let _ = self.resume_paused_readers();
         did_work |= self.read_ready_connections()?;
         self.arm_ended_receives()?;
+        did_work |= self.pump_streams()?;
         self.flush_outboxes();
         did_work |= self.write_dirty_connections()?;
         if !self.closing.is_empty() {
@@ -350,6 +369,7 @@ impl Shard {
             Token::Readable(key) => self.on_readable(key, completion)?,
             Token::Received(key) => self.on_received(key, completion),
             Token::Sent(key) => self.on_sent(key, completion)?,
+            Token::Disk(key) => self.on_disk_completion(key, completion.result),
             Token::Writable(key) => {
                 if let Some(connection) = self.connections.get_mut(key) {
                     connection.waiting_writable = false;
@@ -374,7 +394,7 @@ impl Shard {
     fn idle(&mut self, last_work: &mut Instant) -> std::io::Result<()> {
         let spinning = self.config.idle == IdleStrategy::Spin
             || self.draining_since.is_some()
-            || last_work.elapsed() < IDLE_SPIN_BEFORE_PARK;
+            || last_work.elapsed() < self.config.spin_before_park;
         if spinning {
             // Read the clock only now and then: timeouts are coarse.
             self.idle_spins = self.idle_spins.wrapping_add(1);

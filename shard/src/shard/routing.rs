@@ -360,6 +360,12 @@ impl Shard {
                     self.release_barrier_waiters();
                 }
             }
+            MeshMessage::Append { stream, message, reply_to } => self.append_captured(stream, &message, reply_to),
+            MeshMessage::Frames { connection, frames } => self.write_frames(connection, &frames),
+            MeshMessage::StreamCommand(command) => {
+                let (stream, command, reply_to) = *command;
+                self.run_owner_command(stream, command, reply_to);
+            }
         }
     }
 }

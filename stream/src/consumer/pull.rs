@@ -69,6 +69,8 @@ pub struct PullDelivery<Token> {
     pub delivery: Delivery,
     /// The request's batch is now full and it left the queue.
     pub request_complete: bool,
+    /// Deliveries made for the request so far, this one included.
+    pub delivered: u32,
 }
 
 /// A request whose wait ended; the shard answers it with a timeout status
@@ -179,9 +181,10 @@ impl<Token: Clone> PullQueue<Token> {
         debug_assert!(waiting.delivered <= waiting.request.batch);
         let token = waiting.request.token.clone();
         let request_complete = waiting.delivered == waiting.request.batch;
+        let delivered = waiting.delivered;
         if request_complete {
             self.waiting.remove(index);
         }
-        Some(PullDelivery { token, delivery, request_complete })
+        Some(PullDelivery { token, delivery, request_complete, delivered })
     }
 }

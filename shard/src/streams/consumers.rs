@@ -1,0 +1,373 @@
+//! Consumers of the streams one shard owns: pull requests, deliveries read
+//! from the log, acknowledgements, redelivery, and durable positions.
+//!
+//! The state machines are flit-stream's (`Consumer`, `PullQueue`); this
+//! module keeps them per stream on the owner shard, reads the messages they
+//! pick from the log, and turns what happens into [`ConsumerOutput`]s that
+//! the shard encodes for the connections concerned (StreamMessage frames,
+//! then one StreamReply closing each fetch).
+//!
+//! Durable consumers (named) keep their state in
+//! `<stream>/consumers/<name>` (two checksummed slots, flit-stream's store),
+//! saved with an fsync at most once per pass per consumer, before any Ack
+//! that asked for an answer is answered: an acknowledged ack survives a
+//! crash. The save is synchronous on the owner shard (an operator-sized
+//! cost: one fsync per pass with acks, shared by every ack of the pass).
+//! After a restart every message above the ack floor that was delivered and
+//! not acknowledged is delivered again (at least once).
+//!
+//! Ephemeral consumers (no name) live in memory and are dropped after
+//! [`EPHEMERAL_IDLE_MAX`] without a fetch or an ack.
+//!
+//! Not built yet: push consumers (deliver subject), publishing dead letters
+//! to their subject (they are counted), stall advisories (the consumer's
+//! `stalled` flag is in `consumer info`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flit_stream::consumer::{
+    AckOutcome, Consumer, ConsumerConfig, ConsumerInfo, ConsumerStoreFile, DeliveryMode, PullQueue, PullRequest,
+};
+use flit_stream::disk::FileDisk;
+use flit_stream::log::StreamLog;
+use flit_stream::record::StoredMessage;
+
+use super::ReplyTo;
+
+/// Pull requests one consumer holds at most, and the largest batch.
+pub const PULL_REQUESTS_MAX: usize = 1024;
+pub const PULL_BATCH_MAX: u32 = 10_000;
+/// Consumers one stream holds at most.
+pub const CONSUMERS_PER_STREAM_MAX: usize = 1024;
+/// An ephemeral consumer nobody fetched from or acked for this long goes.
+pub const EPHEMERAL_IDLE_MAX: Duration = Duration::from_secs(60);
+/// Longest wait a fetch may ask for.
+pub const FETCH_WAIT_MAX: Duration = Duration::from_secs(300);
+
+/// How a client answers a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckKind {
+    Ack,
+    Nak,
+    Term,
+    InProgress,
+}
+
+/// What the consumers produce for clients.
+#[derive(Debug)]
+pub enum ConsumerOutput {
+    /// One delivered message for a fetch.
+    Message {
+        reply_to: ReplyTo,
+        stream: std::sync::Arc<str>,
+        consumer: String,
+        message: StoredMessage,
+        delivery_count: u32,
+    },
+    /// A fetch is done: `code` 0 (batch full) or 408 (its wait ran out).
+    FetchDone { reply_to: ReplyTo, delivered: u32, code: u16 },
+    /// The answer to an Ack that asked for one, or a refused request.
+    Reply { reply_to: ReplyTo, code: u16, message: String },
+}
+
+struct OwnedConsumer {
+    consumer: Consumer,
+    pulls: PullQueue<ReplyTo>,
+    store: Option<ConsumerStoreFile>,
+    saved_version: u64,
+    last_used: Duration,
+    /// Ack answers held until the state that includes them is saved.
+    answers_after_save: Vec<ReplyTo>,
+}
+
+impl std::fmt::Debug for OwnedConsumer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("OwnedConsumer").field("config", self.consumer.config()).finish()
+    }
+}
+
+/// The consumers of one stream.
+#[derive(Debug, Default)]
+pub struct StreamConsumers {
+    consumers: BTreeMap<String, OwnedConsumer>,
+    next_ephemeral: u64,
+}
+
+fn refusal(code: u16, text: impl Into<String>) -> (u16, String) {
+    (code, text.into())
+}
+
+impl StreamConsumers {
+    pub fn len(&self) -> usize {
+        self.consumers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.consumers.is_empty()
+    }
+
+    fn directory(stream_directory: &Path) -> PathBuf {
+        stream_directory.join("consumers")
+    }
+
+    /// Loads the durable consumers saved under `stream_directory`.
+    pub fn load(disk: &mut FileDisk, stream_directory: &Path, log: &StreamLog, now: Duration) -> StreamConsumers {
+        let mut consumers = StreamConsumers::default();
+        let directory = Self::directory(stream_directory);
+        let Ok(listing) = std::fs::read_dir(&directory) else { return consumers };
+        for entry in listing.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match ConsumerStoreFile::open(disk, &path) {
+                Ok(Some((state, store))) => {
+                    let first = log.info().first_sequence;
+                    match Consumer::restore(state, first, now) {
+                        Ok(consumer) => {
+                            let saved_version = consumer.state_version();
+                            consumers.consumers.insert(
+                                name,
+                                OwnedConsumer {
+                                    consumer,
+                                    pulls: PullQueue::new(PULL_REQUESTS_MAX, PULL_BATCH_MAX),
+                                    store: Some(store),
+                                    saved_version,
+                                    last_used: now,
+                                    answers_after_save: Vec::new(),
+                                },
+                            );
+                        }
+                        Err(error) => {
+                            tracing::error!(consumer = %name, %error, "consumer state unusable; consumer not loaded")
+                        }
+                    }
+                }
+                // Created but never written (a crash during creation, which
+                // was never acknowledged): not a consumer.
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(file = %path.display(), %error, "consumer state unreadable; consumer not loaded")
+                }
+            }
+        }
+        consumers
+    }
+
+    /// Creates a consumer (or returns the existing durable one with the same
+    /// config); returns its name.
+    pub fn add(
+        &mut self,
+        disk: &mut FileDisk,
+        stream_directory: &Path,
+        log: &StreamLog,
+        config: ConsumerConfig,
+        now: Duration,
+    ) -> Result<String, (u16, String)> {
+        if config.mode != DeliveryMode::Pull {
+            return Err(refusal(400, "push consumers (deliver_subject) are not supported yet: use a pull consumer"));
+        }
+        config.validate().map_err(|error| refusal(400, error.to_string()))?;
+        if let Some(name) = &config.name {
+            if let Some(existing) = self.consumers.get(name) {
+                if existing.consumer.config() == &config {
+                    return Ok(name.clone());
+                }
+                return Err(refusal(409, format!("consumer {name} exists with another config")));
+            }
+        }
+        if self.consumers.len() >= CONSUMERS_PER_STREAM_MAX {
+            return Err(refusal(429, format!("at most {CONSUMERS_PER_STREAM_MAX} consumers per stream")));
+        }
+        let info = log.info();
+        let bounds = (info.first_sequence, info.last_sequence);
+        let resolve_time = |timestamp_ns: u64| {
+            log.sequence_at_or_after_time(disk, timestamp_ns).ok().flatten().unwrap_or(info.last_sequence + 1)
+        };
+        let consumer =
+            Consumer::new(config.clone(), bounds, resolve_time).map_err(|error| refusal(400, error.to_string()))?;
+        let (name, store) = match &config.name {
+            Some(name) => {
+                let directory = Self::directory(stream_directory);
+                std::fs::create_dir_all(&directory)
+                    .map_err(|error| refusal(500, format!("{}: {error}", directory.display())))?;
+                let store = ConsumerStoreFile::create(disk, &directory.join(name), &consumer.state())
+                    .map_err(|error| refusal(500, format!("cannot save consumer {name}: {error}")))?;
+                if let Ok(handle) = std::fs::File::open(&directory) {
+                    let _ = handle.sync_all();
+                }
+                (name.clone(), Some(store))
+            }
+            None => {
+                self.next_ephemeral += 1;
+                (format!("ephemeral-{}", self.next_ephemeral), None)
+            }
+        };
+        let saved_version = consumer.state_version();
+        self.consumers.insert(
+            name.clone(),
+            OwnedConsumer {
+                consumer,
+                pulls: PullQueue::new(PULL_REQUESTS_MAX, PULL_BATCH_MAX),
+                store,
+                saved_version,
+                last_used: now,
+                answers_after_save: Vec::new(),
+            },
+        );
+        Ok(name)
+    }
+
+    /// Removes a consumer and its saved state.
+    pub fn remove(&mut self, disk: &mut FileDisk, stream_directory: &Path, name: &str) -> Result<(), (u16, String)> {
+        let owned = self.consumers.remove(name).ok_or_else(|| refusal(404, format!("no consumer {name}")))?;
+        if let Some(store) = owned.store {
+            store.close(disk);
+            let _ = std::fs::remove_file(Self::directory(stream_directory).join(name));
+        }
+        Ok(())
+    }
+
+    pub fn info(&self, name: &str, stream_last_sequence: u64) -> Option<(ConsumerConfig, ConsumerInfo)> {
+        let owned = self.consumers.get(name)?;
+        Some((owned.consumer.config().clone(), owned.consumer.info(stream_last_sequence)))
+    }
+
+    /// Queues a fetch; deliveries follow in `deliver`.
+    pub fn fetch(
+        &mut self,
+        name: &str,
+        batch: u32,
+        wait: Duration,
+        reply_to: ReplyTo,
+        now: Duration,
+    ) -> Result<(), (u16, String)> {
+        let owned = self.consumers.get_mut(name).ok_or_else(|| refusal(404, format!("no consumer {name}")))?;
+        owned.last_used = now;
+        // A fetch that does not wait still gets whatever is there now.
+        let wait = wait.clamp(Duration::from_millis(1), FETCH_WAIT_MAX);
+        let request = PullRequest { token: reply_to, batch, expires_at: now + wait };
+        owned.pulls.add_pull_request(request, now).map_err(|refused| refusal(429, refused.error.to_string()))
+    }
+
+    /// Applies an ack; `reply_to` is answered once the consumer's state that
+    /// includes it is durable (durable consumers) or at once.
+    pub fn ack(
+        &mut self,
+        name: &str,
+        sequence: u64,
+        kind: AckKind,
+        reply_to: Option<ReplyTo>,
+        now: Duration,
+        outputs: &mut Vec<ConsumerOutput>,
+    ) {
+        let Some(owned) = self.consumers.get_mut(name) else {
+            if let Some(reply_to) = reply_to {
+                outputs.push(ConsumerOutput::Reply { reply_to, code: 404, message: format!("no consumer {name}") });
+            }
+            return;
+        };
+        owned.last_used = now;
+        let outcome = match kind {
+            AckKind::Ack => owned.consumer.ack(sequence, now),
+            AckKind::Nak => owned.consumer.nak(sequence),
+            AckKind::Term => owned.consumer.term(sequence),
+            AckKind::InProgress => owned.consumer.in_progress(sequence, now),
+        };
+        let Some(reply_to) = reply_to else { return };
+        match outcome {
+            AckOutcome::Applied | AckOutcome::DeadLettered => owned.answers_after_save.push(reply_to),
+            AckOutcome::Duplicate => {
+                outputs.push(ConsumerOutput::Reply { reply_to, code: 0, message: "already resolved".into() })
+            }
+            _ => outputs.push(ConsumerOutput::Reply {
+                reply_to,
+                code: 404,
+                message: format!("sequence {sequence} was not delivered"),
+            }),
+        }
+    }
+
+    /// Delivers to waiting fetches, expires them, redelivers what timed out,
+    /// saves durable state, and answers acks held for the save.
+    pub fn deliver(
+        &mut self,
+        disk: &mut FileDisk,
+        stream: &std::sync::Arc<str>,
+        log: &StreamLog,
+        now: Duration,
+        outputs: &mut Vec<ConsumerOutput>,
+    ) {
+        let info = log.info();
+        let mut idle_ephemeral = Vec::new();
+        for (name, owned) in self.consumers.iter_mut() {
+            owned.consumer.process_deadlines(now);
+            owned.consumer.retention_moved(info.first_sequence);
+            while owned.consumer.pop_dead_letter().is_some() {}
+            while let Some(pulled) = owned.pulls.next_pull_delivery(&mut owned.consumer, now, info.last_sequence) {
+                match log.read(disk, pulled.delivery.sequence) {
+                    Ok(Some(message)) => outputs.push(ConsumerOutput::Message {
+                        reply_to: pulled.token,
+                        stream: stream.clone(),
+                        consumer: name.clone(),
+                        message,
+                        delivery_count: pulled.delivery.delivery_count,
+                    }),
+                    // Removed by retention between pick and read: skipped
+                    // (the consumer hears of it at the next retention_moved).
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(consumer = %name, %error, "reading a message to deliver failed");
+                    }
+                }
+                if pulled.request_complete {
+                    outputs.push(ConsumerOutput::FetchDone {
+                        reply_to: pulled.token,
+                        delivered: pulled.delivered,
+                        code: 0,
+                    });
+                }
+            }
+            for expired in owned.pulls.expire_pull_requests(now) {
+                outputs.push(ConsumerOutput::FetchDone {
+                    reply_to: expired.request.token,
+                    delivered: expired.delivered,
+                    code: 408,
+                });
+            }
+            if owned.consumer.state_version() != owned.saved_version {
+                if let Some(store) = owned.store.as_mut() {
+                    if let Err(error) = store.save(disk, &owned.consumer.state()) {
+                        tracing::error!(consumer = %name, %error, "saving consumer state failed; acks are not answered");
+                        for reply_to in owned.answers_after_save.drain(..) {
+                            outputs.push(ConsumerOutput::Reply {
+                                reply_to,
+                                code: 500,
+                                message: format!("consumer state not saved: {error}"),
+                            });
+                        }
+                        continue;
+                    }
+                }
+                owned.saved_version = owned.consumer.state_version();
+            }
+            for reply_to in owned.answers_after_save.drain(..) {
+                outputs.push(ConsumerOutput::Reply { reply_to, code: 0, message: String::new() });
+            }
+            if owned.store.is_none()
+                && owned.pulls.is_empty()
+                && now.saturating_sub(owned.last_used) > EPHEMERAL_IDLE_MAX
+            {
+                idle_ephemeral.push(name.clone());
+            }
+        }
+        for name in idle_ephemeral {
+            self.consumers.remove(&name);
+        }
+    }
+
+    /// Fetches of a connection that closed are dropped.
+    pub fn has_waiting_pulls(&self) -> bool {
+        self.consumers.values().any(|owned| !owned.pulls.is_empty())
+    }
+}
