@@ -19,7 +19,7 @@ use flit_wire::{Limits, Welcome};
 
 use crate::dispatch::{Attributed, Channels, ConnectionState, InboxStep, PongWaiter, Statistics};
 use crate::error::ClientError;
-use crate::framing::{check_subject, next_frame, FrameWriter};
+use crate::framing::{check_subject, next_incoming, FrameWriter, Incoming};
 use crate::inbox::Inbox;
 use crate::options::Options;
 
@@ -235,7 +235,7 @@ impl<C: Channels> Core<C> {
 /// unknown fate in its interval, behind a boundary Ping if the current
 /// interval holds any. Called with both locks held; if `encode` fails,
 /// nothing is left in the buffer, the boundary included.
-fn attributed<C: Channels>(
+pub(crate) fn attributed<C: Channels>(
     writer: &mut FrameWriter,
     state: &mut ConnectionState<C>,
     frame: Attributed,
@@ -305,8 +305,9 @@ pub(crate) fn dispatch_buffered<C: Channels>(
     let mut state = lock(state);
     state.usable()?;
     loop {
-        match next_frame(buffer, limits) {
-            Ok(Some(frame)) => state.handle_frame(frame)?,
+        match next_incoming(buffer, limits) {
+            Ok(Some(Incoming::Frame(frame))) => state.handle_frame(frame)?,
+            Ok(Some(Incoming::Stream(frame))) => state.handle_stream_frame(frame)?,
             Ok(None) => return Ok(state.pongs_owed()),
             Err(error) => {
                 state.fail(error.clone());

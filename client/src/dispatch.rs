@@ -43,6 +43,10 @@
 //!   draining what was already delivered.
 //! - Once `terminal` is set it never changes, every waiter has been answered
 //!   with it, and every subscription channel is closed.
+//! - Durable streams (version 2) match answers by tag, not by order; their
+//!   waiters and rules are in `dispatch_streams.rs`. A durable Publish is an
+//!   attributed frame like a request's ([`Attributed::DurablePublish`]): its
+//!   PublishAck settles it, a refusal in its interval fails it.
 //!
 //! # Shutdown
 //! [`ConnectionState::fail`] is the one way out: on an Error frame, a broken
@@ -51,11 +55,16 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use flit_wire::stream::StreamReply;
 use flit_wire::{Deliver, ErrorCode, Frame, STATUS_NO_RESPONDERS};
 
 use crate::error::ClientError;
 use crate::inbox::Inbox;
 use crate::message::Message;
+use crate::stream::{PublishAcked, StreamMessage};
+
+#[path = "dispatch_streams.rs"]
+mod streams;
 
 /// Why a subscription channel did not take a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +90,12 @@ pub(crate) trait Channels {
     type Sink: MessageSink;
     type Done: Completion<()>;
     type Response: Completion<Message>;
+    /// A durable publish's PublishAck.
+    type Stored: Completion<PublishAcked>;
+    /// A StreamReply with code 0 (a refusal completes it with the error).
+    type Replied: Completion<StreamReply>;
+    /// A fetch's messages, once its closing StreamReply came.
+    type Fetched: Completion<Vec<StreamMessage>>;
 }
 
 /// What the Pong answering one of our Pings completes.
@@ -116,6 +131,8 @@ pub(crate) enum Attributed {
     Inbox,
     /// The Publish of request number `n`.
     Request(u64),
+    /// The Publish of the durable publish with ack id `n`.
+    DurablePublish(u64),
 }
 
 /// An ack-mode slot: what the Ok or Error for one frame completes.
@@ -209,6 +226,9 @@ pub struct Statistics {
     /// request fails with it, and every other refusal is reported once by
     /// `check_refusals()`.
     pub refused_by_server: u64,
+    /// Stream frames (PublishAck, StreamReply, StreamMessage) whose tag no
+    /// call waits for: answers that came after their call timed out.
+    pub unmatched_stream_frames: u64,
 }
 
 struct SubscriptionEntry<S> {
@@ -239,6 +259,8 @@ pub(crate) struct ConnectionState<C: Channels> {
     /// Pings the server sent (it checks idle connections) not yet answered;
     /// the writer side encodes the Pongs (dispatching never writes).
     pongs_owed: u32,
+    /// Durable publishes, stream requests and fetches waiting for answers.
+    streams: streams::StreamWaiters<C>,
 }
 
 impl<C: Channels> ConnectionState<C> {
@@ -258,6 +280,7 @@ impl<C: Channels> ConnectionState<C> {
             terminal: None,
             statistics: Statistics::default(),
             pongs_owed: 0,
+            streams: streams::StreamWaiters::default(),
         }
     }
 
@@ -445,10 +468,11 @@ impl<C: Channels> ConnectionState<C> {
         }
     }
 
-    /// Request `request` was answered, so the server accepted its Publish: it
-    /// no longer keeps its interval from taking other frames.
-    fn settle_request(&mut self, request: u64) {
-        let frame = Some(Attributed::Request(request));
+    /// `frame` was answered (a request's response, a durable publish's
+    /// PublishAck), so the server accepted it: it no longer keeps its
+    /// interval from taking other frames.
+    fn settle_attributed(&mut self, frame: Attributed) {
+        let frame = Some(frame);
         // Usually the newest interval: search from the back.
         if let Some(interval) = self.intervals.iter_mut().rev().find(|interval| interval.attributed == frame) {
             interval.attributed = None;
@@ -550,6 +574,12 @@ impl<C: Channels> ConnectionState<C> {
                     None => self.unreported.add(refusal),
                 }
             }
+            Attributed::DurablePublish(tag) => {
+                let Some(refusal) = refusal else { return };
+                if !self.refuse_durable_publish(tag, refusal.clone().into_error()) {
+                    self.unreported.add(refusal);
+                }
+            }
         }
     }
 
@@ -578,6 +608,7 @@ impl<C: Channels> ConnectionState<C> {
         for (_, response) in self.responses.drain() {
             response.complete(Err(error.clone()));
         }
+        self.streams.fail(&error);
         self.subscriptions.clear();
     }
 
@@ -616,7 +647,7 @@ impl<C: Channels> ConnectionState<C> {
         let request = self.inbox.request_of(&message.subject);
         if let Some(request) = request {
             // Answered, so accepted: even when nobody waits any more.
-            self.settle_request(request);
+            self.settle_attributed(Attributed::Request(request));
         }
         let Some(response) = request.and_then(|request| self.responses.remove(&request)) else {
             self.statistics.unmatched_responses += 1;

@@ -15,6 +15,9 @@ impl Channels for Test {
     type Sink = MessageSender;
     type Done = SyncDone;
     type Response = std::sync::mpsc::SyncSender<Result<Message, ClientError>>;
+    type Stored = std::sync::mpsc::SyncSender<Result<PublishAcked, ClientError>>;
+    type Replied = std::sync::mpsc::SyncSender<Result<StreamReply, ClientError>>;
+    type Fetched = std::sync::mpsc::SyncSender<Result<Vec<StreamMessage>, ClientError>>;
 }
 
 impl<T> Completion<T> for std::sync::mpsc::SyncSender<Result<T, ClientError>> {

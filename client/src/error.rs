@@ -80,6 +80,27 @@ pub enum ClientError {
     /// expired certificate, a server that does not speak TLS), or a record. Fatal.
     #[error("TLS: {0}")]
     Tls(String),
+    /// A stream request, durable publish, fetch or ack was refused with a
+    /// stream code (`not_found` 404 when no stream captures a durable
+    /// publish's subject, `already_exists` 409, `disk_full` 507, ...).
+    /// [`ClientError::stream_code`] names it. Recoverable: stream refusals
+    /// answer one request and leave the connection open.
+    #[error("stream error {code}{}: {message}", stream_code_name(*code))]
+    Stream { code: u16, message: String },
+    /// The server agreed protocol version `version`, which has no durable
+    /// streams (they need version 2); nothing was sent. Recoverable: the
+    /// rest of the connection works.
+    #[error("the server speaks protocol version {version}; durable streams need version 2")]
+    StreamsUnsupported { version: u16 },
+    /// A stream or consumer name, a configuration or a batch breaks the
+    /// protocol's rules (`flit_wire::stream`); nothing was sent. Recoverable.
+    #[error("invalid stream request: {0}")]
+    InvalidStreamRequest(WireError),
+}
+
+/// ` (not_found)` for a stream code this version knows, for messages.
+fn stream_code_name(code: u16) -> String {
+    flit_wire::stream::StreamCode::from_u16(code).map_or_else(String::new, |code| format!(" ({})", code.name()))
 }
 
 /// ` (permission_denied)` for a code this version knows, for messages.
@@ -102,6 +123,14 @@ impl ClientError {
     pub fn server_code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server { code, .. } | ClientError::Refused { code, .. } => ErrorCode::from_u16(*code),
+            _ => None,
+        }
+    }
+
+    /// The stream code of a [`ClientError::Stream`], if this version knows it.
+    pub fn stream_code(&self) -> Option<flit_wire::stream::StreamCode> {
+        match self {
+            ClientError::Stream { code, .. } => flit_wire::stream::StreamCode::from_u16(*code),
             _ => None,
         }
     }

@@ -6,13 +6,17 @@
 //! write. Nothing is encoded unless it passed validation, so a rejected call
 //! leaves nothing behind on the wire.
 //!
-//! [`next_frame`] is the read side: `check` then `decode`, once per frame,
-//! splitting the frame off the read buffer so its payload can be handed out
-//! without copying.
+//! [`next_incoming`] is the read side: `check` then `decode` (or, for the
+//! stream ops of version 2, `decode_stream`), once per frame, splitting the
+//! frame off the read buffer so its payload can be handed out without copying.
 
 use bytes::BytesMut;
+use flit_wire::stream::{decode_stream, is_stream_op, Ack, Fetch, StreamFrame, StreamRequest};
 use flit_wire::subject::{validate_pattern, validate_publish_subject, validate_queue_group};
-use flit_wire::{check, decode, Check, Encoder, Frame, Hello, Limits, Op, Unsubscribe, Welcome, WireError};
+use flit_wire::{
+    check, decode, Check, Encoder, Frame, Hello, Limits, Op, Unsubscribe, Welcome, WireError, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_MIN,
+};
 
 use crate::error::ClientError;
 use crate::options::Options;
@@ -50,8 +54,10 @@ impl FrameWriter {
 
     pub(crate) fn hello(&mut self, options: &Options) -> Result<(), ClientError> {
         let hello = Hello {
-            version_min: flit_wire::PROTOCOL_VERSION,
-            version_max: flit_wire::PROTOCOL_VERSION,
+            // Every version this client speaks: a version-1 server still
+            // serves everything but streams (see `accept_welcome`).
+            version_min: PROTOCOL_VERSION_MIN,
+            version_max: PROTOCOL_VERSION,
             client_name: options.name.clone(),
             auth_token: options.auth_token.clone(),
             ack_mode: options.ack_mode,
@@ -70,22 +76,54 @@ impl FrameWriter {
         if let Some(reply) = reply {
             check_subject(reply)?;
         }
-        if payload.len() > self.limits.payload_bytes_max {
-            return Err(ClientError::PayloadTooLarge {
-                payload_bytes: payload.len(),
-                limit_bytes: self.limits.payload_bytes_max,
-            });
-        }
-        let headers = match headers {
-            [] => None,
-            entries => Some(flit_wire::encode_headers(entries).map_err(ClientError::InvalidHeaders)?),
-        };
+        self.check_payload(payload)?;
+        let headers = encoded_headers(headers)?;
         let reply = reply.map(str::as_bytes);
         // Encoding fails only for a meta part above 64 KiB (huge headers); the
         // header block is the part the caller controls, so report it as such.
         self.encoder
             .publish(&mut self.buffer, subject.as_bytes(), reply, headers.as_deref(), payload)
             .map_err(ClientError::InvalidHeaders)
+    }
+
+    /// A Publish whose tag is `ack_id` (non-zero): a durable publish, answered
+    /// by a PublishAck with the same tag (version 2).
+    pub(crate) fn durable_publish(
+        &mut self,
+        ack_id: u64,
+        subject: &str,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        debug_assert!(ack_id != 0, "a durable publish has an ack id");
+        check_subject(subject)?;
+        self.check_payload(payload)?;
+        let headers = encoded_headers(headers)?;
+        self.encoder
+            .publish_with_ack_id(&mut self.buffer, ack_id, subject.as_bytes(), None, headers.as_deref(), payload)
+            .map_err(ClientError::InvalidHeaders)
+    }
+
+    pub(crate) fn stream_request(&mut self, request: &StreamRequest) -> Result<(), ClientError> {
+        self.encoder.stream_request(&mut self.buffer, request).map_err(ClientError::InvalidStreamRequest)
+    }
+
+    pub(crate) fn fetch(&mut self, fetch: &Fetch) -> Result<(), ClientError> {
+        self.encoder.fetch(&mut self.buffer, fetch).map_err(ClientError::InvalidStreamRequest)
+    }
+
+    pub(crate) fn ack(&mut self, ack: &Ack) -> Result<(), ClientError> {
+        self.encoder.ack(&mut self.buffer, ack).map_err(ClientError::InvalidStreamRequest)
+    }
+
+    fn check_payload(&self, payload: &[u8]) -> Result<(), ClientError> {
+        if payload.len() > self.limits.payload_bytes_max {
+            return Err(ClientError::PayloadTooLarge {
+                payload_bytes: payload.len(),
+                limit_bytes: self.limits.payload_bytes_max,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn subscribe(&mut self, pattern: &str, queue: Option<&str>, id: u64) -> Result<(), ClientError> {
@@ -111,6 +149,14 @@ impl FrameWriter {
     /// The answer to a server's Ping.
     pub(crate) fn pong(&mut self) {
         Encoder::bare(&mut self.buffer, Op::Pong);
+    }
+}
+
+/// The header block of a publish, if it has headers.
+fn encoded_headers(headers: &[(&str, &str)]) -> Result<Option<bytes::Bytes>, ClientError> {
+    match headers {
+        [] => Ok(None),
+        entries => Ok(Some(flit_wire::encode_headers(entries).map_err(ClientError::InvalidHeaders)?)),
     }
 }
 
@@ -143,6 +189,33 @@ pub(crate) fn next_frame(buffer: &mut BytesMut, limits: &Limits) -> Result<Optio
     }
 }
 
+/// A frame from the server: one of version 1's, or a stream frame (version 2).
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Frame(Frame),
+    Stream(StreamFrame),
+}
+
+/// [`next_frame`] for every op: stream ops (12 to 17) go through
+/// `decode_stream`, which `decode` leaves to its caller.
+pub(crate) fn next_incoming(buffer: &mut BytesMut, limits: &Limits) -> Result<Option<Incoming>, ClientError> {
+    match check(buffer, limits.frame_bytes_max()) {
+        Check::Incomplete => Ok(None),
+        Check::Complete(frame_bytes) => {
+            let frame = buffer.split_to(frame_bytes).freeze();
+            // `check` accepted the header, so its op byte is a known op.
+            let stream = Op::from_u8(frame[4]).is_some_and(is_stream_op);
+            let decoded = if stream {
+                decode_stream(frame, limits).map(Incoming::Stream)
+            } else {
+                decode(frame, limits).map(Incoming::Frame)
+            };
+            decoded.map(Some).map_err(|error| ClientError::Protocol(error.to_string()))
+        }
+        Check::Invalid(error) => Err(ClientError::Protocol(error.to_string())),
+    }
+}
+
 /// Whether `bytes` start like a TLS record (content type 20 to 23, version
 /// 3.x): what a TLS listener answers a plain Hello with (an alert, 21).
 fn looks_like_tls(bytes: &[u8]) -> bool {
@@ -170,9 +243,9 @@ pub(crate) fn closed_during_handshake(buffer: &[u8]) -> ClientError {
 /// Turns the first frame the server sends into the handshake's outcome.
 pub(crate) fn accept_welcome(frame: Frame) -> Result<Welcome, ClientError> {
     match frame {
-        Frame::Welcome(welcome) if welcome.version == flit_wire::PROTOCOL_VERSION => Ok(welcome),
+        Frame::Welcome(welcome) if (PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&welcome.version) => Ok(welcome),
         Frame::Welcome(welcome) => {
-            Err(ClientError::UnsupportedVersion { server: welcome.version, client: flit_wire::PROTOCOL_VERSION })
+            Err(ClientError::UnsupportedVersion { server: welcome.version, client: PROTOCOL_VERSION })
         }
         Frame::Error(error) => {
             Err(ClientError::Server { code: error.code, message: error.message, retry_after_ms: error.retry_after_ms })

@@ -28,7 +28,10 @@
 //! - `framing`: the encode buffer and `check`-then-`decode` on the read side.
 //! - [`blocking`] and [`asynchronous`]: only the IO: sockets, threads or tasks,
 //!   and the channel types.
-//! - [`message`], [`options`], [`error`]: the public data types.
+//! - [`message`], [`options`], [`error`], [`stream`]: the public data types.
+//! - Durable streams (protocol version 2): `dispatch_streams.rs` (waiters
+//!   matched by tag), `connection_streams.rs` (encode and register), and
+//!   `streams.rs` in each client (the calls). See [`stream`].
 //!
 //! # Errors
 //! Every call returns [`ClientError`]. Errors that end the connection (an
@@ -72,19 +75,22 @@
 pub mod asynchronous;
 pub mod blocking;
 mod connection;
+mod connection_streams;
 mod dispatch;
 pub mod error;
 mod framing;
 pub mod inbox;
 pub mod message;
 pub mod options;
+pub mod stream;
 pub mod tls;
 
-pub use asynchronous::{AsyncClient, AsyncSubscription};
-pub use blocking::{Client, Subscription};
+pub use asynchronous::{AsyncClient, AsyncDurablePublish, AsyncSubscription};
+pub use blocking::{Client, DurablePublish, Subscription};
 pub use dispatch::Statistics;
 pub use error::ClientError;
 pub use flit_wire::Welcome;
 pub use message::Message;
 pub use options::Options;
+pub use stream::{PublishAcked, StreamMessage};
 pub use tls::TlsOptions;

@@ -13,6 +13,8 @@ use crate::error::ClientError;
 use crate::framing::{accept_welcome, closed_during_handshake, next_handshake_frame, FrameWriter};
 use crate::message::Message;
 use crate::options::Options;
+use crate::stream::{PublishAcked, StreamMessage};
+use flit_wire::stream::StreamReply;
 
 /// Bytes read from the socket per read.
 pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -24,6 +26,9 @@ impl Channels for Tokio {
     type Sink = mpsc::Sender<Message>;
     type Done = oneshot::Sender<Result<(), ClientError>>;
     type Response = oneshot::Sender<Result<Message, ClientError>>;
+    type Stored = oneshot::Sender<Result<PublishAcked, ClientError>>;
+    type Replied = oneshot::Sender<Result<StreamReply, ClientError>>;
+    type Fetched = oneshot::Sender<Result<Vec<StreamMessage>, ClientError>>;
 }
 
 impl MessageSink for mpsc::Sender<Message> {

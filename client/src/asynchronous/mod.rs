@@ -15,6 +15,7 @@
 
 mod io;
 mod link;
+mod streams;
 mod subscription;
 
 use std::ops::Deref;
@@ -33,6 +34,7 @@ use crate::error::ClientError;
 use crate::message::Message;
 use crate::options::Options;
 
+pub use streams::AsyncDurablePublish;
 pub use subscription::AsyncSubscription;
 
 use io::Tokio;

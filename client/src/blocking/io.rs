@@ -22,7 +22,9 @@ use crate::error::ClientError;
 use crate::framing::{accept_welcome, closed_during_handshake, next_handshake_frame, FrameWriter};
 use crate::message::Message;
 use crate::options::Options;
+use crate::stream::{PublishAcked, StreamMessage};
 use crate::tls::{PlaintextStream, TlsSession};
+use flit_wire::stream::StreamReply;
 
 /// A byte stream both ways: plain TCP, or TLS plaintext during the handshake.
 pub(crate) trait ReadWrite: Read + Write {}
@@ -38,6 +40,9 @@ impl Channels for Blocking {
     type Sink = MessageSender;
     type Done = Answer<()>;
     type Response = Answer<Message>;
+    type Stored = Answer<PublishAcked>;
+    type Replied = Answer<StreamReply>;
+    type Fetched = Answer<Vec<StreamMessage>>;
 }
 
 /// The sending half of a subscription's queue: an unbounded std channel
@@ -103,9 +108,15 @@ impl MessageReceiver {
 }
 
 /// Where the answer a thread waits for lands: one value, and the thread to
-/// unpark when it does. The thread that creates it is the one that waits.
+/// unpark when it does. The thread that creates it is the one that waits,
+/// unless another thread takes the wait over ([`Slot::rebind`]: a pipelined
+/// durable publish's handle waited on elsewhere).
 pub(crate) struct Slot<T> {
-    answer: Mutex<Option<Result<T, ClientError>>>,
+    state: Mutex<SlotState<T>>,
+}
+
+struct SlotState<T> {
+    answer: Option<Result<T, ClientError>>,
     waiter: Thread,
 }
 
@@ -114,28 +125,39 @@ pub(crate) struct Answer<T>(Arc<Slot<T>>);
 
 /// A slot for the calling thread, and its completing half.
 pub(crate) fn slot<T>() -> (Answer<T>, Arc<Slot<T>>) {
-    let slot = Arc::new(Slot { answer: Mutex::new(None), waiter: std::thread::current() });
+    let slot = Arc::new(Slot { state: Mutex::new(SlotState { answer: None, waiter: std::thread::current() }) });
     (Answer(Arc::clone(&slot)), slot)
 }
 
 impl<T> Slot<T> {
     /// The answer, once it came (taken: a second call returns `None`).
     pub(crate) fn take(&self) -> Option<Result<T, ClientError>> {
-        lock(&self.answer).take()
+        lock(&self.state).answer.take()
     }
 
     pub(crate) fn is_answered(&self) -> bool {
-        lock(&self.answer).is_some()
+        lock(&self.state).answer.is_some()
+    }
+
+    /// Makes the calling thread the one an answer unparks (it is about to
+    /// wait for it); an answer already there stays for [`Slot::take`].
+    pub(crate) fn rebind(&self) {
+        let current = std::thread::current();
+        let mut state = lock(&self.state);
+        if state.waiter.id() != current.id() {
+            state.waiter = current;
+        }
     }
 }
 
 impl<T> Completion<T> for Answer<T> {
     fn complete(self, result: Result<T, ClientError>) {
-        *lock(&self.0.answer) = Some(result);
+        let mut state = lock(&self.0.state);
+        state.answer = Some(result);
         // The waiter may be the thread dispatching (it read its own answer):
         // it looks at its slot before it parks, so it needs no token.
-        if self.0.waiter.id() != std::thread::current().id() {
-            self.0.waiter.unpark();
+        if state.waiter.id() != std::thread::current().id() {
+            state.waiter.unpark();
         }
     }
 }

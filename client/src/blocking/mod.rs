@@ -20,6 +20,7 @@
 
 mod io;
 mod shared;
+mod streams;
 mod subscription;
 
 use std::net::{Shutdown, ToSocketAddrs};
@@ -38,6 +39,7 @@ use crate::options::Options;
 pub(crate) use io::Blocking;
 #[cfg(test)]
 pub(crate) use io::{message_channel, MessageReceiver, MessageSender};
+pub use streams::DurablePublish;
 pub use subscription::Subscription;
 
 use io::{slot, Answer, Slot};
