@@ -39,6 +39,8 @@ rules_path, dashboard_path = sys.argv[1], sys.argv[2]
 GAUGES = [
     "flit_shard_up", "flit_draining", "flit_shard_connections", "flit_shard_connections_max",
     "flit_shard_subscriptions", "flit_shard_pending_bytes", "flit_build_info", "flit_shard_accepting",
+    "flit_stream_messages", "flit_stream_bytes", "flit_stream_first_sequence", "flit_stream_last_sequence",
+    "flit_stream_consumers", "flit_stream_storage_failed",
 ]
 COUNTERS = [
     "flit_shard_connections_accepted_total", "flit_shard_connections_refused_total",
@@ -50,6 +52,7 @@ COUNTERS = [
     "flit_shard_mesh_messages_to_dead_shards_total", "flit_shard_busy_seconds_total",
     "flit_shard_idle_seconds_total", "flit_shard_errors_total", "flit_shard_protocol_errors_total",
     "flit_shard_rate_limit_rejections_total", "flit_shard_rate_limit_pauses_total", "flit_shard_tls_failures_total",
+    "flit_stream_appends_total", "flit_stream_refused_total", "flit_stream_commits_total",
 ]
 HISTOGRAMS = ["flit_in_router_latency_seconds"]
 # Series Prometheus itself adds for every scrape target.

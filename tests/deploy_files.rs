@@ -33,9 +33,20 @@ fn flit_names(text: &str) -> BTreeSet<String> {
     names
 }
 
-/// Series names a live router serves.
+/// Series names a live router serves (with one stream, so the per-stream
+/// series exist).
 fn served_names() -> BTreeSet<String> {
-    let server = common::FlitServer::start(2, &["--metrics", "127.0.0.1:0"]);
+    let data = std::env::temp_dir().join(format!("flit-deploy-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).expect("data dir");
+    let config = data.join("flit.toml");
+    std::fs::write(&config, "[[stream]]\nname = \"DEPLOY\"\nsubjects = [\"deploy.>\"]\n").expect("config");
+    let data_argument = data.to_str().expect("utf-8").to_string();
+    let config_argument = config.to_str().expect("utf-8").to_string();
+    let server = common::FlitServer::start(
+        2,
+        &["--metrics", "127.0.0.1:0", "--data-dir", &data_argument, "--config", &config_argument],
+    );
     let (status, body) = common::http_get(server.metrics_address.expect("metrics"), "/metrics");
     assert_eq!(status, 200);
     let mut names = BTreeSet::new();
@@ -49,6 +60,8 @@ fn served_names() -> BTreeSet<String> {
             }
         }
     }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
     names
 }
 

@@ -84,6 +84,8 @@ pub struct Observed {
     /// Busy and idle seconds last reported per shard: reads can race a
     /// shard's change of stretch, and a counter must never go down.
     pub busy_idle_reported: Mutex<Vec<(u64, u64)>>,
+    /// The shards' shared state, for the stream directory (per-stream numbers).
+    pub shared: Arc<flit_shard::mesh::SharedState>,
 }
 
 impl Observed {
@@ -673,8 +675,62 @@ impl Collector for FlitCollector {
             HistogramSnapshot { sum: seconds(histogram.sum_nanos()), count: histogram.count(), buckets }
                 .encode(family)?;
         }
-        Ok(())
+        encode_streams(&mut encoder, &observed.shared.streams.snapshot())
     }
+}
+
+/// Per-stream numbers, labelled by stream name (owner shard as a label too).
+fn encode_streams(
+    encoder: &mut DescriptorEncoder,
+    directory: &flit_shard::streams::directory::StreamDirectory,
+) -> Result<(), std::fmt::Error> {
+    use flit_shard::streams::directory::StreamStats;
+    type StreamField = (&'static str, &'static str, MetricType, fn(&StreamStats) -> u64);
+    let fields: [StreamField; 8] = [
+        ("flit_stream_messages", "Messages stored (acknowledged and retained).", MetricType::Gauge, |s| {
+            StreamStats::get(&s.messages)
+        }),
+        ("flit_stream_bytes", "Bytes of the stored messages' records.", MetricType::Gauge, |s| {
+            StreamStats::get(&s.bytes)
+        }),
+        ("flit_stream_first_sequence", "First retained sequence.", MetricType::Gauge, |s| {
+            StreamStats::get(&s.first_sequence)
+        }),
+        ("flit_stream_last_sequence", "Last acknowledged sequence.", MetricType::Gauge, |s| {
+            StreamStats::get(&s.last_sequence)
+        }),
+        ("flit_stream_appends", "Messages staged for the log.", MetricType::Counter, |s| StreamStats::get(&s.appends)),
+        ("flit_stream_refused", "Publishes refused (limits, disk full, storage failed).", MetricType::Counter, |s| {
+            StreamStats::get(&s.refused)
+        }),
+        ("flit_stream_commits", "Group commits (one write + fdatasync each under always).", MetricType::Counter, |s| {
+            StreamStats::get(&s.commits)
+        }),
+        ("flit_stream_consumers", "Consumers.", MetricType::Gauge, |s| StreamStats::get(&s.consumers)),
+    ];
+    for (name, help, metric_type, read) in fields {
+        let mut family = encoder.encode_descriptor(name, help, None, metric_type.clone())?;
+        for entry in &directory.entries {
+            let labels = [("stream", entry.definition.name.clone()), ("shard", entry.owner.to_string())];
+            let value = read(&entry.stats);
+            if matches!(metric_type, MetricType::Counter) {
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            } else {
+                gauge(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    let mut failed = encoder.encode_descriptor(
+        "flit_stream_storage_failed",
+        "1 while the stream refuses to serve: its log is corrupt, its storage failed, or its disk is full (see `flit stream info` for why).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for entry in &directory.entries {
+        let labels = [("stream", entry.definition.name.clone()), ("shard", entry.owner.to_string())];
+        gauge(u64::from(!entry.stats.status().is_empty())).encode(failed.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// A histogram's values as read at one scrape.

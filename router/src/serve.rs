@@ -87,6 +87,7 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
                 draining: draining.clone(),
                 epoch: server.epoch(),
                 busy_idle_reported: Default::default(),
+                shared: server.shared_state(),
             };
             // Shard i is pinned to the i-th allowed core; a core past them
             // keeps scrapes off the shards. Without one, the thread floats.

@@ -149,6 +149,16 @@ impl Server {
     }
 
     /// Every shard's live counters, indexed by shard (for the metrics endpoint).
+    /// Every stream and its live numbers (the directory as of now).
+    pub fn streams(&self) -> Arc<crate::streams::directory::StreamDirectory> {
+        self.shared.streams.snapshot()
+    }
+
+    /// A handle the metrics endpoint keeps, to read the stream directory.
+    pub fn shared_state(&self) -> Arc<SharedState> {
+        self.shared.clone()
+    }
+
     pub fn metrics(&self) -> Vec<Arc<crate::metrics::ShardMetrics>> {
         self.shared.metrics.clone()
     }
