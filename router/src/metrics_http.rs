@@ -709,7 +709,7 @@ fn encode_streams(
         ("flit_stream_consumers", "Consumers.", MetricType::Gauge, |s| StreamStats::get(&s.consumers)),
     ];
     for (name, help, metric_type, read) in fields {
-        let mut family = encoder.encode_descriptor(name, help, None, metric_type.clone())?;
+        let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
         for entry in &directory.entries {
             let labels = [("stream", entry.definition.name.clone()), ("shard", entry.owner.to_string())];
             let value = read(&entry.stats);

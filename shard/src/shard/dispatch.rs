@@ -144,6 +144,10 @@ impl Shard {
         let tag = u64::from_le_bytes(frame[8..16].try_into().expect("a frame has a 16-byte header"));
         let mut message = RoutedMessage::from_publish(frame, parts);
         message.received_at_nanos = self.read_pass_nanos;
+        if tag != 0 && self.connections.get(key).is_some_and(|connection| connection.protocol_version < 2) {
+            let message = "a Publish tag (acknowledgement id) needs protocol version 2";
+            return self.protocol_error(key, ErrorCode::MalformedFrame, message);
+        }
         if tag != 0 || !self.stream_capture.is_empty() {
             self.capture_publish(&message, key, tag);
         }
