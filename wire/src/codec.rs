@@ -14,6 +14,7 @@ use flatbuffers::{FlatBufferBuilder, VerifierOptions};
 use crate::error::WireError;
 use crate::frame::{parse_header, Op, FRAME_HEADER_BYTES};
 use crate::schema;
+use crate::stream::{decode_stream_op, StreamFrame};
 use crate::subject::{validate_pattern, validate_publish_subject, validate_queue_group};
 
 /// The highest protocol version this crate speaks. Version 2 added durable
@@ -162,6 +163,33 @@ pub enum Frame {
     Draining {
         close_within_ms: u64,
     },
+    /// A version-2 stream frame (ops 12 to 17), see [`crate::stream`].
+    Stream(StreamFrame),
+}
+
+impl Frame {
+    /// The frame's op.
+    pub fn op(&self) -> Op {
+        match self {
+            Frame::Hello(_) => Op::Hello,
+            Frame::Welcome(_) => Op::Welcome,
+            Frame::Publish(_) => Op::Publish,
+            Frame::Subscribe(_) => Op::Subscribe,
+            Frame::Unsubscribe(_) => Op::Unsubscribe,
+            Frame::Deliver(_) => Op::Deliver,
+            Frame::Ping => Op::Ping,
+            Frame::Pong => Op::Pong,
+            Frame::Ok => Op::Ok,
+            Frame::Error(_) => Op::Error,
+            Frame::Draining { .. } => Op::Draining,
+            Frame::Stream(stream) => stream.op(),
+        }
+    }
+
+    /// The op's name, for logs and error messages.
+    pub fn name(&self) -> &'static str {
+        self.op().name()
+    }
 }
 
 pub(crate) fn invalid(table: &'static str, error: flatbuffers::InvalidFlatbuffer) -> WireError {
@@ -358,11 +386,8 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
                 payload,
             })
         }
-        // Version 2's stream ops have their own decoder (`crate::stream`);
-        // until `Frame` carries them, `decode` treats them as a version-1
-        // peer does.
         Op::StreamRequest | Op::StreamReply | Op::PublishAck | Op::Fetch | Op::StreamMessage | Op::Ack => {
-            return Err(WireError::UnknownOp(header.op as u8))
+            Frame::Stream(decode_stream_op(&header, &frame, meta, payload, limits)?)
         }
         Op::Error => {
             let error =

@@ -294,6 +294,7 @@ impl Encoder {
                 Encoder::draining(out, *close_within_ms);
                 Ok(())
             }
+            Frame::Stream(stream) => self.stream_frame(out, stream),
         }
     }
 

@@ -37,6 +37,7 @@
 
 pub mod code;
 mod decode;
+pub(crate) use decode::decode_stream_op;
 mod encode;
 pub mod types;
 

@@ -468,3 +468,20 @@ fn stream_codes_keep_their_numbers_and_names() {
     assert_eq!(StreamCode::from_u16(418), None);
     assert_eq!(StreamCode::DiskFull.to_string(), "disk_full (507)");
 }
+
+#[test]
+fn decode_gives_stream_frames_as_frame_stream_and_encoder_frame_writes_them_back() {
+    let fetch = StreamFrame::Fetch(Fetch {
+        request_id: 3,
+        stream: "ORDERS".to_owned(),
+        consumer: "w".to_owned(),
+        batch: 1,
+        wait_ms: 0,
+    });
+    let frame = flit_wire::Frame::Stream(fetch);
+    let mut out = BytesMut::new();
+    Encoder::default().frame(&mut out, &frame).expect("encodes");
+    assert_eq!(flit_wire::decode(out.freeze(), &limits()).expect("decodes"), frame);
+    assert_eq!(frame.op(), Op::Fetch);
+    assert_eq!(frame.name(), "Fetch");
+}

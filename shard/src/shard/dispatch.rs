@@ -349,5 +349,6 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Ok => "Ok",
         Frame::Draining { .. } => "Draining",
         Frame::Error(_) => "Error",
+        Frame::Stream(stream) => stream.name(),
     }
 }
