@@ -43,6 +43,11 @@ pub enum Command {
     /// Authentication helpers.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Durable streams: add, list, describe, remove.
+    #[command(subcommand)]
+    Stream(StreamCommand),
+    /// Read a stream through a consumer; one line per message: `SEQ SUBJECT PAYLOAD`.
+    Consume(ConsumeArguments),
 }
 
 /// `flit serve` flags. Each one left out falls back to the config file, then
@@ -245,10 +250,123 @@ pub struct ServerArgument {
 #[derive(Debug, Args)]
 pub struct PublishArguments {
     pub subject: String,
-    pub payload: String,
+    #[arg(required_unless_present = "stdin")]
+    pub payload: Option<String>,
     /// Publish the payload this many times.
     #[arg(long, default_value_t = 1)]
     pub count: u64,
+    /// Durable publish: wait until a stream has stored each message and print
+    /// `STREAM SEQ` (with --stdin: `SEQ`); exit 1 if no stream captures the subject.
+    #[arg(long)]
+    pub ack: bool,
+    /// Publish each line of stdin as one message (without its newline). With
+    /// --ack the publishes are pipelined and one `SEQ` line per message is
+    /// printed in publish order as each is acknowledged; at the first failure
+    /// (a refusal, a lost connection) the command stops and exits 1.
+    #[arg(long, conflicts_with_all = ["payload", "count"])]
+    pub stdin: bool,
+    /// With --ack: the message id header (`Flit-Msg-Id`) for the stream's
+    /// deduplication window.
+    #[arg(long = "msg-id", requires = "ack", conflicts_with = "stdin")]
+    pub msg_id: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgument,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Create a stream capturing the given subjects (the same definition again is fine).
+    Add(StreamAddArguments),
+    /// List the streams: one line each.
+    #[command(alias = "list")]
+    Ls {
+        #[command(flatten)]
+        server: ServerArgument,
+    },
+    /// Show a stream's definition, counts and status.
+    Info {
+        name: String,
+        /// Print one JSON object (name, subjects, durability, messages, bytes,
+        /// first_seq, last_seq, consumers, status, limits).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgument,
+    },
+    /// Delete a stream with its messages and consumers.
+    #[command(alias = "remove")]
+    Rm {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgument,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StreamAddArguments {
+    pub name: String,
+    /// A subject pattern the stream captures (`orders.>`); repeat for more.
+    #[arg(long = "subjects", required = true)]
+    pub subjects: Vec<String>,
+    /// `always` (acknowledge after the fdatasync), `interval=10ms` (fdatasync
+    /// at most that often, acknowledge at once) or `memory`. [default: always]
+    #[arg(long, value_parser = parse_durability_argument)]
+    pub durability: Option<String>,
+    /// Most bytes kept (`10GiB`, `512MB`, `4096`). [default: unlimited]
+    #[arg(long = "max-bytes", value_parser = parse_bytes_argument)]
+    pub max_bytes: Option<u64>,
+    /// Oldest message kept (`7d`, `12h`, `30m`, `10s`, `250ms`). [default: unlimited]
+    #[arg(long = "max-age", value_parser = parse_duration_argument)]
+    pub max_age: Option<std::time::Duration>,
+    /// Most messages kept. [default: unlimited]
+    #[arg(long = "max-msgs")]
+    pub max_msgs: Option<u64>,
+    /// Largest message, headers and payload (`1MiB`). [default: unlimited]
+    #[arg(long = "max-msg-size", value_parser = parse_bytes_argument)]
+    pub max_msg_size: Option<u64>,
+    /// Window within which publishes with the same `Flit-Msg-Id` are stored once (`2m`). [default: off]
+    #[arg(long = "dedup-window", value_parser = parse_duration_argument)]
+    pub dedup_window: Option<std::time::Duration>,
+    /// At a byte or message limit: `old` deletes the oldest, `new` refuses the new message. [default: old]
+    #[arg(long, value_parser = parse_discard_argument)]
+    pub discard: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgument,
+}
+
+/// `flit consume`. Without --count it stops when a fetch comes back empty
+/// after --wait; with --count, after that many messages (waiting as long as
+/// it takes).
+#[derive(Debug, Args)]
+pub struct ConsumeArguments {
+    /// The stream.
+    pub stream: String,
+    /// Where a new consumer starts: `first`, `last`, `new` (only messages
+    /// stored from now on), `seq=N`, or `time=RFC3339` (the first message
+    /// stored at or after it). An existing --consumer keeps its position.
+    #[arg(long, default_value = "first", value_parser = parse_start_position)]
+    pub from: flit_client::stream::StartPosition,
+    /// Exit after this many messages; without it, exit once a fetch finds
+    /// nothing within --wait.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Read through this durable consumer (created if missing, explicit
+    /// acks; its position survives restarts; clients sharing it share its
+    /// messages). Without it an ephemeral consumer is used, with no acks
+    /// unless --ack.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Acknowledge each message once printed (otherwise an explicit-ack
+    /// consumer delivers it again after its ack wait).
+    #[arg(long)]
+    pub ack: bool,
+    /// Without --count: milliseconds a fetch waits for messages before the
+    /// command decides the stream has nothing more and exits.
+    #[arg(long = "wait", default_value_t = 1000, value_parser = parse_timeout_ms)]
+    pub wait_ms: u64,
+    /// Print payloads byte for byte (see `flit sub --raw`).
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub server: ServerArgument,
 }
@@ -326,6 +444,50 @@ fn parse_timeout_ms(text: &str) -> Result<u64, String> {
     }
 }
 
+fn parse_durability_argument(text: &str) -> Result<String, String> {
+    flit_shard::streams::definition::parse_durability(text).map(|_| text.to_string()).map_err(|error| error.0)
+}
+
+fn parse_discard_argument(text: &str) -> Result<String, String> {
+    flit_shard::streams::definition::parse_discard(text).map(|_| text.to_string()).map_err(|error| error.0)
+}
+
+fn parse_bytes_argument(text: &str) -> Result<u64, String> {
+    flit_shard::streams::definition::parse_bytes(text).map_err(|error| error.0)
+}
+
+fn parse_duration_argument(text: &str) -> Result<std::time::Duration, String> {
+    flit_shard::streams::definition::parse_duration(text).map_err(|error| error.0)
+}
+
+/// `flit consume --from`: `first`, `last`, `new`, `seq=N` (N >= 1) or
+/// `time=RFC3339`.
+fn parse_start_position(text: &str) -> Result<flit_client::stream::StartPosition, String> {
+    use flit_client::stream::StartPosition;
+    match text {
+        "first" => return Ok(StartPosition::First),
+        "last" => return Ok(StartPosition::Last),
+        "new" => return Ok(StartPosition::New),
+        _ => {}
+    }
+    if let Some(sequence) = text.strip_prefix("seq=") {
+        return match sequence.parse::<u64>() {
+            Ok(sequence) if sequence >= 1 => Ok(StartPosition::Sequence { sequence }),
+            _ => Err(format!("seq= takes a sequence number from 1, not {sequence:?}")),
+        };
+    }
+    if let Some(time) = text.strip_prefix("time=") {
+        let parsed = chrono::DateTime::parse_from_rfc3339(time)
+            .map_err(|error| format!("time= takes an RFC 3339 time (2025-01-31T12:00:00Z): {error}"))?;
+        let timestamp_ns = parsed
+            .timestamp_nanos_opt()
+            .and_then(|nanos| u64::try_from(nanos).ok())
+            .ok_or_else(|| format!("time={time} is before 1970 or after 2262"))?;
+        return Ok(StartPosition::Time { timestamp_ns });
+    }
+    Err(format!("--from takes first, last, new, seq=N or time=RFC3339, not {text:?}"))
+}
+
 /// Prints a usage error as one line and returns exit code 2; help and
 /// version requests print as clap formats them and exit 0.
 pub fn usage_error(error: clap::Error) -> ExitCode {
@@ -382,5 +544,31 @@ mod tests {
         let line = usage_line(&["flit", "req", "svc", "x", "--timeout", "0"]);
         assert!(line.contains("at least 1 ms"), "{line}");
         assert_eq!(parse_timeout_ms("1"), Ok(1));
+    }
+
+    #[test]
+    fn start_positions_and_stream_limits_parse_or_are_usage_errors() {
+        use flit_client::stream::StartPosition;
+        assert_eq!(parse_start_position("first"), Ok(StartPosition::First));
+        assert_eq!(parse_start_position("seq=7"), Ok(StartPosition::Sequence { sequence: 7 }));
+        assert_eq!(
+            parse_start_position("time=1970-01-01T00:00:01.5Z"),
+            Ok(StartPosition::Time { timestamp_ns: 1_500_000_000 })
+        );
+        assert_eq!(
+            parse_start_position("time=2025-01-31T13:00:00+01:00"),
+            parse_start_position("time=2025-01-31T12:00:00Z")
+        );
+        for bad in ["seq=0", "seq=x", "time=yesterday", "oldest", ""] {
+            assert!(parse_start_position(bad).is_err(), "{bad:?}");
+        }
+        let line = usage_line(&["flit", "stream", "add", "s", "--subjects", "a.>", "--durability", "sometimes"]);
+        assert!(line.contains("durability"), "{line}");
+        let line = usage_line(&["flit", "stream", "add", "s", "--subjects", "a.>", "--max-bytes", "10 GiB"]);
+        assert!(line.contains("size"), "{line}");
+        let line = usage_line(&["flit", "stream", "add", "s"]);
+        assert!(line.contains("--subjects"), "{line}");
+        let line = usage_line(&["flit", "pub", "a", "--stdin", "payload"]);
+        assert!(line.contains("cannot be used with"), "{line}");
     }
 }

@@ -1,5 +1,7 @@
 //! `flit pub`, `flit sub`, `flit req`, `flit reply`: thin command-line
-//! wrappers around the blocking client, for scripts and for trying flit by hand.
+//! wrappers around the blocking client, for scripts and for trying flit by
+//! hand. The durable forms of `flit pub` (`--ack`) and the stream commands
+//! are in `stream_commands.rs`.
 //!
 //! A refusal that keeps the connection open (401 `permission_denied`, 307
 //! `rate_limited`) is a failure here like any other: the command prints the
@@ -28,7 +30,7 @@ pub fn exit(result: Result<()>) -> ExitCode {
     }
 }
 
-fn connect(server: &ServerArgument) -> Result<Client> {
+pub(crate) fn connect(server: &ServerArgument) -> Result<Client> {
     let tls = match &server.tls_ca {
         None => None,
         Some(ca) => {
@@ -91,9 +93,21 @@ fn subscribed(server: &ServerArgument, subject: &str, queue: Option<&str>) -> Re
 }
 
 pub fn publish(arguments: PublishArguments) -> Result<()> {
+    if arguments.ack {
+        return match &arguments.payload {
+            Some(payload) => crate::stream_commands::publish_acknowledged(&arguments, payload),
+            None => crate::stream_commands::publish_stdin_acknowledged(&arguments),
+        };
+    }
     let client = connect(&arguments.server)?;
+    let Some(payload) = &arguments.payload else {
+        let published = crate::stream_commands::publish_stdin(&arguments, &client)?;
+        return check_refusals(&client, |refused| {
+            format!("{refused} of {published} publishes to `{}`; the first", arguments.subject)
+        });
+    };
     for _ in 0..arguments.count {
-        client.publish(&arguments.subject, arguments.payload.as_bytes())?;
+        client.publish(&arguments.subject, payload.as_bytes())?;
     }
     // The flush round trip proves the server has read every publish, and
     // that any refusal of one has arrived.
@@ -163,7 +177,7 @@ pub fn reply(arguments: ReplyArguments) -> Result<()> {
 
 /// Writes a payload and a newline: as is with `raw`, else escaped (see
 /// [`escape_payload`]) so that one message stays one line.
-fn write_payload(out: &mut impl Write, payload: &[u8], raw: bool) -> std::io::Result<()> {
+pub(crate) fn write_payload(out: &mut impl Write, payload: &[u8], raw: bool) -> std::io::Result<()> {
     if raw {
         out.write_all(payload)?;
     } else {

@@ -5,7 +5,8 @@
 //! ready line and waits for SIGINT/SIGTERM). `flit config check` validates a
 //! config file; `flit stats` shows a live per-shard table from the metrics
 //! endpoint; `flit pub|sub|req|reply` are small clients built on
-//! `flit-client`, in the spirit of the `nats` command.
+//! `flit-client`, in the spirit of the `nats` command, and `flit stream
+//! add|ls|info|rm` and `flit consume` work with durable streams.
 //!
 //! Exit codes: 0 success; 1 a client command failed (no responders, timeout,
 //! connection refused, a publish or subscribe the server refused) or a shard
@@ -23,6 +24,7 @@ mod rate_limit_settings;
 mod serve;
 mod settings;
 mod stats_command;
+mod stream_commands;
 mod stream_settings;
 
 use std::process::ExitCode;
@@ -45,6 +47,8 @@ fn main() -> ExitCode {
         cli::Command::Sub(arguments) => client_commands::exit(client_commands::subscribe(arguments)),
         cli::Command::Req(arguments) => client_commands::exit(client_commands::request(arguments)),
         cli::Command::Reply(arguments) => client_commands::exit(client_commands::reply(arguments)),
+        cli::Command::Stream(command) => client_commands::exit(stream_commands::stream(command)),
+        cli::Command::Consume(arguments) => client_commands::exit(stream_commands::consume(arguments)),
     }
 }
 
