@@ -24,8 +24,12 @@ const PAYLOAD_BYTES_MAX: u32 = 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn welcome() -> Welcome {
+    welcome_speaking(flit_wire::PROTOCOL_VERSION)
+}
+
+fn welcome_speaking(version: u16) -> Welcome {
     Welcome {
-        version: flit_wire::PROTOCOL_VERSION,
+        version,
         server_name: "fake".to_owned(),
         shard: 3,
         shards: 4,
@@ -37,17 +41,22 @@ fn welcome() -> Welcome {
 }
 
 fn spawn_fake_server() -> (SocketAddr, Receiver<Frame>) {
+    spawn_fake_server_speaking(flit_wire::PROTOCOL_VERSION)
+}
+
+/// A fake server whose Welcome agrees `version`.
+fn spawn_fake_server_speaking(version: u16) -> (SocketAddr, Receiver<Frame>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("address");
     let (frames, received) = channel();
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().expect("accept");
-        serve(stream, |frame| frames.send(frame).is_ok());
+        serve(stream, version, |frame| frames.send(frame).is_ok());
     });
     (address, received)
 }
 
-fn serve(mut stream: TcpStream, mut report: impl FnMut(Frame) -> bool) {
+fn serve(mut stream: TcpStream, version: u16, mut report: impl FnMut(Frame) -> bool) {
     let limits = Limits { payload_bytes_max: PAYLOAD_BYTES_MAX as usize };
     let mut encoder = Encoder::default();
     let mut input = BytesMut::new();
@@ -68,7 +77,7 @@ fn serve(mut stream: TcpStream, mut report: impl FnMut(Frame) -> bool) {
         let mut output = BytesMut::new();
         let mut close = false;
         match &frame {
-            Frame::Hello(_) => encoder.welcome(&mut output, &welcome()).expect("welcome"),
+            Frame::Hello(_) => encoder.welcome(&mut output, &welcome_speaking(version)).expect("welcome"),
             Frame::Ping => Encoder::bare(&mut output, Op::Pong),
             Frame::Subscribe(subscribe) => subscriptions
                 .push((String::from_utf8(subscribe.pattern.to_vec()).expect("utf8"), subscribe.subscription_id)),
@@ -112,7 +121,11 @@ fn handshake_then_publish_puts_the_expected_frames_on_the_wire() {
     assert_eq!(client.welcome(), &welcome());
     let Frame::Hello(hello) = next_frame(&frames) else { panic!("Hello comes first") };
     assert_eq!(hello.client_name.as_deref(), Some("tester"));
-    assert_eq!((hello.version_min, hello.version_max), (flit_wire::PROTOCOL_VERSION, flit_wire::PROTOCOL_VERSION));
+    assert_eq!(
+        (hello.version_min, hello.version_max),
+        (flit_wire::PROTOCOL_VERSION_MIN, flit_wire::PROTOCOL_VERSION),
+        "every version this client speaks"
+    );
     assert!(!hello.ack_mode);
 
     client.publish_with("orders.eu", Some("answers.here"), &[("trace", "17")], b"payload").expect("publish");
@@ -209,7 +222,7 @@ fn ack_mode_waits_for_ok_and_reports_the_error_to_the_call_that_caused_it() {
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().expect("accept");
         let mut writer = stream.try_clone().expect("clone");
-        serve(stream, |frame| {
+        serve(stream, flit_wire::PROTOCOL_VERSION, |frame| {
             // In ack mode the fake server acknowledges what the client sends.
             if matches!(frame, Frame::Publish(ref publish) if &publish.subject[..] != b"poison")
                 || matches!(frame, Frame::Subscribe(_) | Frame::Unsubscribe(_))
@@ -247,4 +260,22 @@ fn async_client_handshake_request_and_no_responders() {
     });
     let seen: Vec<Frame> = frames.try_iter().collect();
     assert!(seen.iter().any(|frame| matches!(frame, Frame::Publish(publish) if &publish.payload[..] == b"async")));
+}
+
+#[test]
+fn a_version_1_server_serves_everything_but_streams() {
+    let (address, frames) = spawn_fake_server_speaking(1);
+    let client = Client::connect(address).expect("a version-1 server is accepted");
+    assert_eq!(client.welcome().version, 1);
+    let refused = client.publish_durable("orders.eu", b"x").expect_err("no streams in version 1");
+    assert!(matches!(refused, ClientError::StreamsUnsupported { version: 1 }), "{refused}");
+    assert!(!refused.is_fatal());
+    let refused = client.stream_info("orders").expect_err("no streams in version 1");
+    assert!(matches!(refused, ClientError::StreamsUnsupported { version: 1 }), "{refused}");
+    client.publish("orders.eu", b"plain").expect("publish");
+    client.flush().expect("flush");
+    assert!(matches!(next_frame(&frames), Frame::Hello(_)));
+    let Frame::Publish(publish) = next_frame(&frames) else { panic!("only the plain Publish was sent") };
+    assert_eq!(&publish.payload[..], b"plain");
+    assert_eq!(next_frame(&frames), Frame::Ping);
 }
