@@ -61,6 +61,8 @@ use flit_wire::{Deliver, ErrorCode, Frame, STATUS_NO_RESPONDERS};
 use crate::error::ClientError;
 use crate::inbox::Inbox;
 use crate::message::Message;
+use crate::refusal::{Refusal, Refusals};
+pub use crate::statistics::Statistics;
 use crate::stream::{PublishAcked, StreamMessage};
 
 #[path = "dispatch_streams.rs"]
@@ -145,44 +147,6 @@ enum Acknowledgement<C: Channels> {
     Frame(Attributed),
 }
 
-/// One refusal that kept the connection open.
-#[derive(Clone, Debug)]
-struct Refusal {
-    code: u16,
-    message: String,
-    retry_after_ms: u32,
-}
-
-impl Refusal {
-    fn into_error(self) -> ClientError {
-        ClientError::Server { code: self.code, message: self.message, retry_after_ms: self.retry_after_ms }
-    }
-}
-
-/// Refusals not yet reported: how many, and the first one.
-#[derive(Debug, Default)]
-struct Refusals {
-    count: u64,
-    first: Option<Refusal>,
-}
-
-impl Refusals {
-    fn add(&mut self, refusal: Refusal) {
-        self.count += 1;
-        self.first.get_or_insert(refusal);
-    }
-
-    fn into_error(self) -> Option<ClientError> {
-        let first = self.first?;
-        Some(ClientError::Refused {
-            count: self.count,
-            code: first.code,
-            message: first.message,
-            retry_after_ms: first.retry_after_ms,
-        })
-    }
-}
-
 /// The request inbox's subscription.
 enum InboxState<C: Channels> {
     /// None, or the server refused the last one (the next request tries again).
@@ -202,33 +166,6 @@ pub(crate) enum InboxStep {
     Wait,
     /// Send the Subscribe for this subscription id (attributed), then wait.
     Subscribe(u64),
-}
-
-/// Counters a caller can read to see what the client dropped and why.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Statistics {
-    /// Deliveries received for a subscription id that is not (or no longer)
-    /// registered, typically messages in flight when `unsubscribe()` was called.
-    pub unknown_subscription_drops: u64,
-    /// Deliveries dropped because the subscription's channel was full.
-    pub slow_consumer_drops: u64,
-    /// Answers to an inbox that matched no waiting request (late or foreign).
-    pub unmatched_responses: u64,
-    /// Messages delivered to subscriptions and requests.
-    pub messages_delivered: u64,
-    /// Set when the server announced a graceful shutdown (a Draining frame):
-    /// the milliseconds within which it said it would close the connection.
-    /// Publishes sent after it are not delivered; reconnect elsewhere.
-    pub server_draining_within_ms: Option<u64>,
-    /// Frames the server refused and that left the connection open
-    /// (`permission_denied` 401, `rate_limited` 307), all of them. In ack
-    /// mode the refused call also returns the error; otherwise a refused
-    /// request fails with it, and every other refusal is reported once by
-    /// `check_refusals()`.
-    pub refused_by_server: u64,
-    /// Stream frames (PublishAck, StreamReply, StreamMessage) whose tag no
-    /// call waits for: answers that came after their call timed out.
-    pub unmatched_stream_frames: u64,
 }
 
 struct SubscriptionEntry<S> {

@@ -28,7 +28,9 @@
 //! - `framing`: the encode buffer and `check`-then-`decode` on the read side.
 //! - [`blocking`] and [`asynchronous`]: only the IO: sockets, threads or tasks,
 //!   and the channel types.
-//! - [`message`], [`options`], [`error`], [`stream`]: the public data types.
+//! - [`message`], [`options`], [`error`], [`stream`]: the public data types;
+//!   `statistics` ([`Statistics`]) and `refusal`: the dispatcher's counters
+//!   and held refusals.
 //! - Durable streams (protocol version 2): `dispatch_streams.rs` (waiters
 //!   matched by tag), `connection_streams.rs` (encode and register), and
 //!   `streams.rs` in each client (the calls). See [`stream`].
@@ -82,6 +84,8 @@ mod framing;
 pub mod inbox;
 pub mod message;
 pub mod options;
+mod refusal;
+mod statistics;
 pub mod stream;
 pub mod tls;
 
