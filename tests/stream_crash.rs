@@ -173,7 +173,8 @@ fn read_everything(address: SocketAddr) -> Vec<(u64, String)> {
 #[test]
 fn acknowledged_publishes_survive_sigkill_at_random_points() {
     let cycles: usize = std::env::var("FLIT_CRASH_CYCLES").ok().and_then(|text| text.parse().ok()).unwrap_or(10);
-    let seed: u64 = std::env::var("FLIT_CRASH_SEED").ok().and_then(|text| text.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 =
+        std::env::var("FLIT_CRASH_SEED").ok().and_then(|text| text.parse().ok()).unwrap_or_else(rand::random);
     eprintln!("crash test: {cycles} cycles, FLIT_CRASH_SEED={seed}");
     let mut random = rand::rngs::StdRng::seed_from_u64(seed);
     let data = std::env::temp_dir().join(format!("flit-crash-{}-{seed}", std::process::id()));
@@ -182,7 +183,8 @@ fn acknowledged_publishes_survive_sigkill_at_random_points() {
     std::fs::create_dir_all(&data).expect("data dir");
     std::fs::write(&config_file, "[[stream]]\nname = \"CRASH\"\nsubjects = [\"crash.>\"]\ndurability = \"always\"\n")
         .expect("config file");
-    let arguments = ["--data-dir", data.to_str().expect("utf-8 path"), "--config", config_file.to_str().expect("utf-8")];
+    let arguments =
+        ["--data-dir", data.to_str().expect("utf-8 path"), "--config", config_file.to_str().expect("utf-8")];
     let next_id = Arc::new(AtomicU64::new(1));
     // Every acknowledgement ever received: payload id -> sequence.
     let mut acknowledged: HashMap<u64, u64> = HashMap::new();
@@ -213,11 +215,16 @@ fn acknowledged_publishes_survive_sigkill_at_random_points() {
         for (index, (sequence, _)) in stored.iter().enumerate() {
             assert_eq!(*sequence, index as u64 + 1, "cycle {cycle} (seed {seed}): sequences contiguous from 1");
         }
-        let by_payload: HashMap<&str, u64> = stored.iter().map(|(sequence, payload)| (payload.as_str(), *sequence)).collect();
+        let by_payload: HashMap<&str, u64> =
+            stored.iter().map(|(sequence, payload)| (payload.as_str(), *sequence)).collect();
         assert_eq!(by_payload.len(), stored.len(), "cycle {cycle} (seed {seed}): a payload stored twice");
         for (id, sequence) in &acknowledged {
             let found = by_payload.get(format!("m{id}").as_str());
-            assert_eq!(found, Some(sequence), "cycle {cycle} (seed {seed}): acknowledged m{id} at {sequence} is missing or moved");
+            assert_eq!(
+                found,
+                Some(sequence),
+                "cycle {cycle} (seed {seed}): acknowledged m{id} at {sequence} is missing or moved"
+            );
         }
         eprintln!(
             "cycle {cycle}: killed after {kill_after:?}, {acknowledged_this_cycle} acknowledged this cycle, {} stored, {} acknowledged in all",
@@ -228,7 +235,11 @@ fn acknowledged_publishes_survive_sigkill_at_random_points() {
         assert_eq!(code, Some(0), "clean stop after the check; stderr: {stderr}");
     }
     assert!(!acknowledged.is_empty(), "the publishers got acknowledgements at all");
-    eprintln!("crash test: {cycles} cycles, {} acknowledged messages checked in {:?}", acknowledged.len(), started.elapsed());
+    eprintln!(
+        "crash test: {cycles} cycles, {} acknowledged messages checked in {:?}",
+        acknowledged.len(),
+        started.elapsed()
+    );
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_file(&config_file);
 }
