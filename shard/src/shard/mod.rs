@@ -479,7 +479,7 @@ impl Shard {
     }
 
     /// Everything queued has been handed to the kernel, or time is up.
-    fn drain_finished(&self) -> bool {
+    fn drain_finished(&mut self) -> bool {
         let Some(since) = self.draining_since else { return false };
         if since.elapsed() >= self.config.shutdown_flush_timeout {
             return true;
@@ -490,7 +490,10 @@ impl Shard {
         let all_shards = if self.shard_count == 64 { u64::MAX } else { (1u64 << self.shard_count) - 1 };
         let all_outboxes_empty = self.shared.shards_with_empty_outboxes.load(Ordering::SeqCst) == all_shards;
         let writes_done = self.connections.iter().all(|connection| !connection.has_output());
-        all_outboxes_empty && writes_done && !self.mesh_has_input()
+        // Owned stream logs get a last fdatasync (interval streams) and finish
+        // their commits in flight, so what they acknowledged is on disk.
+        let logs_idle = self.owned_streams.flush_for_shutdown();
+        all_outboxes_empty && writes_done && logs_idle && !self.mesh_has_input()
     }
 }
 
