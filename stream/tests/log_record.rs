@@ -135,3 +135,18 @@ fn unknown_kind_with_a_valid_checksum_is_invalid_fields() {
     bytes[4..8].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(record::check(&bytes), Check::Invalid(InvalidReason::Fields));
 }
+
+#[test]
+fn non_zero_padding_is_refused_even_under_a_matching_checksum() {
+    // Found by fuzzing (stream/fuzz, target `record`): a record whose
+    // padding is not zero but whose CRC covers that padding was accepted,
+    // though the encoder never writes one.
+    let mut bytes = encoded(1, b"orders.n", b"", b"x");
+    let length = bytes.len();
+    let body = RECORD_HEADER_BYTES + b"orders.n".len() + 1;
+    assert!(length > body, "the record has padding");
+    bytes[length - 1] = 0xff;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..4]), &bytes[8..]);
+    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(record::check(&bytes), Check::Invalid(InvalidReason::Fields));
+}
