@@ -234,7 +234,9 @@ pub fn check(buffer: &[u8]) -> Check {
     let body = RECORD_HEADER_BYTES + header.subject_length + header.headers_length + header.payload_length;
     let kind_ok = match header.kind {
         RecordKind::Message => u16_at(record, 26) == KIND_MESSAGE,
-        RecordKind::CommitMarker => body == RECORD_HEADER_BYTES,
+        // A marker carries only the durable sequence: its timestamp is 0
+        // as written (a non-zero one was accepted before fuzzing found it).
+        RecordKind::CommitMarker => body == RECORD_HEADER_BYTES && header.timestamp_ns == 0,
     };
     if align(body) != total || !kind_ok {
         return Check::Invalid(InvalidReason::Fields);

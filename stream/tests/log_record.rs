@@ -150,3 +150,13 @@ fn non_zero_padding_is_refused_even_under_a_matching_checksum() {
     bytes[4..8].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(record::check(&bytes), Check::Invalid(InvalidReason::Fields));
 }
+
+#[test]
+fn a_commit_marker_with_a_timestamp_is_refused_even_under_a_matching_checksum() {
+    // Found by fuzzing: the encoder writes markers with timestamp 0.
+    let mut bytes = record::encode_commit_marker(5).to_vec();
+    bytes[19] = 0xf5;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..4]), &bytes[8..]);
+    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(record::check(&bytes), Check::Invalid(InvalidReason::Fields));
+}
