@@ -226,3 +226,23 @@ fn unknown_streams_and_consumers_are_refused_with_404() {
     assert_eq!(missing.stream_code(), Some(StreamCode::NotFound), "{missing}");
     client.flush().expect("refusals keep the connection");
 }
+
+#[test]
+fn a_fetch_larger_than_one_pass_budget_gets_its_whole_batch() {
+    // 120 messages of 32 KiB: almost 4 MiB, four times the per-pass delivery
+    // budget of a stream's consumers (DELIVERY_BYTES_PER_PASS_MAX): the owner
+    // hands them out over several passes, and the fetch still gets them all.
+    let data = TempDir::new("consumer-budget");
+    let server = start_on(&data.path, 2, &[]);
+    let client = server.client();
+    add_stream(&client, "bulk", &["bulk.>"]);
+    let payload = vec![b'b'; 32 * 1024];
+    for _ in 0..120 {
+        client.publish_durable("bulk.data", &payload).expect("stored");
+    }
+    client.consumer_add("bulk", durable("reader")).expect("consumer");
+    let messages = client.fetch("bulk", "reader", 120, Duration::from_secs(5)).expect("fetch");
+    assert_eq!(sequences(&messages), (1..=120).collect::<Vec<_>>());
+    assert!(messages.iter().all(|message| message.payload.len() == payload.len()));
+    stop(server);
+}

@@ -95,21 +95,25 @@ impl Shard {
         }
         target.write_buffer.extend_from_slice(frames);
         self.mark_dirty(connection);
+        // Fetched messages count against pending_bytes_max like deliveries.
+        self.enforce_pending_limit(connection);
     }
 
     /// End of a pass: every owned log's IO to the ring, then every outcome
     /// to its publisher. True if anything happened.
     pub(super) fn pump_streams(&mut self) -> std::io::Result<bool> {
+        let mut did_work = false;
         if !self.owned_streams.is_empty() {
             self.owned_streams.set_now(self.epoch.elapsed());
             self.owned_streams.tick();
             self.owned_streams.submit_io(&mut self.ring)?;
             self.owned_streams.take_outcomes(&mut self.stream_outcomes);
             self.owned_streams.take_consumer_outputs(&mut self.consumer_outputs);
+            did_work |= !self.consumer_outputs.is_empty() || self.owned_streams.has_work_pending();
             self.send_consumer_outputs();
         }
         if self.stream_outcomes.is_empty() {
-            return Ok(false);
+            return Ok(did_work);
         }
         let mut outcomes = std::mem::take(&mut self.stream_outcomes);
         for outcome in outcomes.drain(..) {

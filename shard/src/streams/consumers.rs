@@ -45,6 +45,10 @@ pub const CONSUMERS_PER_STREAM_MAX: usize = 1024;
 pub const EPHEMERAL_IDLE_MAX: Duration = Duration::from_secs(60);
 /// Longest wait a fetch may ask for.
 pub const FETCH_WAIT_MAX: Duration = Duration::from_secs(300);
+/// Message bytes (subject, headers, payload) one stream's consumers hand out
+/// in one pass of the owner shard; the rest waits for the next pass. Bounds
+/// what a fetch of a large batch queues at once, whatever its batch.
+pub const DELIVERY_BYTES_PER_PASS_MAX: usize = 1024 * 1024;
 
 /// How a client answers a delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,8 +292,10 @@ impl StreamConsumers {
         }
     }
 
-    /// Delivers to waiting fetches, expires them, redelivers what timed out,
-    /// saves durable state, and answers acks held for the save.
+    /// Delivers to waiting fetches (up to `DELIVERY_BYTES_PER_PASS_MAX`),
+    /// expires them, redelivers what timed out, saves durable state, and
+    /// answers acks held for the save. True when the byte budget ran out
+    /// with deliveries still possible (call again next pass).
     pub fn deliver(
         &mut self,
         disk: &mut FileDisk,
@@ -297,22 +303,30 @@ impl StreamConsumers {
         log: &StreamLog,
         now: Duration,
         outputs: &mut Vec<ConsumerOutput>,
-    ) {
+    ) -> bool {
         let info = log.info();
+        let mut budget_bytes = DELIVERY_BYTES_PER_PASS_MAX;
         let mut idle_ephemeral = Vec::new();
         for (name, owned) in self.consumers.iter_mut() {
             owned.consumer.process_deadlines(now);
             owned.consumer.retention_moved(info.first_sequence);
             while owned.consumer.pop_dead_letter().is_some() {}
-            while let Some(pulled) = owned.pulls.next_pull_delivery(&mut owned.consumer, now, info.last_sequence) {
+            while budget_bytes > 0 {
+                let Some(pulled) = owned.pulls.next_pull_delivery(&mut owned.consumer, now, info.last_sequence) else {
+                    break;
+                };
                 match log.read(disk, pulled.delivery.sequence) {
-                    Ok(Some(message)) => outputs.push(ConsumerOutput::Message {
-                        reply_to: pulled.token,
-                        stream: stream.clone(),
-                        consumer: name.clone(),
-                        message,
-                        delivery_count: pulled.delivery.delivery_count,
-                    }),
+                    Ok(Some(message)) => {
+                        let bytes = message.subject.len() + message.headers.len() + message.payload.len();
+                        budget_bytes = budget_bytes.saturating_sub(bytes.max(1));
+                        outputs.push(ConsumerOutput::Message {
+                            reply_to: pulled.token,
+                            stream: stream.clone(),
+                            consumer: name.clone(),
+                            message,
+                            delivery_count: pulled.delivery.delivery_count,
+                        })
+                    }
                     // Removed by retention between pick and read: skipped
                     // (the consumer hears of it at the next retention_moved).
                     Ok(None) => {}
@@ -364,6 +378,7 @@ impl StreamConsumers {
         for name in idle_ephemeral {
             self.consumers.remove(&name);
         }
+        budget_bytes == 0
     }
 
     /// Fetches of a connection that closed are dropped.

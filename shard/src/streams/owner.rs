@@ -150,6 +150,12 @@ impl OwnedStreams {
         self.by_id.is_empty()
     }
 
+    /// Streams with work left for the next pass (a consumer's delivery byte
+    /// budget ran out): the shard must not park before it runs.
+    pub fn has_work_pending(&self) -> bool {
+        !self.active.is_empty()
+    }
+
     /// Where a stream's files live.
     pub fn stream_directory(data_directory: &std::path::Path, name: &str) -> PathBuf {
         data_directory.join("streams").join(name)
@@ -367,7 +373,11 @@ impl OwnedStreams {
         if stream.consumers.is_empty() {
             return;
         }
-        stream.consumers.deliver(&mut self.disk, &stream.name, log, self.now, &mut self.consumer_outputs);
+        let more = stream.consumers.deliver(&mut self.disk, &stream.name, log, self.now, &mut self.consumer_outputs);
+        if more && !self.active.contains(&slot) {
+            // Out of this pass's byte budget: the next pass goes on.
+            self.active.push(slot);
+        }
     }
 
     /// Sets the consumers' clock (the owner shard's monotonic time).
