@@ -41,6 +41,7 @@ GAUGES = [
     "flit_shard_subscriptions", "flit_shard_pending_bytes", "flit_build_info", "flit_shard_accepting",
     "flit_stream_messages", "flit_stream_bytes", "flit_stream_first_sequence", "flit_stream_last_sequence",
     "flit_stream_consumers", "flit_stream_storage_failed",
+    "flit_consumer_lag", "flit_consumer_ack_pending", "flit_consumer_stalled",
 ]
 COUNTERS = [
     "flit_shard_connections_accepted_total", "flit_shard_connections_refused_total",
@@ -53,6 +54,7 @@ COUNTERS = [
     "flit_shard_idle_seconds_total", "flit_shard_errors_total", "flit_shard_protocol_errors_total",
     "flit_shard_rate_limit_rejections_total", "flit_shard_rate_limit_pauses_total", "flit_shard_tls_failures_total",
     "flit_stream_appends_total", "flit_stream_refused_total", "flit_stream_commits_total",
+    "flit_consumer_redeliveries_total", "flit_consumer_dead_letters_total",
 ]
 HISTOGRAMS = ["flit_in_router_latency_seconds"]
 # Series Prometheus itself adds for every scrape target.

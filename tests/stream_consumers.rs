@@ -246,3 +246,59 @@ fn a_fetch_larger_than_one_pass_budget_gets_its_whole_batch() {
     assert!(messages.iter().all(|message| message.payload.len() == payload.len()));
     stop(server);
 }
+
+#[test]
+fn a_stalled_consumer_says_so_and_dead_letters_reach_their_subject() {
+    for shards in SHARD_COUNTS {
+        let data = TempDir::new("consumer-dead-letters");
+        let server = start_on(&data.path, shards, &[]);
+        let client = server.client();
+        add_stream(&client, "jobs", &["jobs.>"]);
+        let watcher = server.client();
+        let advisories = watcher.subscribe("$FLIT.ADVISORY.CONSUMER.STALLED.>").expect("subscribe advisories");
+        let dead = watcher.subscribe("dead.jobs").expect("subscribe dead letters");
+        watcher.flush().expect("flush");
+        publish_many(&client, "jobs.run", 3);
+        let config = ConsumerConfigSpec {
+            name: Some("worker".to_owned()),
+            ack_wait_ms: 200,
+            deliveries_max: 2,
+            ack_pending_max: 2,
+            dead_letter_subject: Some("dead.jobs".to_owned()),
+            ..ConsumerConfigSpec::default()
+        };
+        client.consumer_add("jobs", config).expect("consumer");
+        // Two fetched, none acked: at ack_pending_max, so stalled.
+        // A short wait: past the 200 ms ack wait the same fetch would get
+        // the redeliveries too.
+        let first = client.fetch("jobs", "worker", 5, Duration::from_millis(50)).expect("fetch");
+        assert_eq!(sequences(&first), [1, 2], "shards={shards}: stalled after two");
+        let advisory = common::next_message(&advisories);
+        assert_eq!(advisory.subject, "$FLIT.ADVISORY.CONSUMER.STALLED.jobs.worker");
+        let body = String::from_utf8_lossy(&advisory.payload).into_owned();
+        assert!(body.contains("\"ack_pending\":2") && body.contains("\"ack_pending_max\":2"), "{body}");
+        // After the ack wait they come again (delivery 2 of 2), still unacked.
+        std::thread::sleep(Duration::from_millis(300));
+        let second = client.fetch("jobs", "worker", 5, Duration::from_millis(50)).expect("fetch again");
+        assert_eq!(sequences(&second), [1, 2], "shards={shards}: redelivered");
+        assert!(second.iter().all(|message| message.delivery_count == 2));
+        // The next expiry makes them dead letters, published with their payload.
+        let mut dead_sequences = BTreeSet::new();
+        for _ in 0..2 {
+            let letter = common::next_message(&dead);
+            assert_eq!(letter.header("Flit-Stream"), Some("jobs"));
+            assert_eq!(letter.header("Flit-Subject"), Some("jobs.run"));
+            assert_eq!(letter.header("Flit-Delivery-Count"), Some("2"));
+            let sequence: u64 = letter.header("Flit-Sequence").expect("sequence").parse().expect("a number");
+            assert_eq!(&letter.payload[..], format!("m{sequence}").as_bytes());
+            dead_sequences.insert(sequence);
+        }
+        assert_eq!(dead_sequences, BTreeSet::from([1, 2]), "shards={shards}");
+        // Room again: the third message is delivered.
+        let third = client.fetch("jobs", "worker", 5, Duration::from_millis(100)).expect("fetch the third");
+        assert_eq!(sequences(&third), [3], "shards={shards}");
+        let info = client.consumer_info("jobs", "worker").expect("info");
+        assert_eq!(info.dead_letters_total, 2, "shards={shards}");
+        stop(server);
+    }
+}

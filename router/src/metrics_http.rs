@@ -730,6 +730,57 @@ fn encode_streams(
         let labels = [("stream", entry.definition.name.clone()), ("shard", entry.owner.to_string())];
         gauge(u64::from(!entry.stats.status().is_empty())).encode(failed.encode_family(&labels)?)?;
     }
+    encode_consumers(encoder, directory)
+}
+
+/// Per-consumer numbers, labelled by stream and consumer (as of the owner's
+/// last tick, a few ms ago).
+fn encode_consumers(
+    encoder: &mut DescriptorEncoder,
+    directory: &flit_shard::streams::directory::StreamDirectory,
+) -> Result<(), std::fmt::Error> {
+    use flit_shard::streams::consumers::ConsumerStat;
+    type ConsumerField = (&'static str, &'static str, MetricType, fn(&ConsumerStat) -> u64);
+    let fields: [ConsumerField; 5] = [
+        (
+            "flit_consumer_lag",
+            "Messages in the stream the consumer has not been delivered yet.",
+            MetricType::Gauge,
+            |c| c.lag,
+        ),
+        ("flit_consumer_ack_pending", "Delivered and not yet acknowledged.", MetricType::Gauge, |c| c.ack_pending),
+        (
+            "flit_consumer_stalled",
+            "1 while the consumer is at ack_pending_max and delivers nothing new.",
+            MetricType::Gauge,
+            |c| u64::from(c.stalled),
+        ),
+        (
+            "flit_consumer_redeliveries",
+            "Messages delivered again after an ack wait or a nak.",
+            MetricType::Counter,
+            |c| c.redeliveries_total,
+        ),
+        ("flit_consumer_dead_letters", "Messages given up after deliveries_max.", MetricType::Counter, |c| {
+            c.dead_letters_total
+        }),
+    ];
+    let per_stream: Vec<_> =
+        directory.entries.iter().map(|entry| (entry.definition.name.clone(), entry.stats.consumer_stats())).collect();
+    for (name, help, metric_type, read) in fields {
+        let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+        for (stream, consumers) in &per_stream {
+            for consumer in consumers {
+                let labels = [("stream", stream.clone()), ("consumer", consumer.name.clone())];
+                let value = read(consumer);
+                if matches!(metric_type, MetricType::Counter) {
+                    ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+                } else {
+                    gauge(value).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -156,10 +156,34 @@ impl Shard {
                     frames::stream_reply(&mut self.encoder, &mut frame, &reply);
                     reply_to
                 }
+                ConsumerOutput::Publish { subject, headers, payload } => {
+                    self.publish_from_owner(&subject, headers.as_deref(), &payload);
+                    continue;
+                }
             };
             self.send_frames(reply_to, frame);
         }
         self.consumer_outputs = outputs;
+    }
+
+    /// Publishes a message the shard itself makes (a dead letter, an
+    /// advisory): captured by streams and routed to subscribers like a
+    /// client's publish, with no publisher connection.
+    fn publish_from_owner(&mut self, subject: &str, headers: Option<&[u8]>, payload: &[u8]) {
+        let mut frame = BytesMut::new();
+        if let Err(error) = self.encoder.publish(&mut frame, subject.as_bytes(), None, headers, payload) {
+            tracing::warn!(shard = self.id, subject, %error, "an owner's publish could not be encoded; dropped");
+            return;
+        }
+        let frame = frame.freeze();
+        let Ok(parts) = flit_wire::decode_publish(&frame, &self.limits) else { return };
+        let mut message = RoutedMessage::from_publish(frame, parts);
+        message.received_at_nanos = self.now_nanos();
+        if !self.stream_capture.is_empty() {
+            // No connection asks for an acknowledgement: tag 0.
+            self.capture_publish(&message, 0, 0);
+        }
+        self.route_message(message, None);
     }
 
     /// A disk completion for an owned stream's log.

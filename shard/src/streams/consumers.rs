@@ -19,9 +19,15 @@
 //! Ephemeral consumers (no name) live in memory and are dropped after
 //! [`EPHEMERAL_IDLE_MAX`] without a fetch or an ack.
 //!
-//! Not built yet: push consumers (deliver subject), publishing dead letters
-//! to their subject (they are counted), stall advisories (the consumer's
-//! `stalled` flag is in `consumer info`).
+//! Dead letters (a message that reached `deliveries_max` and then its ack
+//! wait) are published to the consumer's dead-letter subject, if it has one:
+//! the stored payload, with headers naming the stream, sequence, original
+//! subject and delivery count (the original headers are not carried). A
+//! consumer that becomes stalled at `ack_pending_max` publishes one advisory
+//! on `$FLIT.ADVISORY.CONSUMER.STALLED.<stream>.<consumer>` (JSON), and its
+//! `flit_consumer_stalled` gauge is 1 until acks free room.
+//!
+//! Not built yet: push consumers (deliver subject).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -74,6 +80,23 @@ pub enum ConsumerOutput {
     FetchDone { reply_to: ReplyTo, delivered: u32, code: u16 },
     /// The answer to an Ack that asked for one, or a refused request.
     Reply { reply_to: ReplyTo, code: u16, message: String },
+    /// A message the owner publishes (dead letters, advisories), routed
+    /// like any publish.
+    Publish { subject: String, headers: Option<bytes::Bytes>, payload: bytes::Bytes },
+}
+
+/// The subject prefix of stall advisories: `<prefix>.<stream>.<consumer>`.
+pub const STALLED_ADVISORY_PREFIX: &str = "$FLIT.ADVISORY.CONSUMER.STALLED";
+
+/// One consumer's numbers, as the metrics endpoint shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerStat {
+    pub name: String,
+    pub lag: u64,
+    pub ack_pending: u64,
+    pub stalled: bool,
+    pub redeliveries_total: u64,
+    pub dead_letters_total: u64,
 }
 
 struct OwnedConsumer {
@@ -84,6 +107,8 @@ struct OwnedConsumer {
     last_used: Duration,
     /// Ack answers held until the state that includes them is saved.
     answers_after_save: Vec<ReplyTo>,
+    /// Stalled at the last look (an advisory goes out on the change).
+    was_stalled: bool,
 }
 
 impl std::fmt::Debug for OwnedConsumer {
@@ -139,6 +164,7 @@ impl StreamConsumers {
                                     saved_version,
                                     last_used: now,
                                     answers_after_save: Vec::new(),
+                                    was_stalled: false,
                                 },
                             );
                         }
@@ -217,6 +243,7 @@ impl StreamConsumers {
                 saved_version,
                 last_used: now,
                 answers_after_save: Vec::new(),
+                was_stalled: false,
             },
         );
         Ok(name)
@@ -310,7 +337,29 @@ impl StreamConsumers {
         for (name, owned) in self.consumers.iter_mut() {
             owned.consumer.process_deadlines(now);
             owned.consumer.retention_moved(info.first_sequence);
-            while owned.consumer.pop_dead_letter().is_some() {}
+            while let Some(dead) = owned.consumer.pop_dead_letter() {
+                let Some(subject) = owned.consumer.config().dead_letter_subject.clone() else { continue };
+                match log.read(disk, dead.sequence) {
+                    Ok(Some(message)) => {
+                        let original = String::from_utf8_lossy(&message.subject).into_owned();
+                        let sequence = dead.sequence.to_string();
+                        let count = dead.delivery_count.to_string();
+                        let entries = [
+                            ("Flit-Stream", stream.as_ref()),
+                            ("Flit-Consumer", name.as_str()),
+                            ("Flit-Sequence", sequence.as_str()),
+                            ("Flit-Subject", original.as_str()),
+                            ("Flit-Delivery-Count", count.as_str()),
+                        ];
+                        let headers = flit_wire::encode_headers(&entries).ok();
+                        outputs.push(ConsumerOutput::Publish { subject, headers, payload: message.payload });
+                    }
+                    // Gone (retention) or unreadable: counted, not published.
+                    _ => {
+                        tracing::warn!(consumer = %name, sequence = dead.sequence, "dead letter not readable; counted only")
+                    }
+                }
+            }
             while budget_bytes > 0 {
                 let Some(pulled) = owned.pulls.next_pull_delivery(&mut owned.consumer, now, info.last_sequence) else {
                     break;
@@ -349,6 +398,22 @@ impl StreamConsumers {
                     code: 408,
                 });
             }
+            let stalled = owned.consumer.stalled();
+            if stalled && !owned.was_stalled {
+                let info = owned.consumer.info(info.last_sequence);
+                let body = format!(
+                    "{{\"stream\":\"{stream}\",\"consumer\":\"{name}\",\"ack_pending\":{},\"ack_pending_max\":{},\"lag\":{}}}",
+                    info.ack_pending,
+                    owned.consumer.config().ack_pending_max,
+                    info.lag
+                );
+                outputs.push(ConsumerOutput::Publish {
+                    subject: format!("{STALLED_ADVISORY_PREFIX}.{stream}.{name}"),
+                    headers: None,
+                    payload: bytes::Bytes::from(body),
+                });
+            }
+            owned.was_stalled = stalled;
             if owned.consumer.state_version() != owned.saved_version {
                 if let Some(store) = owned.store.as_mut() {
                     if let Err(error) = store.save(disk, &owned.consumer.state()) {
@@ -379,6 +444,24 @@ impl StreamConsumers {
             self.consumers.remove(&name);
         }
         budget_bytes == 0
+    }
+
+    /// Every consumer's numbers, for the metrics endpoint.
+    pub fn stats(&self, stream_last_sequence: u64) -> Vec<ConsumerStat> {
+        self.consumers
+            .iter()
+            .map(|(name, owned)| {
+                let info = owned.consumer.info(stream_last_sequence);
+                ConsumerStat {
+                    name: name.clone(),
+                    lag: info.lag,
+                    ack_pending: u64::from(info.ack_pending),
+                    stalled: info.stalled,
+                    redeliveries_total: info.redeliveries_total,
+                    dead_letters_total: info.dead_letters_total,
+                }
+            })
+            .collect()
     }
 
     /// Fetches of a connection that closed are dropped.

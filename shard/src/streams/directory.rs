@@ -34,6 +34,8 @@ pub struct StreamStats {
     /// Empty when healthy; else why the stream refuses ("corrupt: ...",
     /// "storage failed: ...", "disk full").
     status: Mutex<String>,
+    /// Each consumer's numbers, replaced by the owner every few ms.
+    consumers_detail: Mutex<Vec<super::consumers::ConsumerStat>>,
 }
 
 impl StreamStats {
@@ -46,6 +48,16 @@ impl StreamStats {
             if *status != text {
                 *status = text.to_string();
             }
+        }
+    }
+
+    pub fn consumer_stats(&self) -> Vec<super::consumers::ConsumerStat> {
+        self.consumers_detail.lock().map(|detail| detail.clone()).unwrap_or_default()
+    }
+
+    pub fn set_consumer_stats(&self, stats: Vec<super::consumers::ConsumerStat>) {
+        if let Ok(mut detail) = self.consumers_detail.lock() {
+            *detail = stats;
         }
     }
 

@@ -582,6 +582,9 @@ impl OwnedStreams {
             let Some(stream) = self.slots[slot].as_mut() else { continue };
             let Ok(log) = stream.log.as_mut() else { continue };
             log.tick(&mut self.disk, now_ns);
+            if !stream.consumers.is_empty() {
+                stream.entry.stats.set_consumer_stats(stream.consumers.stats(log.info().last_sequence));
+            }
             if let Some(window) = stream.dedup.as_mut() {
                 window.expire(Duration::from_nanos(now_ns));
             }
