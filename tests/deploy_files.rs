@@ -47,12 +47,11 @@ fn served_names() -> BTreeSet<String> {
         2,
         &["--metrics", "127.0.0.1:0", "--data-dir", &data_argument, "--config", &config_argument],
     );
-    // One durable consumer, so the per-consumer series exist too (published
-    // by the owner's next tick, within milliseconds).
+    // One durable consumer, so the per-consumer series exist too (the owner
+    // publishes a consumer's numbers when it adds it, before it answers).
     let client = server.client();
     let consumer = flit_client::stream::ConsumerConfigSpec { name: Some("watch".into()), ..Default::default() };
     client.consumer_add("DEPLOY", consumer).expect("consumer");
-    std::thread::sleep(std::time::Duration::from_millis(50));
     let (status, body) = common::http_get(server.metrics_address.expect("metrics"), "/metrics");
     assert_eq!(status, 200);
     let mut names = BTreeSet::new();

@@ -408,6 +408,7 @@ impl OwnedStreams {
         let directory = Self::stream_directory(&directory_root, &stream.entry.definition.name);
         let name = stream.consumers.add(&mut self.disk, &directory, log, config, now)?;
         stream.entry.stats.set_consumers(stream.consumers.len());
+        stream.entry.stats.set_consumer_stats(stream.consumers.stats(log.info().last_sequence));
         Ok(name)
     }
 
