@@ -87,6 +87,9 @@ pub fn parse_headers(block: &Bytes) -> Result<HeaderBlock, HeaderError> {
     });
     let (_, version_line) = lines.next().ok_or(HeaderError::MissingVersion)?;
     let rest = version_line.strip_prefix(HEADER_VERSION).ok_or(HeaderError::MissingVersion)?;
+    if rest.contains(&b'\r') {
+        return Err(HeaderError::BadStatus);
+    }
     let mut parsed = HeaderBlock::default();
     if !rest.is_empty() {
         let (start, end) = trim_blanks(rest);
@@ -209,6 +212,7 @@ mod tests {
         assert_eq!(parse(b"NATS/1.0 50\r\n\r\n"), Err(HeaderError::BadStatus));
         assert_eq!(parse(b"NATS/1.0 5034\r\n\r\n"), Err(HeaderError::BadStatus));
         assert_eq!(parse(b"NATS/1.0x\r\n\r\n"), Err(HeaderError::BadStatus));
+        assert_eq!(parse(b"NATS/1.0 503 a\rb\r\n\r\n"), Err(HeaderError::BadStatus));
         assert_eq!(parse(b"NATS/1.0\r\nNoColon\r\n\r\n"), Err(HeaderError::MalformedEntry));
         assert_eq!(parse(b"NATS/1.0\r\n: v\r\n\r\n"), Err(HeaderError::MalformedEntry));
         assert_eq!(parse(b"NATS/1.0\r\nA B: v\r\n\r\n"), Err(HeaderError::MalformedEntry));
