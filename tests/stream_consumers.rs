@@ -302,3 +302,43 @@ fn a_stalled_consumer_says_so_and_dead_letters_reach_their_subject() {
         stop(server);
     }
 }
+
+#[test]
+fn a_push_consumer_publishes_to_its_deliver_subject_and_redelivers_what_is_not_acked() {
+    for shards in SHARD_COUNTS {
+        let data = TempDir::new("consumer-push");
+        let server = start_on(&data.path, shards, &[]);
+        let client = server.client();
+        add_stream(&client, "events", &["events.>"]);
+        let subscriber = server.client();
+        let deliveries = subscriber.subscribe("deliver.events").expect("subscribe");
+        subscriber.flush().expect("flush");
+        client.publish_durable_with("events.a", &[("Trace", "t-1")], b"first").expect("stored");
+        let config = ConsumerConfigSpec {
+            name: Some("pusher".to_owned()),
+            ack_wait_ms: 300,
+            deliver_subject: Some("deliver.events".to_owned()),
+            ..ConsumerConfigSpec::default()
+        };
+        client.consumer_add("events", config).expect("push consumer");
+        let first = common::next_message(&deliveries);
+        assert_eq!(&first.payload[..], b"first", "shards={shards}");
+        assert_eq!(first.header("Trace"), Some("t-1"), "the publisher's headers are kept");
+        assert_eq!(first.header("Flit-Sequence"), Some("1"));
+        assert_eq!(first.header("Flit-Delivery-Count"), Some("1"));
+        assert_eq!(first.header("Flit-Subject"), Some("events.a"));
+        // Not acked: it comes again after the ack wait.
+        let again = common::next_message(&deliveries);
+        assert_eq!((again.header("Flit-Sequence"), again.header("Flit-Delivery-Count")), (Some("1"), Some("2")));
+        client.ack("events", "pusher", 1, AckKind::Ack).expect("ack");
+        client.publish_durable("events.b", b"second").expect("stored");
+        let second = common::next_message(&deliveries);
+        assert_eq!((&second.payload[..], second.header("Flit-Sequence")), (&b"second"[..], Some("2")));
+        client.ack("events", "pusher", 2, AckKind::Ack).expect("ack");
+        std::thread::sleep(Duration::from_millis(500));
+        common::assert_no_message(&deliveries);
+        let refused = client.fetch("events", "pusher", 1, FETCH_WAIT).expect_err("a push consumer is not fetched");
+        assert_eq!(refused.stream_code(), Some(StreamCode::BadRequest), "shards={shards}");
+        stop(server);
+    }
+}

@@ -27,7 +27,13 @@
 //! on `$FLIT.ADVISORY.CONSUMER.STALLED.<stream>.<consumer>` (JSON), and its
 //! `flit_consumer_stalled` gauge is 1 until acks free room.
 //!
-//! Not built yet: push consumers (deliver subject).
+//! Push consumers (a deliver subject) publish each delivery to that subject
+//! as an ordinary message: the stored payload, the publisher's headers plus
+//! `Flit-Stream`, `Flit-Consumer`, `Flit-Sequence`, `Flit-Delivery-Count` and
+//! `Flit-Subject`, so a subscriber can ack with an Ack frame naming them.
+//! They obey the same ack wait, redelivery, `ack_pending_max` and dead
+//! letters as pull consumers; whoever subscribes to the deliver subject gets
+//! them (a queue group there makes a work queue).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +89,24 @@ pub enum ConsumerOutput {
     /// A message the owner publishes (dead letters, advisories), routed
     /// like any publish.
     Publish { subject: String, headers: Option<bytes::Bytes>, payload: bytes::Bytes },
+}
+
+/// The header block of a push delivery: the publisher's headers, then the
+/// stream's (a block that does not decode is replaced by the stream's alone).
+fn push_headers(stream: &str, consumer: &str, message: &StoredMessage, delivery_count: u32) -> Option<bytes::Bytes> {
+    let mut entries = if message.headers.is_empty() {
+        Vec::new()
+    } else {
+        flit_wire::decode_headers(&message.headers).unwrap_or_default()
+    };
+    let original = String::from_utf8_lossy(&message.subject).into_owned();
+    entries.push(("Flit-Stream".into(), stream.to_string()));
+    entries.push(("Flit-Consumer".into(), consumer.to_string()));
+    entries.push(("Flit-Sequence".into(), message.sequence.to_string()));
+    entries.push(("Flit-Delivery-Count".into(), delivery_count.to_string()));
+    entries.push(("Flit-Subject".into(), original));
+    let borrowed: Vec<(&str, &str)> = entries.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+    flit_wire::encode_headers(&borrowed).ok()
 }
 
 /// The subject prefix of stall advisories: `<prefix>.<stream>.<consumer>`.
@@ -194,9 +218,6 @@ impl StreamConsumers {
         config: ConsumerConfig,
         now: Duration,
     ) -> Result<String, (u16, String)> {
-        if config.mode != DeliveryMode::Pull {
-            return Err(refusal(400, "push consumers (deliver_subject) are not supported yet: use a pull consumer"));
-        }
         config.validate().map_err(|error| refusal(400, error.to_string()))?;
         if let Some(name) = &config.name {
             if let Some(existing) = self.consumers.get(name) {
@@ -274,6 +295,9 @@ impl StreamConsumers {
         now: Duration,
     ) -> Result<(), (u16, String)> {
         let owned = self.consumers.get_mut(name).ok_or_else(|| refusal(404, format!("no consumer {name}")))?;
+        if owned.consumer.config().mode != DeliveryMode::Pull {
+            return Err(refusal(400, format!("consumer {name} pushes to its deliver subject: subscribe there")));
+        }
         owned.last_used = now;
         // A fetch that does not wait still gets whatever is there now.
         let wait = wait.clamp(Duration::from_millis(1), FETCH_WAIT_MAX);
@@ -358,6 +382,19 @@ impl StreamConsumers {
                     _ => {
                         tracing::warn!(consumer = %name, sequence = dead.sequence, "dead letter not readable; counted only")
                     }
+                }
+            }
+            if let DeliveryMode::Push { deliver_subject } = owned.consumer.config().mode.clone() {
+                while budget_bytes > 0 {
+                    let Some(delivery) = owned.consumer.next_delivery(now, info.last_sequence) else { break };
+                    let Ok(Some(message)) = log.read(disk, delivery.sequence) else { continue };
+                    budget_bytes = budget_bytes.saturating_sub(message.payload.len().max(1));
+                    let headers = push_headers(stream, name, &message, delivery.delivery_count);
+                    outputs.push(ConsumerOutput::Publish {
+                        subject: deliver_subject.clone(),
+                        headers,
+                        payload: message.payload,
+                    });
                 }
             }
             while budget_bytes > 0 {
