@@ -56,7 +56,7 @@ COUNTERS = [
     "flit_stream_appends_total", "flit_stream_refused_total", "flit_stream_commits_total",
     "flit_consumer_redeliveries_total", "flit_consumer_dead_letters_total",
 ]
-HISTOGRAMS = ["flit_in_router_latency_seconds"]
+HISTOGRAMS = ["flit_in_router_latency_seconds", "flit_stream_sync_latency_seconds"]
 # Series Prometheus itself adds for every scrape target.
 BUILTIN = ["up"]
 

@@ -730,6 +730,21 @@ fn encode_streams(
         let labels = [("stream", entry.definition.name.clone()), ("shard", entry.owner.to_string())];
         gauge(u64::from(!entry.stats.status().is_empty())).encode(failed.encode_family(&labels)?)?;
     }
+    let mut sync_latency = encoder.encode_descriptor(
+        "flit_stream_sync_latency_seconds",
+        "From submitting a commit's fdatasync (linked after its write) to its completion, on the owner's ring.",
+        None,
+        MetricType::Histogram,
+    )?;
+    for entry in &directory.entries {
+        let histogram = &entry.stats.sync_latency;
+        let counts = histogram.bucket_counts();
+        let bounds = LATENCY_BUCKET_BOUNDS_NANOS.iter().map(|bound| seconds(*bound)).chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(counts).collect();
+        let labels = [("stream", entry.definition.name.clone()), ("shard", entry.owner.to_string())];
+        HistogramSnapshot { sum: seconds(histogram.sum_nanos()), count: histogram.count(), buckets }
+            .encode(sync_latency.encode_family(&labels)?)?;
+    }
     encode_consumers(encoder, directory)
 }
 

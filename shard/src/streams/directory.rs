@@ -31,6 +31,9 @@ pub struct StreamStats {
     pub refused: AtomicU64,
     pub commits: AtomicU64,
     pub consumers: AtomicU64,
+    /// From the submission of a commit's fdatasync (linked after its write,
+    /// so write included) to its completion, on the owner's ring.
+    pub sync_latency: crate::metrics::LatencyHistogram,
     /// Empty when healthy; else why the stream refuses ("corrupt: ...",
     /// "storage failed: ...", "disk full").
     status: Mutex<String>,

@@ -101,6 +101,8 @@ struct OwnedStream {
     /// Publishers waiting for their sequence to be acknowledged, in order.
     waiters: VecDeque<Waiter>,
     io_in_flight: FxHashMap<u64, IoKind>,
+    /// When each fdatasync in flight was submitted (by tag).
+    sync_submitted_at: FxHashMap<u64, std::time::Instant>,
     dedup: Option<DedupWindow>,
     consumers: StreamConsumers,
 }
@@ -199,6 +201,7 @@ impl OwnedStreams {
             log,
             waiters: VecDeque::new(),
             io_in_flight: FxHashMap::default(),
+            sync_submitted_at: FxHashMap::default(),
             dedup: (!dedup_window.is_zero()).then(|| DedupWindow::new(dedup_window, DEDUP_ENTRIES_MAX)),
             consumers,
         };
@@ -346,6 +349,7 @@ impl OwnedStreams {
                     stream.io_in_flight.insert(request.tag.0, IoKind::Write);
                     if let Some(sync_tag) = linked_sync {
                         stream.io_in_flight.insert(sync_tag.0, IoKind::Sync);
+                        stream.sync_submitted_at.insert(sync_tag.0, std::time::Instant::now());
                         index += 1;
                     }
                     ring.write_at(fd, *offset, data.clone(), key, linked_sync.map(|tag| disk_key(slot, tag)))?;
@@ -357,6 +361,7 @@ impl OwnedStreams {
                         continue;
                     };
                     stream.io_in_flight.insert(request.tag.0, IoKind::Sync);
+                    stream.sync_submitted_at.insert(request.tag.0, std::time::Instant::now());
                     ring.sync_data(fd, key)?;
                 }
             }
@@ -484,6 +489,11 @@ impl OwnedStreams {
         }
         let Some(kind) = kind else { return };
         let Some(stream) = self.slots[slot as usize].as_mut() else { return };
+        if let Some(submitted_at) = stream.sync_submitted_at.remove(&tag) {
+            if result >= 0 {
+                stream.entry.stats.sync_latency.record(submitted_at.elapsed().as_nanos() as u64, 1);
+            }
+        }
         let Ok(log) = stream.log.as_mut() else { return };
         let outcome = match (kind, result) {
             (_, result) if result == -libc::ECANCELED => IoOutcome::Cancelled,

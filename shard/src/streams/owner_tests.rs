@@ -83,6 +83,7 @@ fn publishes_are_answered_in_order_after_the_ring_synced_them_and_survive_a_reop
     }
     let commits = entry.stats.commits.load(std::sync::atomic::Ordering::Relaxed);
     assert!(commits < count as u64, "group commit: {commits} commits for {count} publishes");
+    assert_eq!(entry.stats.sync_latency.count(), commits, "one fdatasync latency sample per commit");
     assert_eq!(entry.stats.last_sequence.load(std::sync::atomic::Ordering::Relaxed), count as u64);
     let read = owned.read_batch(7, 1, 1000, usize::MAX).expect("read");
     assert_eq!(read.len(), count);
