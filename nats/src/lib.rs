@@ -51,6 +51,18 @@
 //! Subject'` (both keep the connection, as nats-server does). This crate's
 //! [`subject`] functions are NATS's rule, for tests and for telling a client
 //! "NATS would accept this, flit does not".
+//!
+//! # What the shard's NATS front end still has to do
+//! This crate checks syntax and limits only. Per connection the front end
+//! sends [`encode_info`] first; expects CONNECT first when authentication is
+//! required (anything else: [`ProtocolError::AuthorizationViolation`]); runs
+//! [`Connect::check`]; answers `+OK` after each op when `verbose`; validates
+//! subjects with flit's rule (see above) and queue groups with
+//! `flit_wire::subject::validate_queue_group`; parses an HPUB's header block
+//! with [`parse_headers`] before routing it; counts an UNSUB's `max`; honours
+//! `echo: false`; sends a [`NO_RESPONDERS_BLOCK`] HMSG to a requester that
+//! asked for `no_responders`; and on every error writes its `err_line` and
+//! closes when `closes_connection` says so.
 
 #![forbid(unsafe_code)]
 

@@ -294,7 +294,7 @@ impl Parser {
         }
         let Some((name, name_end)) = scan_op_name(buffer)? else { return Ok(None) };
         debug_assert!(name_end > 0 && name_end <= OP_NAME_BYTES_MAX);
-        let searched = &buffer[..buffer.len().min(self.limits.line_bytes_max() + 1)];
+        let searched = &buffer[..buffer.len().min(self.limits.line_bytes_max().saturating_add(1))];
         let Some(newline) = searched.iter().position(|byte| *byte == b'\n') else {
             if buffer.len() > self.limits.line_bytes_max() {
                 return Err(ProtocolError::MaxControlLineExceeded { limit: self.limits.max_control_line });
