@@ -114,6 +114,41 @@ pub struct RunArguments {
     /// flit: the token sent in Hello (a server with an identities file needs one).
     #[arg(long)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub durable: DurableArguments,
+}
+
+/// The durable and replay scenarios (docs/BENCHMARKS.md, "Durable streams").
+#[derive(Debug, Args)]
+pub struct DurableArguments {
+    /// durable: acknowledged publishes outstanding per publisher (1: one at a time).
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// durable: publisher connections.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// durable: the subject published to (a stream must capture it).
+    #[arg(long, default_value = "durable.data")]
+    pub subject: String,
+    /// durable: publish exactly this many messages, then stop (fills a stream); replay: read this many.
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Create this stream first, capturing --subject (flit: with --durability; NATS: file storage, 1 replica).
+    /// replay: the stream read.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// With --stream on a flit target: create the stream (ignored for NATS, whose sync policy is the server's).
+    #[arg(long)]
+    pub create_stream: bool,
+    /// replay, flit: messages per Fetch (0: 1,000).
+    #[arg(long, default_value_t = 0)]
+    pub fetch_batch: u32,
+    /// replay, flit: Fetches outstanding at once (0: 8).
+    #[arg(long, default_value_t = 0)]
+    pub fetches: u64,
+    /// flit stream durability for --create-stream: always, interval=10ms or memory.
+    #[arg(long, default_value = "always")]
+    pub durability: String,
 }
 
 /// Parses "500ms", "5s", "2m" or a plain number of seconds.
@@ -151,6 +186,9 @@ pub fn run(arguments: RunArguments) -> Result<()> {
     let target = Target::parse(url, arguments.allow_remote)?;
     if let Some(list) = &arguments.cpu {
         system::pin_to(system::parse_cpu_list(list)?[0])?;
+    }
+    if matches!(scenario, ScenarioKind::Durable | ScenarioKind::Replay) {
+        return crate::cli_durable::run(&arguments, scenario, &target, url);
     }
     let open_files = system::raise_open_file_limit();
     let default_window = if matches!(scenario, ScenarioKind::Reqrep | ScenarioKind::Conns) { 1 } else { 1024 };

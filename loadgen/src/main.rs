@@ -11,10 +11,14 @@
 //! - `scenario`: which connections a run opens and what each does.
 //! - `protocol`: flit (through `flit-wire`), the NATS text protocol, raw echo.
 //! - `report`, `plot`: summary table, JSON, `.hgrm`, SVG.
+//! - `durable`: acknowledged publishing and replay against flit streams and
+//!   NATS JetStream (its own driver; `cli_durable` turns a run into a report).
 //! - `echo_server`, `system`, `target`, `cli`.
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cli_durable;
+mod durable;
 mod echo_server;
 mod engine;
 mod plot;

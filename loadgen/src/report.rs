@@ -155,7 +155,11 @@ impl Report {
 
     fn write_summary(&self, out: &mut String) -> std::fmt::Result {
         let mode = if self.rate == 0 { "closed loop".to_string() } else { format!("{} msg/s open loop", self.rate) };
-        let latency_kind = if self.scenario == "reqrep" { "round trip" } else { "one way" };
+        let latency_kind = match self.scenario.as_str() {
+            "reqrep" => "round trip",
+            "durable" => "publish -> acknowledgement",
+            _ => "one way",
+        };
         writeln!(out, "{:<12} {}", "target", self.target)?;
         writeln!(out, "{:<12} {}", "scenario", self.scenario)?;
         writeln!(out, "{:<12} {}", "rate", mode)?;

@@ -20,6 +20,10 @@ pub enum ScenarioKind {
     Queue,
     /// C idle connections held open while one requester and one responder measure request/reply.
     Conns,
+    /// P publishers, each with N acknowledged publishes in flight to a stream; publish -> ack latency.
+    Durable,
+    /// Read a stored stream (`--messages` of it) to one consumer; messages per second.
+    Replay,
 }
 
 impl ScenarioKind {
@@ -30,6 +34,8 @@ impl ScenarioKind {
             ScenarioKind::Fanout => "fanout",
             ScenarioKind::Queue => "queue",
             ScenarioKind::Conns => "conns",
+            ScenarioKind::Durable => "durable",
+            ScenarioKind::Replay => "replay",
         }
     }
 }
@@ -122,6 +128,9 @@ impl RunOptions {
             (0..count).map(|_| Role::Responder { queue: queue(grouped) }).collect()
         };
         let (roles, subject, copies) = match self.scenario {
+            ScenarioKind::Durable | ScenarioKind::Replay => {
+                bail!("{} has its own driver (crate::durable)", self.scenario.name())
+            }
             ScenarioKind::Reqrep => {
                 let mut roles = responders(self.responders.max(1), self.queue_responders);
                 roles.extend(requesters(self.requesters.max(1)));

@@ -39,7 +39,7 @@ const CONTROL_LINE_BYTES_MAX: usize = 4096;
 /// nats-server refuses to start with a `max_payload` above 64 MiB.
 const PAYLOAD_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// `MSG <subject> <sid> [reply] <length>`: the most whitespace-separated fields a line we parse has.
-const FIELDS_MAX: usize = 5;
+pub(crate) const FIELDS_MAX: usize = 5;
 /// Enough decimal digits for any `u64`; 19 digits always fit, so parsing them cannot overflow.
 const DECIMAL_DIGITS_MAX: usize = 19;
 const _: () = assert!(PAYLOAD_BYTES_MAX as u64 <= 9_999_999_999_999_999_999);
@@ -143,7 +143,7 @@ fn is_blank(byte: u8) -> bool {
 
 /// The length of the control line at the front of `input`, without its CRLF;
 /// `None` while no whole line is buffered.
-fn control_line_length(input: &[u8]) -> Result<Option<usize>, ProtocolError> {
+pub(crate) fn control_line_length(input: &[u8]) -> Result<Option<usize>, ProtocolError> {
     // A line of the largest allowed length ends with its LF at this index.
     let window = &input[..input.len().min(CONTROL_LINE_BYTES_MAX + 2)];
     match window.iter().position(|&byte| byte == b'\n') {
@@ -158,7 +158,7 @@ fn control_line_length(input: &[u8]) -> Result<Option<usize>, ProtocolError> {
 }
 
 /// Splits `line` at its first blank: the operation name and its arguments with leading blanks removed.
-fn split_operation(line: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_operation(line: &[u8]) -> (&[u8], &[u8]) {
     let name_end = line.iter().position(|&byte| is_blank(byte)).unwrap_or(line.len());
     let (name, rest) = line.split_at(name_end);
     let arguments_start = rest.iter().position(|&byte| !is_blank(byte)).unwrap_or(rest.len());
@@ -182,7 +182,7 @@ fn trim_blanks(mut text: &[u8]) -> &[u8] {
 }
 
 /// The `(start, end)` ranges of the blank-separated fields of `line`; `None` if there are more than `FIELDS_MAX`.
-fn split_fields(line: &[u8], fields: &mut [(usize, usize); FIELDS_MAX]) -> Option<usize> {
+pub(crate) fn split_fields(line: &[u8], fields: &mut [(usize, usize); FIELDS_MAX]) -> Option<usize> {
     let mut count = 0;
     let mut position = 0;
     while position < line.len() {
@@ -204,7 +204,7 @@ fn split_fields(line: &[u8], fields: &mut [(usize, usize); FIELDS_MAX]) -> Optio
 }
 
 /// A non-negative decimal number of at most `DECIMAL_DIGITS_MAX` digits (no sign, no blanks).
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
+pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > DECIMAL_DIGITS_MAX {
         return None;
     }
@@ -218,7 +218,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     Some(value)
 }
 
-fn put_decimal(output: &mut impl bytes::BufMut, value: u64) {
+pub(crate) fn put_decimal(output: &mut impl bytes::BufMut, value: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     let mut rest = value;
@@ -234,7 +234,7 @@ fn put_decimal(output: &mut impl bytes::BufMut, value: u64) {
 }
 
 /// A subject, queue group or reply subject: non-empty, no whitespace or control bytes that would break the line.
-fn is_token(token: &[u8]) -> bool {
+pub(crate) fn is_token(token: &[u8]) -> bool {
     !token.is_empty() && token.iter().all(|&byte| byte > b' ' && byte != 0x7f)
 }
 
@@ -285,7 +285,7 @@ fn take_message(input: &mut BytesMut, line_length: usize, needs_reply: bool) -> 
 }
 
 /// `-ERR 'Unknown Protocol Operation'` → `Unknown Protocol Operation`.
-fn error_text(arguments: &[u8]) -> String {
+pub(crate) fn error_text(arguments: &[u8]) -> String {
     let text = trim_blanks(arguments);
     let text = match text {
         [b'\'', inner @ .., b'\''] => inner,
