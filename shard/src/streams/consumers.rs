@@ -141,11 +141,51 @@ impl std::fmt::Debug for OwnedConsumer {
     }
 }
 
+/// Messages read ahead of the consumers, per stream: deliveries are mostly
+/// consecutive sequences, and one read of many records costs one `pread`
+/// where a read per message costs one each (measured: replay was bound by
+/// them, bench-results/2026-11-30-durable).
+pub const READ_AHEAD_MESSAGES_MAX: usize = 1024;
+pub const READ_AHEAD_BYTES_MAX: usize = 1024 * 1024;
+
 /// The consumers of one stream.
 #[derive(Debug, Default)]
 pub struct StreamConsumers {
     consumers: BTreeMap<String, OwnedConsumer>,
     next_ephemeral: u64,
+    /// Consecutive acknowledged messages read ahead (stored messages never
+    /// change; one retention removed meanwhile may still be handed out).
+    read_ahead: std::collections::VecDeque<StoredMessage>,
+}
+
+/// The acknowledged message `sequence`: from the read-ahead, or read with
+/// the messages after it.
+fn read_message(
+    read_ahead: &mut std::collections::VecDeque<StoredMessage>,
+    disk: &mut FileDisk,
+    log: &StreamLog,
+    sequence: u64,
+) -> Option<StoredMessage> {
+    let first = read_ahead.front().map(|message| message.sequence);
+    if let Some(first) = first {
+        let index = sequence.checked_sub(first).map(|offset| offset as usize);
+        if let Some(message) = index.and_then(|index| read_ahead.get(index)) {
+            if message.sequence == sequence {
+                return Some(message.clone());
+            }
+        }
+    }
+    match log.read_batch(disk, sequence, READ_AHEAD_MESSAGES_MAX, READ_AHEAD_BYTES_MAX) {
+        Ok(batch) => {
+            read_ahead.clear();
+            read_ahead.extend(batch);
+            read_ahead.front().filter(|message| message.sequence == sequence).cloned()
+        }
+        Err(error) => {
+            tracing::warn!(sequence, %error, "reading a message to deliver failed");
+            None
+        }
+    }
 }
 
 fn refusal(code: u16, text: impl Into<String>) -> (u16, String) {
@@ -363,8 +403,8 @@ impl StreamConsumers {
             owned.consumer.retention_moved(info.first_sequence);
             while let Some(dead) = owned.consumer.pop_dead_letter() {
                 let Some(subject) = owned.consumer.config().dead_letter_subject.clone() else { continue };
-                match log.read(disk, dead.sequence) {
-                    Ok(Some(message)) => {
+                match read_message(&mut self.read_ahead, disk, log, dead.sequence) {
+                    Some(message) => {
                         let original = String::from_utf8_lossy(&message.subject).into_owned();
                         let sequence = dead.sequence.to_string();
                         let count = dead.delivery_count.to_string();
@@ -387,7 +427,9 @@ impl StreamConsumers {
             if let DeliveryMode::Push { deliver_subject } = owned.consumer.config().mode.clone() {
                 while budget_bytes > 0 {
                     let Some(delivery) = owned.consumer.next_delivery(now, info.last_sequence) else { break };
-                    let Ok(Some(message)) = log.read(disk, delivery.sequence) else { continue };
+                    let Some(message) = read_message(&mut self.read_ahead, disk, log, delivery.sequence) else {
+                        continue;
+                    };
                     budget_bytes = budget_bytes.saturating_sub(message.payload.len().max(1));
                     let headers = push_headers(stream, name, &message, delivery.delivery_count);
                     outputs.push(ConsumerOutput::Publish {
@@ -401,8 +443,8 @@ impl StreamConsumers {
                 let Some(pulled) = owned.pulls.next_pull_delivery(&mut owned.consumer, now, info.last_sequence) else {
                     break;
                 };
-                match log.read(disk, pulled.delivery.sequence) {
-                    Ok(Some(message)) => {
+                match read_message(&mut self.read_ahead, disk, log, pulled.delivery.sequence) {
+                    Some(message) => {
                         let bytes = message.subject.len() + message.headers.len() + message.payload.len();
                         budget_bytes = budget_bytes.saturating_sub(bytes.max(1));
                         outputs.push(ConsumerOutput::Message {
@@ -413,12 +455,10 @@ impl StreamConsumers {
                             delivery_count: pulled.delivery.delivery_count,
                         })
                     }
-                    // Removed by retention between pick and read: skipped
-                    // (the consumer hears of it at the next retention_moved).
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::warn!(consumer = %name, %error, "reading a message to deliver failed");
-                    }
+                    // Removed by retention between pick and read (the consumer
+                    // hears of it at the next retention_moved), or unreadable
+                    // (logged by read_message): skipped.
+                    None => {}
                 }
                 if pulled.request_complete {
                     outputs.push(ConsumerOutput::FetchDone {
