@@ -443,22 +443,19 @@ impl StreamConsumers {
                 let Some(pulled) = owned.pulls.next_pull_delivery(&mut owned.consumer, now, info.last_sequence) else {
                     break;
                 };
-                match read_message(&mut self.read_ahead, disk, log, pulled.delivery.sequence) {
-                    Some(message) => {
-                        let bytes = message.subject.len() + message.headers.len() + message.payload.len();
-                        budget_bytes = budget_bytes.saturating_sub(bytes.max(1));
-                        outputs.push(ConsumerOutput::Message {
-                            reply_to: pulled.token,
-                            stream: stream.clone(),
-                            consumer: name.clone(),
-                            message,
-                            delivery_count: pulled.delivery.delivery_count,
-                        })
-                    }
-                    // Removed by retention between pick and read (the consumer
-                    // hears of it at the next retention_moved), or unreadable
-                    // (logged by read_message): skipped.
-                    None => {}
+                // None: removed by retention between pick and read (the
+                // consumer hears of it at the next retention_moved), or
+                // unreadable (logged by read_message): skipped.
+                if let Some(message) = read_message(&mut self.read_ahead, disk, log, pulled.delivery.sequence) {
+                    let bytes = message.subject.len() + message.headers.len() + message.payload.len();
+                    budget_bytes = budget_bytes.saturating_sub(bytes.max(1));
+                    outputs.push(ConsumerOutput::Message {
+                        reply_to: pulled.token,
+                        stream: stream.clone(),
+                        consumer: name.clone(),
+                        message,
+                        delivery_count: pulled.delivery.delivery_count,
+                    });
                 }
                 if pulled.request_complete {
                     outputs.push(ConsumerOutput::FetchDone {
