@@ -42,6 +42,7 @@ GAUGES = [
     "flit_stream_messages", "flit_stream_bytes", "flit_stream_first_sequence", "flit_stream_last_sequence",
     "flit_stream_consumers", "flit_stream_storage_failed",
     "flit_consumer_lag", "flit_consumer_ack_pending", "flit_consumer_stalled",
+    "flit_data_filesystem_size_bytes", "flit_data_filesystem_available_bytes",
 ]
 COUNTERS = [
     "flit_shard_connections_accepted_total", "flit_shard_connections_refused_total",

@@ -86,6 +86,9 @@ pub struct Observed {
     pub busy_idle_reported: Mutex<Vec<(u64, u64)>>,
     /// The shards' shared state, for the stream directory (per-stream numbers).
     pub shared: Arc<flit_shard::mesh::SharedState>,
+    /// Where streams keep their logs: its file system's size and free space
+    /// are reported (statvfs at scrape time), once a stream exists.
+    pub data_directory: std::path::PathBuf,
 }
 
 impl Observed {
@@ -675,8 +678,40 @@ impl Collector for FlitCollector {
             HistogramSnapshot { sum: seconds(histogram.sum_nanos()), count: histogram.count(), buckets }
                 .encode(family)?;
         }
-        encode_streams(&mut encoder, &observed.shared.streams.snapshot())
+        let streams = observed.shared.streams.snapshot();
+        encode_streams(&mut encoder, &streams)?;
+        if !streams.entries.is_empty() {
+            encode_data_file_system(&mut encoder, &observed.data_directory)?;
+        }
+        Ok(())
     }
+}
+
+/// The data directory's file system: size and space available to flit.
+/// A full one makes every stream on it refuse publishes (507).
+fn encode_data_file_system(
+    encoder: &mut DescriptorEncoder,
+    data_directory: &std::path::Path,
+) -> Result<(), std::fmt::Error> {
+    let Ok(stats) = rustix::fs::statvfs(data_directory) else { return Ok(()) };
+    let block = stats.f_frsize.max(1);
+    let fields = [
+        (
+            "flit_data_filesystem_size_bytes",
+            "Size of the file system holding the data directory.",
+            stats.f_blocks * block,
+        ),
+        (
+            "flit_data_filesystem_available_bytes",
+            "Space on it available to flit (statvfs f_bavail).",
+            stats.f_bavail * block,
+        ),
+    ];
+    for (name, help, value) in fields {
+        let family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        gauge(value).encode(family)?;
+    }
+    Ok(())
 }
 
 /// Per-stream numbers, labelled by stream name (owner shard as a label too).

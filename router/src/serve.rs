@@ -88,6 +88,7 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
                 epoch: server.epoch(),
                 busy_idle_reported: Default::default(),
                 shared: server.shared_state(),
+                data_directory: config.data_directory.clone(),
             };
             // Shard i is pinned to the i-th allowed core; a core past them
             // keeps scrapes off the shards. Without one, the thread floats.
