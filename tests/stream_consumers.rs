@@ -342,3 +342,34 @@ fn a_push_consumer_publishes_to_its_deliver_subject_and_redelivers_what_is_not_a
         stop(server);
     }
 }
+
+#[test]
+fn the_messages_iterator_fetches_batches_as_it_runs_dry() {
+    let data = TempDir::new("consumer-iterator");
+    let server = start_on(&data.path, 1, &[]);
+    let client = server.client();
+    add_stream(&client, "feed", &["feed.>"]);
+    publish_many(&client, "feed.item", 7);
+    client.consumer_add("feed", durable("reader")).expect("consumer");
+    // Batches of 3: the iterator fetches three times for seven messages.
+    let read: Vec<u64> = client
+        .messages("feed", "reader", 3, Duration::from_millis(200))
+        .take(7)
+        .map(|message| {
+            let message = message.expect("a message");
+            client.ack("feed", "reader", message.sequence, AckKind::Ack).expect("ack");
+            message.sequence
+        })
+        .collect();
+    assert_eq!(read, (1..=7).collect::<Vec<_>>());
+    // A message published later is fetched when the iterator gets to it.
+    let publisher = server.client();
+    let later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        publisher.publish_durable("feed.item", b"late").expect("stored");
+    });
+    let next = client.messages("feed", "reader", 3, Duration::from_millis(100)).next().expect("one").expect("ok");
+    assert_eq!((next.sequence, &next.payload[..]), (8, &b"late"[..]));
+    later.join().expect("publisher");
+    stop(server);
+}

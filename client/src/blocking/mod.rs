@@ -39,7 +39,7 @@ use crate::options::Options;
 pub(crate) use io::Blocking;
 #[cfg(test)]
 pub(crate) use io::{message_channel, MessageReceiver, MessageSender};
-pub use streams::DurablePublish;
+pub use streams::{DurablePublish, Messages};
 pub use subscription::Subscription;
 
 use io::{slot, Answer, Slot};

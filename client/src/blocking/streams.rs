@@ -191,6 +191,27 @@ impl Client {
         self.answer_or_cancel(&answer, deadline, || core.cancel_stream_request(request_id))
     }
 
+    /// The consumer's messages as an iterator that fetches batches of up
+    /// to `batch`, each waiting up to `wait`, as it runs dry: it blocks
+    /// until a message comes and never ends by itself (bound it with
+    /// `take`, or stop at an `Err`: a lost connection or a refusal).
+    pub fn messages<'client>(
+        &'client self,
+        stream: &str,
+        consumer: &str,
+        batch: u32,
+        wait: Duration,
+    ) -> Messages<'client> {
+        Messages {
+            client: self,
+            stream: stream.to_string(),
+            consumer: consumer.to_string(),
+            batch,
+            wait,
+            buffered: std::collections::VecDeque::new(),
+        }
+    }
+
     /// Acknowledges (or naks, terms, extends) delivery `sequence` of
     /// `consumer`, and waits until the server saved the consumer's state
     /// that includes it: an acknowledged ack survives a crash.
@@ -234,5 +255,31 @@ impl Client {
                 answer.take().unwrap_or(Err(ClientError::Timeout))
             }
         }
+    }
+}
+
+/// A pull consumer's messages, fetched in batches as they are needed
+/// ([`Client::messages`]).
+#[derive(Debug)]
+pub struct Messages<'client> {
+    client: &'client Client,
+    stream: String,
+    consumer: String,
+    batch: u32,
+    wait: Duration,
+    buffered: std::collections::VecDeque<StreamMessage>,
+}
+
+impl Iterator for Messages<'_> {
+    type Item = Result<StreamMessage, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.buffered.is_empty() {
+            match self.client.fetch(&self.stream, &self.consumer, self.batch, self.wait) {
+                Ok(batch) => self.buffered.extend(batch),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        self.buffered.pop_front().map(Ok)
     }
 }
