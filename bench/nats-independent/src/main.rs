@@ -11,6 +11,11 @@
 //!   same subject, at most `--window` x K deliveries in flight;
 //! - `reqrep`: one requester (`Client::request`, one at a time) and one
 //!   responder connection; round-trip latency.
+//! - `jspub`: JetStream publishes (a request to a subject a file-storage
+//!   stream captures; the answer is its PubAck JSON, checked for `seq`), with
+//!   `--window` of them in flight on one connection; acknowledged msg/s and
+//!   publish-to-ack latency. Creates the stream `INDEPENDENT` first. The
+//!   cross-check for flit-loadgen's `durable` scenario against JetStream.
 //!
 //! As in the load generator, a payload starts with a 24-byte stamp (send time
 //! in ns since the run's start, sequence number, sender 0), messages sent in
@@ -19,7 +24,7 @@
 //! cannot busy-poll); one clock reading per burst of sends and per burst of
 //! receipts, as flit-loadgen reads it once per send burst and once per read.
 //!
-//! Usage: nats-independent --server 127.0.0.1:4222 --scenario pubsub|fanout|reqrep
+//! Usage: nats-independent --server 127.0.0.1:4222 --scenario pubsub|fanout|reqrep|jspub
 //!        [--subscribers K] [--window N] [--payload BYTES] [--duration 5s]
 //!        [--warmup 1s] [--drain 2s] [--json PATH]
 
@@ -53,6 +58,7 @@ enum Scenario {
     Pubsub,
     Fanout,
     Reqrep,
+    JetStreamPublish,
 }
 
 struct Options {
@@ -100,7 +106,8 @@ fn parse_options() -> Result<Options, Error> {
                     "pubsub" => Scenario::Pubsub,
                     "fanout" => Scenario::Fanout,
                     "reqrep" => Scenario::Reqrep,
-                    other => return Err(format!("unknown scenario {other:?} (pubsub, fanout, reqrep)").into()),
+                    "jspub" => Scenario::JetStreamPublish,
+                    other => return Err(format!("unknown scenario {other:?} (pubsub, fanout, reqrep, jspub)").into()),
                 }
             }
             "--subscribers" => options.subscribers = value()?.parse()?,
@@ -124,8 +131,12 @@ fn parse_options() -> Result<Options, Error> {
         options.subscribers = 1;
     }
     if options.window == 0 {
-        // flit-loadgen's defaults: 1 for reqrep, 1024 otherwise.
-        options.window = if options.scenario == Scenario::Reqrep { 1 } else { 1024 };
+        // flit-loadgen's defaults: 1 for reqrep, 1024 otherwise (256 for jspub).
+        options.window = match options.scenario {
+            Scenario::Reqrep => 1,
+            Scenario::JetStreamPublish => 256,
+            _ => 1024,
+        };
     }
     Ok(options)
 }
@@ -302,6 +313,64 @@ async fn run_pubsub(options: &Options) -> Result<Outcome, Error> {
     })
 }
 
+/// The subject the `jspub` stream captures, and the stream's name.
+const JETSTREAM_SUBJECT: &str = "independent.durable";
+const JETSTREAM_STREAM: &str = "INDEPENDENT";
+
+async fn run_jetstream_publish(options: &Options) -> Result<Outcome, Error> {
+    use futures_util::stream::FuturesUnordered;
+    let client = connect(&options.server).await?;
+    let create = serde_json::json!({
+        "name": JETSTREAM_STREAM, "subjects": [JETSTREAM_SUBJECT], "storage": "file", "num_replicas": 1,
+    });
+    let created = client
+        .request(format!("$JS.API.STREAM.CREATE.{JETSTREAM_STREAM}"), create.to_string().into())
+        .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&created.payload)?;
+    if answer.get("error").is_some() && answer["error"]["err_code"] != 10058 {
+        // 10058: the stream exists already (same config): fine.
+        return Err(format!("stream create failed: {answer}").into());
+    }
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let epoch = Instant::now();
+    let (warmup_end, measure_end) = (options.warmup, options.warmup + options.duration);
+    let payload = Bytes::from(vec![7u8; options.payload]);
+    let subject = async_nats::Subject::from_static(JETSTREAM_SUBJECT);
+    let (mut sent, mut received, mut refused) = (0u64, 0u64, 0u64);
+    let mut cpu_start = None;
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        let since = epoch.elapsed();
+        if cpu_start.is_none() && since >= warmup_end {
+            cpu_start = process_cpu_s();
+        }
+        while since < measure_end && in_flight.len() < options.window {
+            let started = Instant::now();
+            let measured = started - epoch >= warmup_end;
+            sent += u64::from(measured);
+            let request = client.request(subject.clone(), payload.clone());
+            in_flight.push(async move { (request.await, started, measured) });
+        }
+        let Some((reply, started, measured)) = in_flight.next().await else { break };
+        let acknowledged = reply.ok().is_some_and(|reply| {
+            serde_json::from_slice::<serde_json::Value>(&reply.payload).is_ok_and(|ack| ack.get("seq").is_some())
+        });
+        if measured {
+            if acknowledged {
+                received += 1;
+                histogram.saturating_record((started.elapsed().as_nanos() as u64).max(1));
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    let client_cpu_s = cpu_start.zip(process_cpu_s()).map(|(start, end)| end - start);
+    if refused > 0 {
+        eprintln!("nats-independent jspub: {refused} publishes not acknowledged");
+    }
+    Ok(Outcome { sent, received, histogram, connections: 1, client_cpu_s })
+}
+
 async fn run_reqrep(options: &Options) -> Result<Outcome, Error> {
     let responder = connect(&options.server).await?;
     let mut requests = responder.subscribe(REQUEST_SUBJECT).await?;
@@ -374,8 +443,10 @@ fn report(options: &Options, outcome: &Outcome) -> serde_json::Value {
         Scenario::Pubsub => "pubsub",
         Scenario::Fanout => "fanout",
         Scenario::Reqrep => "reqrep",
+        Scenario::JetStreamPublish => "jspub",
     };
-    let expected = outcome.sent * if options.scenario == Scenario::Reqrep { 1 } else { options.subscribers as u64 };
+    let one_each = matches!(options.scenario, Scenario::Reqrep | Scenario::JetStreamPublish);
+    let expected = outcome.sent * if one_each { 1 } else { options.subscribers as u64 };
     serde_json::json!({
         "scenario": scenario,
         "target": format!("nats://{} (async-nats)", options.server),
@@ -414,6 +485,7 @@ fn main() -> Result<(), Error> {
         match options.scenario {
             Scenario::Pubsub | Scenario::Fanout => run_pubsub(&options).await,
             Scenario::Reqrep => run_reqrep(&options).await,
+            Scenario::JetStreamPublish => run_jetstream_publish(&options).await,
         }
     })?;
     let report = report(&options, &outcome);
