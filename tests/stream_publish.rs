@@ -205,6 +205,27 @@ streams_admin = true
     let refused = writer.publish_durable("billing.x", b"x").expect_err("no publish permission");
     assert!(matches!(refused, ClientError::Server { code: 401, .. }), "{refused}");
     assert_eq!(writer.publish_durable("orders.eu", b"y").expect("still connected").sequence, 2);
+    // A consumer whose deliver or dead-letter subject its creator may not
+    // publish to would make the router publish there on its behalf: refused.
+    for (deliver, dead) in [(Some("billing.push"), None), (None, Some("billing.dead")), (Some("_INBOX.other.x"), None)]
+    {
+        let config = flit_client::stream::ConsumerConfigSpec {
+            name: Some("sneaky".into()),
+            deliver_subject: deliver.map(str::to_owned),
+            dead_letter_subject: dead.map(str::to_owned),
+            ..Default::default()
+        };
+        let denied = writer.consumer_add("orders", config).expect_err("not a subject it may publish to");
+        assert_eq!(denied.stream_code(), Some(StreamCode::PermissionDenied), "{deliver:?} {dead:?}: {denied}");
+    }
+    // One it may publish to but the stream captures itself would loop: refused too.
+    let looping = flit_client::stream::ConsumerConfigSpec {
+        name: Some("pusher".into()),
+        deliver_subject: Some("orders.push".into()),
+        ..Default::default()
+    };
+    let refused = writer.consumer_add("orders", looping).expect_err("a delivery loop");
+    assert_eq!(refused.stream_code(), Some(StreamCode::BadRequest), "{refused}");
     operator.stream_remove("orders").expect("an admin removes");
 }
 

@@ -6,8 +6,11 @@
 //!
 //! Permissions (with identities): adding and removing streams needs
 //! `streams_admin`; reading a stream (consumers, fetches, acks) needs
-//! subscribe permission for every subject it captures; info and list need
-//! neither (they show configuration and counts, not messages).
+//! subscribe permission for every subject it captures; a consumer's deliver
+//! and dead-letter subjects, where the router publishes for it, need publish
+//! permission; info and list need neither (they show configuration and
+//! counts, not messages). What the router publishes is delivered under each
+//! subscriber's own permissions, like any publish.
 
 use bytes::BytesMut;
 use flit_wire::stream::{StreamCommand, StreamFrame, StreamReply, StreamRequest};
@@ -107,6 +110,27 @@ impl Shard {
                 return;
             }
             StreamCommand::ConsumerAdd { stream, config } => {
+                // The router publishes to these subjects on the creator's
+                // behalf (push deliveries, dead letters): only where it may
+                // publish itself.
+                let subjects = [config.deliver_subject.as_deref(), config.dead_letter_subject.as_deref()];
+                let captured =
+                    self.shared.streams.snapshot().find(&stream).map(|entry| entry.definition.subjects.clone());
+                for subject in subjects.into_iter().flatten() {
+                    if let Err(message) = self.may_publish_to(key, subject) {
+                        return self.answer(key, request_id, admin::FORBIDDEN, &message);
+                    }
+                    // Deliveries published where the stream captures would be
+                    // stored again and delivered again, without end.
+                    let loops = captured
+                        .iter()
+                        .flatten()
+                        .any(|pattern| flit_wire::subject::pattern_matches(pattern.as_bytes(), subject.as_bytes()));
+                    if loops {
+                        let message = format!("{subject} is captured by stream {stream} itself: a delivery loop");
+                        return self.answer(key, request_id, admin::BAD_REQUEST, &message);
+                    }
+                }
                 let command = OwnerCommand::ConsumerAdd(frames::consumer_config_from_spec(&config));
                 return self.send_to_owner(key, request_id, &stream, command);
             }
@@ -147,6 +171,21 @@ impl Shard {
             Some(identity) if identity.permissions.streams_admin => Ok(()),
             Some(identity) => Err(format!("{} may not add or remove streams (streams_admin)", identity.name)),
             None => Err("not authenticated".to_string()),
+        }
+    }
+
+    /// Whether the connection's identity may publish to `subject`.
+    fn may_publish_to(&self, key: ConnectionKey, subject: &str) -> Result<(), String> {
+        if !self.identities.required {
+            return Ok(());
+        }
+        let Some(identity) = self.connections.get(key).and_then(|connection| connection.identity.clone()) else {
+            return Err("not authenticated".to_string());
+        };
+        if identity.permissions.publish.permits(subject.as_bytes()) {
+            Ok(())
+        } else {
+            Err(format!("{} may not publish to {subject} (a consumer's deliver or dead-letter subject)", identity.name))
         }
     }
 
