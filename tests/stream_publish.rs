@@ -261,3 +261,52 @@ fn the_async_client_publishes_durably_and_fetches() {
         client.close().await.expect("close");
     });
 }
+
+/// A raw connection that agreed protocol version 1 in its handshake.
+fn version_one_connection(address: std::net::SocketAddr) -> common::RawConnection {
+    let mut connection = common::RawConnection::connect_without_hello(address);
+    let hello = flit_wire::Hello {
+        version_min: 1,
+        version_max: 1,
+        client_name: Some("version-one".into()),
+        auth_token: None,
+        ack_mode: false,
+    };
+    let mut frame = bytes::BytesMut::new();
+    flit_wire::Encoder::default().hello(&mut frame, &hello).expect("hello");
+    connection.send(&frame);
+    match connection.read_frame() {
+        Some(flit_wire::Frame::Welcome(welcome)) => assert_eq!(welcome.version, 1, "version 1 agreed"),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    connection
+}
+
+#[test]
+fn version_two_input_on_a_version_one_connection_is_refused_and_others_are_unaffected() {
+    let data = TempDir::new("stream-version-one");
+    let server = start_on(&data.path, 2, &[]);
+    let client = server.client();
+    add_stream(&client, "orders", &["orders.>"]);
+    // A Publish with an acknowledgement id (its tag): malformed in version 1.
+    let mut tagged = version_one_connection(server.address);
+    let mut frame = bytes::BytesMut::new();
+    flit_wire::Encoder::default().publish(&mut frame, b"orders.eu", None, None, b"x").expect("publish");
+    frame[8..16].copy_from_slice(&7u64.to_le_bytes());
+    tagged.send(&frame);
+    assert_eq!(tagged.expect_error_then_close(), flit_wire::ErrorCode::MalformedFrame.as_u16());
+    // A stream op: not a version-1 operation.
+    let mut requester = version_one_connection(server.address);
+    let mut frame = bytes::BytesMut::new();
+    let request = flit_wire::stream::StreamRequest {
+        request_id: 1,
+        command: flit_wire::stream::StreamCommand::Info { stream: "orders".into() },
+    };
+    flit_wire::Encoder::default().stream_request(&mut frame, &request).expect("request");
+    requester.send(&frame);
+    assert_eq!(requester.expect_error_then_close(), flit_wire::ErrorCode::UnexpectedOp.as_u16());
+    // The version-2 client and the stream did not notice.
+    assert_eq!(client.publish_durable("orders.eu", b"y").expect("stored").sequence, 1);
+    assert_eq!(client.stream_info("orders").expect("info").messages, 1);
+    stop(server);
+}
