@@ -21,6 +21,8 @@ pub struct FlitServer {
     pub shards: usize,
     /// The metrics listener, when `--metrics` was given.
     pub metrics_address: Option<SocketAddr>,
+    /// The NATS listener, when `--nats-listen` was given.
+    pub nats_address: Option<SocketAddr>,
 }
 
 impl FlitServer {
@@ -57,11 +59,12 @@ impl FlitServer {
         let mut fields = line[prefix.len()..].split_whitespace();
         let address: SocketAddr = fields.next().expect("address").parse().expect("a socket address");
         assert_eq!(fields.next(), Some(format!("shards={shards}").as_str()));
-        let metrics_address = fields
-            .next()
-            .and_then(|field| field.strip_prefix("metrics="))
-            .map(|address| address.parse().expect("a metrics socket address"));
-        FlitServer { child: Some(child), address, shards, metrics_address }
+        // The rest are `name=value` fields, some optional (metrics, nats).
+        let rest: Vec<&str> = fields.collect();
+        let field = |name: &str| rest.iter().find_map(|field| field.strip_prefix(name));
+        let metrics_address = field("metrics=").map(|address| address.parse().expect("a metrics socket address"));
+        let nats_address = field("nats=").map(|address| address.parse().expect("a NATS socket address"));
+        FlitServer { child: Some(child), address, shards, metrics_address, nats_address }
     }
 
     /// A client connected with default options.
