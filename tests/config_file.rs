@@ -41,7 +41,7 @@ fn the_example_file_validates() {
     let output = flit(&["config", "check", example]);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    assert!(stdout.contains("is valid") && stdout.contains("listen=127.0.0.1:4222"), "{stdout}");
+    assert!(stdout.contains("is valid") && stdout.contains("listen=127.0.0.1:4224"), "{stdout}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Async publish/subscribe on tokio: a subscriber task reads what the main
 //! task publishes.
 //!
-//! Usage: `cargo run -p flit-client --example async_pubsub [ADDRESS]` (default 127.0.0.1:4222).
+//! Usage: `cargo run -p flit-client --example async_pubsub [ADDRESS]` (default 127.0.0.1:4224).
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ const MESSAGES: usize = 10;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), ClientError> {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:4222".to_owned());
+    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:4224".to_owned());
     let client = AsyncClient::connect(address.as_str()).await?;
     println!("connected to shard {} of {}", client.welcome().shard, client.welcome().shards);
 

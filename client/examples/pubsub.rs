@@ -1,14 +1,14 @@
 //! Blocking publish/subscribe: subscribe, flush (so the subscription is live
 //! on every shard), publish ten messages, read them back.
 //!
-//! Usage: `cargo run -p flit-client --example pubsub [ADDRESS]` (default 127.0.0.1:4222).
+//! Usage: `cargo run -p flit-client --example pubsub [ADDRESS]` (default 127.0.0.1:4224).
 
 use std::time::Duration;
 
 use flit_client::{Client, ClientError};
 
 fn main() -> Result<(), ClientError> {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:4222".to_owned());
+    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:4224".to_owned());
     let client = Client::connect(address.as_str())?;
     let welcome = client.welcome();
     println!("connected to {} (shard {} of {})", welcome.server_name, welcome.shard, welcome.shards);

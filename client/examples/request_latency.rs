@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo run --release -p flit-client --example request_latency -- \
-//!     [--server 127.0.0.1:4222] [--requests 20000] [--warmup 2000] [--payload 64] \
+//!     [--server 127.0.0.1:4224] [--requests 20000] [--warmup 2000] [--payload 64] \
 //!     [--mode blocking|async|async-mt|all] [--responder raw|client] [--subscribed]
 //! ```
 //!
@@ -47,7 +47,7 @@ struct Arguments {
 
 fn arguments() -> Arguments {
     let mut parsed = Arguments {
-        server: "127.0.0.1:4222".to_owned(),
+        server: "127.0.0.1:4224".to_owned(),
         requests: 20_000,
         warmup: 2_000,
         payload: 64,

@@ -11,7 +11,7 @@ use flit_client::{Client, ClientError};
 const REQUESTS: usize = 1000;
 
 fn main() -> Result<(), ClientError> {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:4222".to_owned());
+    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:4224".to_owned());
     let responder = Client::connect(address.as_str())?;
     let requests = responder.subscribe("demo.echo")?;
     responder.flush()?;

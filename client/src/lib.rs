@@ -57,7 +57,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! # fn main() -> Result<(), flit_client::ClientError> {
-//! let client = flit_client::Client::connect("127.0.0.1:4222")?;
+//! let client = flit_client::Client::connect("127.0.0.1:4224")?;
 //! let subscription = client.subscribe("orders.>")?;
 //! client.flush()?; // the subscription is now visible on every shard
 //! client.check_refusals()?; // and the server did not refuse it (401)

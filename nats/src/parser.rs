@@ -287,6 +287,15 @@ impl Parser {
         build(&scanned, &frame).map(Some)
     }
 
+    /// As [`Parser::split_op`], and also returns the op's whole bytes, which
+    /// every `Bytes` in the op is a slice of: a router keeps that one buffer
+    /// and ranges into it instead of one reference count per part.
+    pub fn split_op_with_bytes(&self, buffer: &mut BytesMut) -> Result<Option<(ClientOp, Bytes)>, ProtocolError> {
+        let Some(scanned) = self.scan(buffer)? else { return Ok(None) };
+        let frame = buffer.split_to(scanned.consumed).freeze();
+        build(&scanned, &frame).map(|op| Some((op, frame)))
+    }
+
     /// Finds one whole op; checks everything but CONNECT's JSON.
     fn scan(&self, buffer: &[u8]) -> Result<Option<Scanned>, ProtocolError> {
         if buffer.is_empty() {

@@ -57,7 +57,7 @@ pub struct ServeArguments {
     /// TOML file holding any of the settings below (see flit.example.toml); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Address to listen on, IP:PORT or HOST:PORT (a host name is resolved at startup; flit listens on the first address it resolves to); port 0 picks a free port (printed in the ready line). [default: 127.0.0.1:4222]
+    /// Address to listen on, IP:PORT or HOST:PORT (a host name is resolved at startup; flit listens on the first address it resolves to); port 0 picks a free port (printed in the ready line). [default: 127.0.0.1:4224]
     #[arg(long, value_parser = resolve_address)]
     pub listen: Option<SocketAddr>,
     /// Number of shards (one pinned thread each), or `auto` for one per available core. [default: auto]
@@ -125,6 +125,9 @@ pub struct ServeArguments {
     /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:8222; a host name like --listen), not the --listen port. [default: off]
     #[arg(long, value_parser = resolve_address)]
     pub metrics: Option<SocketAddr>,
+    /// Also speak the NATS client protocol on this address, so NATS clients connect unchanged (NATS's default port: --nats-listen 127.0.0.1:4222). [default: off]
+    #[arg(long = "nats-listen", value_parser = resolve_address)]
+    pub nats_listen: Option<SocketAddr>,
     /// Log line format on stderr. [default: human]
     #[arg(long = "log-format", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -181,6 +184,7 @@ impl ServeArguments {
         layer.limits.frame_timeout_ms = self.frame_timeout_ms;
         layer.limits.idle_timeout_ms = self.idle_timeout_ms;
         layer.metrics.listen = self.metrics;
+        layer.nats.listen = self.nats_listen;
         layer.log.format = self.log_format;
         layer.log.level = self.log_level.clone();
         layer.auth.identities_file = self.identities.clone();

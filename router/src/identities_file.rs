@@ -34,6 +34,9 @@ struct IdentityEntry {
     /// With mutual TLS: the SHA-256 of the client certificate (DER), as
     /// `openssl x509 -in client.crt -outform der | sha256sum` prints it.
     certificate_sha256: Option<String>,
+    /// For NATS clients (CONNECT `user` = this name, `pass`): the password's
+    /// SHA-256, as `flit auth hash-token` prints it.
+    password_sha256: Option<String>,
     #[serde(default)]
     publish: RuleEntry,
     #[serde(default)]
@@ -93,11 +96,14 @@ pub fn parse(text: &str, path: &str) -> Result<Identities, String> {
             .as_deref()
             .map(|text| parse_hash(text, &entry.name, "certificate_sha256"))
             .transpose();
+        let password =
+            entry.password_sha256.as_deref().map(|text| parse_hash(text, &entry.name, "password_sha256")).transpose();
         let (token, certificate) =
             (token.map_err(|e| format!("{path}: {e}"))?, certificate.map_err(|e| format!("{path}: {e}"))?);
-        if token.is_none() && certificate.is_none() {
+        let password = password.map_err(|e| format!("{path}: {e}"))?;
+        if token.is_none() && certificate.is_none() && password.is_none() {
             return Err(format!(
-                "identities file {path}: identity {} needs token_sha256 or certificate_sha256",
+                "identities file {path}: identity {} needs token_sha256, certificate_sha256 or password_sha256",
                 entry.name
             ));
         }
@@ -122,6 +128,9 @@ pub fn parse(text: &str, path: &str) -> Result<Identities, String> {
         }
         if let Some(certificate) = certificate {
             identity = identity.with_certificate(certificate);
+        }
+        if let Some(password) = password {
+            identity = identity.with_password(password);
         }
         identities.push(identity);
     }

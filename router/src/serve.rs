@@ -111,6 +111,9 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
     if let Some(address) = metrics_address {
         ready_line.push_str(&format!(" metrics={address}"));
     }
+    if let Some(address) = server.nats_address() {
+        ready_line.push_str(&format!(" nats={address}"));
+    }
     ready_line.push_str(&format!(" receive={}", server.receive_path()));
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{ready_line}");

@@ -15,7 +15,10 @@ use flit_shard::{available_cores, IdleStrategy, ReceiveMode, ServerConfig};
 use serde::{Deserialize, Serialize};
 
 /// The address `flit serve` listens on and the clients connect to by default.
-pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4222";
+/// Not 4222: that is NATS's port, which the NATS listener takes
+/// (`--nats-listen 127.0.0.1:4222`), so a NATS client with its default
+/// settings reaches flit with that one flag.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4224";
 
 /// An address to listen on, `IP:PORT` or `HOST:PORT`, as `--listen`,
 /// `--metrics` and the file's `listen` keys take it. A host name is resolved
@@ -177,6 +180,15 @@ pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[nats]`: the NATS-protocol listener.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    /// Where NATS clients connect (NATS's own default is 4222); absent: off.
+    #[serde(default, deserialize_with = "deserialize_address")]
+    pub listen: Option<SocketAddr>,
+}
+
 /// `[auth]`
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,6 +229,8 @@ pub struct FileSettings {
     pub limits: LimitsSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    #[serde(default)]
+    pub nats: NatsSection,
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
@@ -295,6 +309,7 @@ impl FileSettings {
                 idle_timeout_ms: Some(config.idle_timeout.as_millis() as u64),
             },
             metrics: MetricsSection { listen: None },
+            nats: NatsSection { listen: None },
             log: LogSection { format: Some(LogFormat::Human), level: Some(DEFAULT_LOG_LEVEL.to_string()) },
             auth: AuthSection { identities_file: None },
             rate_limit: crate::rate_limit_settings::RateLimitSection::defaults(),
@@ -347,6 +362,7 @@ impl FileSettings {
                 idle_timeout_ms: pick(base.limits.idle_timeout_ms, over.limits.idle_timeout_ms),
             },
             metrics: MetricsSection { listen: pick(base.metrics.listen, over.metrics.listen) },
+            nats: NatsSection { listen: pick(base.nats.listen, over.nats.listen) },
             log: LogSection {
                 format: pick(base.log.format, over.log.format),
                 level: pick(base.log.level, over.log.level),
@@ -427,6 +443,21 @@ impl Settings {
                 metrics.ip()
             ));
         }
+        if let Some(nats) = merged.nats.listen {
+            let clash = if addresses_collide(listen, nats) {
+                Some("server.listen (--listen)")
+            } else if merged.metrics.listen.is_some_and(|metrics| addresses_collide(metrics, nats)) {
+                Some("metrics.listen (--metrics)")
+            } else {
+                None
+            };
+            if let Some(other) = clash {
+                return Err(format!(
+                    "nats.listen (--nats-listen) {nats} is the port of {other}: give each listener a port of its own"
+                ));
+            }
+        }
+        server.nats_listen = merged.nats.listen;
         let log_level = merged.log.level.expect("defaulted");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             return Err(format!("log level `{log_level}` is not a valid filter: {error}"));
@@ -482,19 +513,27 @@ mod tests {
         // Every key the file format knows, from a fully populated value.
         let mut everything = FileSettings::defaults();
         everything.metrics.listen = Some("127.0.0.1:8222".parse().unwrap());
+        everything.nats.listen = Some("127.0.0.1:4222".parse().unwrap());
         let mut known = Vec::new();
         keys(&toml::Value::try_from(&everything).unwrap(), "", &mut known);
         let mut in_example = Vec::new();
         keys(&toml::Value::Table(toml::from_str(EXAMPLE).unwrap()), "", &mut in_example);
         // Off by default, so the example shows it commented out.
-        let commented =
-            ["metrics.listen", "auth.identities_file", "tls.cert_file", "tls.key_file", "tls.client_ca_file"];
+        let commented = [
+            "metrics.listen",
+            "nats.listen",
+            "auth.identities_file",
+            "tls.cert_file",
+            "tls.key_file",
+            "tls.client_ca_file",
+        ];
         known.retain(|key| !commented.contains(&key.as_str()));
         for key in ["cert_file", "key_file", "client_ca_file"] {
             assert!(EXAMPLE.contains(&format!("\n# {key} = ")), "{key}");
         }
         assert!(EXAMPLE.contains("\n# identities_file = "));
         assert!(EXAMPLE.contains("\n# listen = \"127.0.0.1:8222\"\n"));
+        assert!(EXAMPLE.contains("\n# listen = \"127.0.0.1:4222\"\n"));
         known.sort();
         in_example.sort();
         assert_eq!(in_example, known);

@@ -268,6 +268,9 @@ pub struct Identity {
     /// With mutual TLS: the SHA-256 of the client certificate that proves
     /// this identity (instead of, or as well as, the token).
     pub certificate_sha256: Option<[u8; 32]>,
+    /// For NATS clients: the SHA-256 of the password that, with the
+    /// identity's name as the user, proves it (CONNECT `user`/`pass`).
+    password_sha256: Option<[u8; 32]>,
 }
 
 impl Identity {
@@ -279,7 +282,15 @@ impl Identity {
             rate: None,
             subscription_bytes: Arc::default(),
             certificate_sha256: None,
+            password_sha256: None,
         }
+    }
+
+    /// The identity may also be proved by its name and this password's
+    /// SHA-256 (a NATS client's CONNECT `user` and `pass`).
+    pub fn with_password(mut self, password_sha256: [u8; 32]) -> Identity {
+        self.password_sha256 = Some(password_sha256);
+        self
     }
 
     /// An identity proved by a client certificate (mutual TLS), with or
@@ -313,6 +324,7 @@ impl Identity {
         self.name == other.name
             && same(self.token_sha256, other.token_sha256)
             && same(self.certificate_sha256, other.certificate_sha256)
+            && same(self.password_sha256, other.password_sha256)
     }
 }
 
@@ -374,6 +386,23 @@ impl Identities {
             }
         }
         found.map(Some).ok_or(AuthError::UnknownToken)
+    }
+
+    /// The identity a NATS client's `user` and `pass` prove: the identity
+    /// named `user` whose password hash matches. `Ok(None)`: authentication
+    /// is off. The hash is compared in constant time; which names exist is
+    /// not secret (they appear in logs and metrics), so the name lookup is
+    /// not.
+    pub fn authenticate_password(&self, user: &str, password: &str) -> Result<Option<Arc<Identity>>, AuthError> {
+        if !self.required {
+            return Ok(None);
+        }
+        let presented = token_sha256(password);
+        let identity = self.by_name(user).ok_or(AuthError::UnknownToken)?;
+        match identity.password_sha256 {
+            Some(known) if bool::from(known.ct_eq(&presented)) => Ok(Some(identity.clone())),
+            _ => Err(AuthError::UnknownToken),
+        }
     }
 
     /// The identity a verified client certificate maps to, if any.

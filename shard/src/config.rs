@@ -74,6 +74,9 @@ pub enum ReceiveMode {
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// The NATS-protocol listener (`[nats] listen`, `--nats-listen`): NATS
+    /// clients reach the same shards there. None: no NATS listener.
+    pub nats_listen: Option<SocketAddr>,
     /// Number of shards; each gets a thread pinned to one core.
     pub shards: usize,
     pub idle: IdleStrategy,
@@ -121,6 +124,7 @@ impl ServerConfig {
     pub fn new(listen: SocketAddr, shards: usize) -> ServerConfig {
         ServerConfig {
             listen,
+            nats_listen: None,
             shards,
             idle: IdleStrategy::Park,
             receive: ReceiveMode::Ring,

@@ -149,6 +149,9 @@ pub struct Connection {
     pub unsent: Option<Bytes>,
     pub send_partial_frame_bytes: usize,
     pub discarding_unsent: bool,
+    /// The NATS client protocol's state, for a connection accepted on the
+    /// NATS listener (shard/nats/); None for a native connection.
+    pub nats: Option<Box<crate::nats_session::NatsSession>>,
 }
 
 impl Connection {
@@ -212,6 +215,7 @@ impl Connection {
             unsent: None,
             send_partial_frame_bytes: 0,
             discarding_unsent: false,
+            nats: None,
         }
     }
 
@@ -227,7 +231,7 @@ impl Connection {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     self.partial_frame_bytes =
-                        partial_frame_after_write(&self.write_buffer, self.partial_frame_bytes, written);
+                        self.frame_rest_after_write(&self.write_buffer, self.partial_frame_bytes, written);
                     self.write_buffer.advance(written);
                     written_total += written;
                 }
@@ -286,6 +290,17 @@ impl Connection {
         self.discarding_unsent = self.send_in_flight_bytes > 0;
         // They will never be written, so they take no part in the latency.
         self.deliveries_pending = 0;
+    }
+
+    /// Where the next frame boundary is after `written` bytes of `buffer`
+    /// went out (see [`partial_frame_after_write`]). NATS output is text with
+    /// no length prefix to walk: it is not tracked (0), and an evicted NATS
+    /// client is reset rather than sent a last error (shard/io.rs).
+    pub fn frame_rest_after_write(&self, buffer: &[u8], partial: usize, written: usize) -> usize {
+        if self.nats.is_some() {
+            return 0;
+        }
+        partial_frame_after_write(buffer, partial, written)
     }
 
     /// Frees buffers that are empty but hold a lot of memory.

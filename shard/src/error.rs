@@ -10,9 +10,9 @@ pub enum StartError {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     #[error(
-        "cannot listen on {address}: address already in use; stop the process holding it or choose another --listen"
+        "cannot listen on {address}: address already in use; stop the process holding it or choose another {flag}"
     )]
-    AddressInUse { address: SocketAddr },
+    AddressInUse { address: SocketAddr, flag: &'static str },
     #[error("cannot listen on {address}: {source}; check the address belongs to this host and the port is allowed")]
     Bind { address: SocketAddr, source: io::Error },
     #[error(

@@ -58,6 +58,7 @@ pub mod interest;
 pub mod log_limit;
 pub mod mesh;
 pub mod metrics;
+pub mod nats_session;
 pub mod rate_limit;
 pub mod ring;
 pub mod server;

@@ -49,6 +49,19 @@ pub struct RoutedMessage {
     /// When the router read it: nanoseconds since [`SharedState::epoch`]
     /// (feeds the in-router latency histogram).
     pub received_at_nanos: u64,
+    /// The connection that published it, as [`origin_of`] encodes it, or
+    /// [`NO_ORIGIN`]: lets a NATS client's `echo: false` skip its own
+    /// messages (a connection lives on one shard, so only that shard can match).
+    pub origin: u64,
+}
+
+/// A message the router made itself, or one whose publisher does not matter.
+pub const NO_ORIGIN: u64 = u64::MAX;
+
+/// The origin of a message published by connection `key` of shard `shard`
+/// (keys use the low 56 bits).
+pub fn origin_of(shard: usize, key: crate::connection::ConnectionKey) -> u64 {
+    ((shard as u64) << 56) | (key & ((1 << 56) - 1))
 }
 
 fn narrow(range: Range<usize>) -> Range<u32> {
@@ -71,6 +84,31 @@ impl RoutedMessage {
             payload: narrow(parts.payload),
             status: 0,
             received_at_nanos: 0,
+            origin: NO_ORIGIN,
+        }
+    }
+
+    /// A message whose parts are ranges of one buffer (the NATS front end:
+    /// the op's bytes as received, or a rebuilt buffer when headers had to
+    /// be translated). Ranges must lie inside `buffer`, which is at most
+    /// u32::MAX bytes long (the payload limit guarantees it).
+    pub fn from_parts(
+        buffer: Bytes,
+        subject: Range<usize>,
+        reply: Option<Range<usize>>,
+        headers: Option<Range<usize>>,
+        payload: Range<usize>,
+    ) -> RoutedMessage {
+        debug_assert!(buffer.len() <= u32::MAX as usize && payload.end <= buffer.len() && subject.end <= buffer.len());
+        RoutedMessage {
+            buffer,
+            subject: narrow(subject),
+            reply: reply.map(narrow),
+            headers: headers.map(narrow),
+            payload: narrow(payload),
+            status: 0,
+            received_at_nanos: 0,
+            origin: NO_ORIGIN,
         }
     }
 
@@ -86,6 +124,7 @@ impl RoutedMessage {
             payload: length..length,
             status,
             received_at_nanos: 0,
+            origin: NO_ORIGIN,
         }
     }
 
@@ -229,6 +268,18 @@ pub struct SharedState {
     pub identities_generation: AtomicU64,
     /// Every stream and its owner, replaced on change (streams/directory.rs).
     pub streams: crate::streams::directory::SharedStreams,
+    /// This process's id in NATS INFO (`server_id`): unique per start.
+    pub server_id: String,
+    /// The next NATS `client_id` (touched at accept only).
+    pub next_client_id: AtomicU64,
+}
+
+/// An id unique to this process start: the process id and the start time,
+/// in upper-case hex like nats-server's ids (which are nkeys; NATS clients
+/// treat the id as an opaque string).
+fn process_unique_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_nanos());
+    format!("FLIT{:08X}{:016X}", std::process::id(), nanos as u64)
 }
 
 impl SharedState {
@@ -245,6 +296,8 @@ impl SharedState {
             identities: std::sync::Mutex::new(identities),
             identities_generation: AtomicU64::new(0),
             streams: Default::default(),
+            server_id: process_unique_id(),
+            next_client_id: AtomicU64::new(1),
         }
     }
 

@@ -37,10 +37,10 @@ pub fn available_cores() -> Vec<core_affinity::CoreId> {
     core_affinity::get_core_ids().unwrap_or_default()
 }
 
-fn bind_listener(address: SocketAddr) -> Result<TcpListener, StartError> {
+fn bind_listener(address: SocketAddr, flag: &'static str) -> Result<TcpListener, StartError> {
     let map_error = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
-            StartError::AddressInUse { address }
+            StartError::AddressInUse { address, flag }
         } else {
             StartError::Bind { address, source }
         }
@@ -54,9 +54,37 @@ fn bind_listener(address: SocketAddr) -> Result<TcpListener, StartError> {
     Ok(socket.into())
 }
 
+/// One SO_REUSEPORT listener per shard on `address`; returns them and the
+/// address they took (the real port when 0 was asked for).
+fn bind_shard_listeners(
+    address: SocketAddr,
+    shards: usize,
+    flag: &'static str,
+) -> Result<(Vec<TcpListener>, SocketAddr), StartError> {
+    // Another process listening with SO_REUSEPORT on the same port would
+    // silently share our connections; a probe without it finds that out.
+    if address.port() != 0 {
+        drop(std::net::TcpListener::bind(address).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                StartError::AddressInUse { address, flag }
+            } else {
+                StartError::Bind { address, source }
+            }
+        })?);
+    }
+    let first = bind_listener(address, flag)?;
+    let local_address = first.local_addr().map_err(|source| StartError::Bind { address, source })?;
+    let mut listeners = vec![first];
+    for _ in 1..shards {
+        listeners.push(bind_listener(local_address, flag)?);
+    }
+    Ok((listeners, local_address))
+}
+
 /// A running router.
 pub struct Server {
     local_address: SocketAddr,
+    nats_address: Option<SocketAddr>,
     shared: Arc<SharedState>,
     threads: Vec<JoinHandle<Result<ShardStats, ShardError>>>,
 }
@@ -71,23 +99,15 @@ impl Server {
     /// Binds, starts every shard, and returns once all are running.
     pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         config.validate()?;
-        // Another process listening with SO_REUSEPORT on the same port would
-        // silently share our connections; a probe without it finds that out.
-        if config.listen.port() != 0 {
-            drop(std::net::TcpListener::bind(config.listen).map_err(|source| {
-                if source.kind() == std::io::ErrorKind::AddrInUse {
-                    StartError::AddressInUse { address: config.listen }
-                } else {
-                    StartError::Bind { address: config.listen, source }
-                }
-            })?);
-        }
-        let first = bind_listener(config.listen)?;
-        let local_address = first.local_addr().map_err(|source| StartError::Bind { address: config.listen, source })?;
-        let mut listeners = vec![first];
-        for _ in 1..config.shards {
-            listeners.push(bind_listener(local_address)?);
-        }
+        let (listeners, local_address) = bind_shard_listeners(config.listen, config.shards, "--listen")?;
+        let (mut nats_listeners, nats_address) = match config.nats_listen {
+            None => (Vec::new(), None),
+            Some(address) => {
+                let (listeners, local) = bind_shard_listeners(address, config.shards, "--nats-listen")?;
+                (listeners.into_iter().map(Some).collect(), Some(local))
+            }
+        };
+        nats_listeners.resize_with(config.shards, || None);
         let mut pipe_read_ends = Vec::new();
         let mut wakers = Vec::new();
         for _ in 0..config.shards {
@@ -102,9 +122,14 @@ impl Server {
         let cores = available_cores();
         let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), StartError>>();
         let mut threads = Vec::new();
-        let parts = listeners.into_iter().zip(pipe_read_ends).zip(build_mesh(config.shards, config.mesh_channel_depth));
-        for (id, ((listener, wake_pipe), mesh)) in parts.enumerate() {
-            let parts = ShardParts { id, config: config.clone(), listener, wake_pipe, shared: shared.clone(), mesh };
+        let parts = listeners
+            .into_iter()
+            .zip(nats_listeners)
+            .zip(pipe_read_ends)
+            .zip(build_mesh(config.shards, config.mesh_channel_depth));
+        for (id, (((listener, nats_listener), wake_pipe), mesh)) in parts.enumerate() {
+            let (shard_config, shared) = (config.clone(), shared.clone());
+            let parts = ShardParts { id, config: shard_config, listener, nats_listener, wake_pipe, shared, mesh };
             let core = if config.pin_cores && !cores.is_empty() { Some(cores[id % cores.len()]) } else { None };
             let ready_sender = ready_sender.clone();
             let thread = std::thread::Builder::new()
@@ -114,7 +139,7 @@ impl Server {
             threads.push(thread);
         }
         drop(ready_sender);
-        let server = Server { local_address, shared, threads };
+        let server = Server { local_address, nats_address, shared, threads };
         for _ in 0..config.shards {
             match ready_receiver.recv() {
                 Ok(Ok(())) => {}
@@ -136,6 +161,11 @@ impl Server {
     /// The address the shards listen on (the real port when 0 was asked for).
     pub fn local_address(&self) -> SocketAddr {
         self.local_address
+    }
+
+    /// The address the NATS listener took, if there is one.
+    pub fn nats_address(&self) -> Option<SocketAddr> {
+        self.nats_address
     }
 
     /// How connections receive bytes, as the shards found at startup: "ring"

@@ -47,6 +47,9 @@ pub struct Subscription {
     pub group_key: GroupKey,
     /// Messages still to deliver before the subscription ends by itself.
     pub remaining: Option<u64>,
+    /// Messages delivered so far (a NATS `UNSUB sid max` counts them: the
+    /// subscription ends once `max` have been delivered in all).
+    pub delivered: u64,
     /// For a restricted identity's pattern that can match subjects it may
     /// not read (see [`DeliveryFilter`]); part of the interest key.
     pub delivery_filter: Option<DeliveryFilter>,
@@ -153,6 +156,7 @@ impl Subscriptions {
             queue,
             group_key,
             remaining: None,
+            delivered: 0,
             delivery_filter,
         });
         (slot, change)

@@ -132,11 +132,16 @@ pub fn write_out(connection: &mut Connection) -> std::io::Result<usize> {
         if !connection.write_buffer.is_empty() && !session.is_handshaking() {
             let taken = session.writer().write(&connection.write_buffer)?;
             if taken > 0 {
-                connection.partial_frame_bytes = crate::connection::partial_frame_after_write(
-                    &connection.write_buffer,
-                    connection.partial_frame_bytes,
-                    taken,
-                );
+                // NATS text is not tracked (Connection::frame_rest_after_write).
+                connection.partial_frame_bytes = if connection.nats.is_some() {
+                    0
+                } else {
+                    crate::connection::partial_frame_after_write(
+                        &connection.write_buffer,
+                        connection.partial_frame_bytes,
+                        taken,
+                    )
+                };
                 connection.write_buffer.advance(taken);
             }
         }

@@ -74,6 +74,8 @@ pub enum Token {
     Disk(u64),
     /// Completions of cancel requests themselves; nothing to do.
     Cancel,
+    /// The NATS-protocol listener (`[nats] listen`).
+    NatsListener,
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -90,6 +92,7 @@ impl Token {
             Token::Received(key) => (6, key),
             Token::Sent(key) => (7, key),
             Token::Disk(key) => (8, key),
+            Token::NatsListener => (9, 0),
         };
         debug_assert!(key <= KEY_MASK);
         (kind << KIND_SHIFT) | (key & KEY_MASK)
@@ -106,6 +109,7 @@ impl Token {
             6 => Some(Token::Received(key)),
             7 => Some(Token::Sent(key)),
             8 => Some(Token::Disk(key)),
+            9 => Some(Token::NatsListener),
             _ => None,
         }
     }

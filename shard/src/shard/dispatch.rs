@@ -103,68 +103,116 @@ impl Shard {
     }
 
     fn on_publish(&mut self, key: ConnectionKey, frame: Bytes, parts: PublishParts) {
-        // Without identities nobody is restricted: no lookup at all.
-        let connection = if self.identities.required { self.connections.get_mut(key) } else { None };
-        if let Some(connection) = connection {
-            if let Some(identity) =
-                connection.identity.as_ref().filter(|identity| !identity.permissions.publish.is_open())
-            {
-                let subject = &frame[parts.subject.clone()];
-                if connection.publish_permitted_subject != subject {
-                    if !identity.permissions.publish.permits(subject) {
-                        let message =
-                            format!("{} may not publish to {}", identity.name, String::from_utf8_lossy(subject));
-                        return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
-                    }
-                    // Remembered until the next different subject (or a reload).
-                    connection.publish_permitted_subject.clear();
-                    connection.publish_permitted_subject.extend_from_slice(subject);
-                }
-                // A reply subject is where responders will publish for this
-                // client: one it may publish to itself, or its own inbox.
-                if let Some(reply) = parts.reply.clone().map(|range| &frame[range]) {
-                    let own_inbox = crate::auth::subject_inbox(reply)
-                        .is_some_and(|inbox| connection.named_inboxes.contains_key(inbox));
-                    if !own_inbox && !identity.permissions.publish.permits(reply) {
-                        let message = format!(
-                            "{} may not use {} as a reply subject (neither publishable nor its own inbox)",
-                            identity.name,
-                            String::from_utf8_lossy(reply)
-                        );
-                        return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
-                    }
-                }
-            }
-        }
-        if !self.admit_by_rate(key, frame.len() as u64) {
-            return;
-        }
-        self.metrics.messages_in.add(1);
         // A non-zero tag asks for a stream's acknowledgement (protocol 2).
         let tag = u64::from_le_bytes(frame[8..16].try_into().expect("a frame has a 16-byte header"));
-        let mut message = RoutedMessage::from_publish(frame, parts);
-        message.received_at_nanos = self.read_pass_nanos;
         if tag != 0 && self.connections.get(key).is_some_and(|connection| connection.protocol_version < 2) {
             let message = "a Publish tag (acknowledgement id) needs protocol version 2";
             return self.protocol_error(key, ErrorCode::MalformedFrame, message);
         }
+        let size = frame.len() as u64;
+        if self.publish_from_client(key, RoutedMessage::from_publish(frame, parts), size, tag).is_ok() {
+            self.acknowledge(key, false);
+        }
+    }
+
+    /// A client's publish, whatever its protocol: permissions, rate limits,
+    /// stream capture, routing. `size` is what the rate limit charges (the
+    /// bytes the publish took on the wire). Err: refused, and the refusal
+    /// already written to the client.
+    pub(super) fn publish_from_client(
+        &mut self,
+        key: ConnectionKey,
+        mut message: RoutedMessage,
+        size: u64,
+        tag: u64,
+    ) -> Result<(), ()> {
+        // Without identities nobody is restricted: no lookup at all.
+        if self.identities.required {
+            self.check_publish_permission(key, message.subject(), message.reply())?;
+        }
+        if !self.admit_by_rate(key, size) {
+            return Err(());
+        }
+        self.metrics.messages_in.add(1);
+        message.received_at_nanos = self.read_pass_nanos;
+        message.origin = crate::mesh::origin_of(self.id, key);
         if tag != 0 || !self.stream_capture.is_empty() {
             self.capture_publish(&message, key, tag);
         }
         self.route_message(message, Some(key));
-        self.acknowledge(key, false);
+        Ok(())
+    }
+
+    /// A restricted identity's publish: to a subject it may publish to, with
+    /// a reply subject it may publish to itself or its own inbox.
+    fn check_publish_permission(&mut self, key: ConnectionKey, subject: &[u8], reply: Option<&[u8]>) -> Result<(), ()> {
+        let Some(connection) = self.connections.get_mut(key) else { return Err(()) };
+        let Some(identity) = connection.identity.as_ref().filter(|identity| !identity.permissions.publish.is_open())
+        else {
+            return Ok(());
+        };
+        if connection.publish_permitted_subject != subject {
+            if !identity.permissions.publish.permits(subject) {
+                let message = format!("{} may not publish to {}", identity.name, String::from_utf8_lossy(subject));
+                let nats = flit_nats::ProtocolError::PublishPermission { subject: subject.to_vec() };
+                self.refuse_as(key, ErrorCode::PermissionDenied, &message, Some(nats));
+                return Err(());
+            }
+            // Remembered until the next different subject (or a reload).
+            connection.publish_permitted_subject.clear();
+            connection.publish_permitted_subject.extend_from_slice(subject);
+        }
+        // A reply subject is where responders will publish for this
+        // client: one it may publish to itself, or its own inbox.
+        if let Some(reply) = reply {
+            let own_inbox =
+                crate::auth::subject_inbox(reply).is_some_and(|inbox| connection.named_inboxes.contains_key(inbox));
+            if !own_inbox && !identity.permissions.publish.permits(reply) {
+                let message = format!(
+                    "{} may not use {} as a reply subject (neither publishable nor its own inbox)",
+                    identity.name,
+                    String::from_utf8_lossy(reply)
+                );
+                let nats = flit_nats::ProtocolError::ReplyPermission { reply: reply.to_vec() };
+                self.refuse_as(key, ErrorCode::PermissionDenied, &message, Some(nats));
+                return Err(());
+            }
+        }
+        Ok(())
     }
 
     fn on_subscribe(&mut self, key: ConnectionKey, subscribe: Subscribe) {
-        let Some(connection) = self.connections.get(key) else { return };
+        match self.subscribe_from_client(key, subscribe) {
+            Ok(_) => self.acknowledge(key, true),
+            Err(SubscribeRefusal::DuplicateId(message)) => {
+                self.protocol_error(key, ErrorCode::DuplicateSubscriptionId, &message)
+            }
+            Err(SubscribeRefusal::OverLimit(message)) => {
+                self.protocol_error(key, ErrorCode::TooManySubscriptions, &message)
+            }
+            Err(SubscribeRefusal::Denied(message)) => self.refuse(key, ErrorCode::PermissionDenied, &message, 0),
+        }
+    }
+
+    /// A client's subscription, whatever its protocol: the id must be new,
+    /// the limits must allow it, and a restricted identity must be permitted
+    /// (with the delivery filter it needs). Ok: its slot.
+    pub(super) fn subscribe_from_client(
+        &mut self,
+        key: ConnectionKey,
+        subscribe: Subscribe,
+    ) -> Result<u32, SubscribeRefusal> {
+        let Some(connection) = self.connections.get(key) else {
+            return Err(SubscribeRefusal::OverLimit("connection gone".to_string()));
+        };
         if connection.subscriptions.contains_key(&subscribe.subscription_id) {
             let message = format!("subscription id {} is already in use", subscribe.subscription_id);
-            return self.protocol_error(key, ErrorCode::DuplicateSubscriptionId, &message);
+            return Err(SubscribeRefusal::DuplicateId(message));
         }
         if connection.subscriptions.len() >= self.config.subscriptions_per_connection_max {
             let message =
                 format!("at most {} subscriptions per connection", self.config.subscriptions_per_connection_max);
-            return self.protocol_error(key, ErrorCode::TooManySubscriptions, &message);
+            return Err(SubscribeRefusal::OverLimit(message));
         }
         let mut delivery_filter = None;
         if let Some(identity) =
@@ -175,7 +223,7 @@ impl Shard {
                 Ok(filter) => delivery_filter = filter,
                 Err(reason) => {
                     let message = format!("{} may not subscribe to {pattern_text}: {reason}", identity.name);
-                    return self.refuse(key, ErrorCode::PermissionDenied, &message, 0);
+                    return Err(SubscribeRefusal::Denied(message));
                 }
             }
         }
@@ -187,10 +235,9 @@ impl Shard {
         let (pattern, queue, bytes_max) =
             (&subscribe.pattern, subscribe.queue.as_deref(), self.config.subscription_bytes_max);
         if let Err(message) = self.subscriptions.reserve_bytes(key, pattern, queue, bytes_max, identity) {
-            return self.protocol_error(key, ErrorCode::TooManySubscriptions, &message);
+            return Err(SubscribeRefusal::OverLimit(message));
         }
-        self.add_subscription(key, subscribe, delivery_filter);
-        self.acknowledge(key, true);
+        Ok(self.add_subscription(key, subscribe, delivery_filter))
     }
 
     fn on_unsubscribe(&mut self, key: ConnectionKey, unsubscribe: Unsubscribe) {
@@ -211,6 +258,41 @@ impl Shard {
     /// ack mode it takes the place of the frame's Ok). It keeps its place
     /// behind replies still waiting for the interest barrier.
     pub(super) fn refuse(&mut self, key: ConnectionKey, code: ErrorCode, message: &str, retry_after_ms: u32) {
+        if self.connections.get(key).is_some_and(|connection| connection.nats.is_some()) {
+            return self.refuse_as(key, code, message, None);
+        }
+        self.refuse_native(key, code, message, retry_after_ms);
+    }
+
+    /// `refuse`, with the NATS error a NATS client gets (None: the one
+    /// `nats_line_for` picks for the code). A NATS refusal goes out at once,
+    /// even past replies waiting for the interest barrier (NATS clients take
+    /// `-ERR` lines asynchronously anyway).
+    pub(super) fn refuse_as(
+        &mut self,
+        key: ConnectionKey,
+        code: ErrorCode,
+        message: &str,
+        nats: Option<flit_nats::ProtocolError>,
+    ) {
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        if connection.nats.is_none() {
+            return self.refuse_native(key, code, message, 0);
+        }
+        self.metrics.count_error(code);
+        if let Some(suppressed) = self.log_limits.client_errors.admit(std::time::Instant::now()) {
+            tracing::info!(shard = self.id, connection = key, code = code.name(), suppressed, "refused: {message}");
+        }
+        let line = match nats {
+            Some(error) => error.err_line(),
+            None => super::nats::nats_line_for(code, message),
+        };
+        connection.write_buffer.extend_from_slice(line.as_bytes());
+        self.mark_dirty(key);
+        self.enforce_pending_limit(key);
+    }
+
+    fn refuse_native(&mut self, key: ConnectionKey, code: ErrorCode, message: &str, retry_after_ms: u32) {
         debug_assert!(!code.closes_connection());
         self.metrics.count_error(code);
         if let Some(suppressed) = self.log_limits.client_errors.admit(std::time::Instant::now()) {
@@ -253,7 +335,8 @@ impl Shard {
             return;
         }
         if barrier_passed && connection.deferred_replies.is_empty() {
-            write_reply(&mut self.encoder, &mut connection.write_buffer, reply);
+            let nats = connection.nats.is_some();
+            write_reply(&mut self.encoder, &mut connection.write_buffer, reply, nats);
             self.mark_dirty(key);
             self.enforce_pending_limit(key);
             return;
@@ -285,7 +368,8 @@ impl Shard {
                     break;
                 }
                 connection.deferred_replies.pop_front();
-                write_reply(&mut self.encoder, &mut connection.write_buffer, reply);
+                let nats = connection.nats.is_some();
+                write_reply(&mut self.encoder, &mut connection.write_buffer, reply, nats);
                 released = true;
             }
             let still_waiting = !connection.deferred_replies.is_empty();
@@ -298,6 +382,15 @@ impl Shard {
         waiters.append(&mut self.barrier_waiters);
         self.barrier_waiters = waiters;
     }
+}
+
+/// Why a subscription was not made.
+pub(super) enum SubscribeRefusal {
+    DuplicateId(String),
+    /// A per-connection or per-identity limit.
+    OverLimit(String),
+    /// The identity may not subscribe to the pattern.
+    Denied(String),
 }
 
 /// Whether a restricted identity may subscribe to `pattern` on this
@@ -325,7 +418,17 @@ pub(super) fn subscribe_decision(
     Ok(filter)
 }
 
-fn write_reply(encoder: &mut Encoder, buffer: &mut bytes::BytesMut, reply: DeferredReply) {
+fn write_reply(encoder: &mut Encoder, buffer: &mut bytes::BytesMut, reply: DeferredReply, nats: bool) {
+    if nats {
+        match reply {
+            DeferredReply::Pong => flit_nats::encode_pong(buffer),
+            DeferredReply::Ok => flit_nats::encode_ok(buffer),
+            DeferredReply::Refused(code, _) => {
+                buffer.extend_from_slice(super::nats::nats_line_for(code, "refused").as_bytes())
+            }
+        }
+        return;
+    }
     match reply {
         DeferredReply::Pong => Encoder::bare(buffer, Op::Pong),
         DeferredReply::Ok => Encoder::bare(buffer, Op::Ok),

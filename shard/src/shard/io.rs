@@ -63,15 +63,26 @@ enum ReadOutcome {
     Closed,
 }
 
+/// Which protocol a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Protocol {
+    Native,
+    Nats,
+}
+
 impl Shard {
-    pub(super) fn accept_connections(&mut self) -> std::io::Result<()> {
+    pub(super) fn accept_connections(&mut self, protocol: Protocol) -> std::io::Result<()> {
         let mut refused_in_pass = false;
         for _ in 0..ACCEPTS_PER_PASS_MAX {
-            let Some(listener) = &self.listener else { break };
+            let listener = match protocol {
+                Protocol::Native => &self.listener,
+                Protocol::Nats => &self.nats_listener,
+            };
+            let Some(listener) = listener else { break };
             let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => {
-                    self.listener_ready = false;
+                    self.set_listener_ready(protocol, false);
                     return Ok(());
                 }
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
@@ -79,7 +90,7 @@ impl Shard {
                     // EMFILE and friends: keep serving the connections we
                     // have, try again after a pause; the log is rate-limited.
                     self.metrics.accept_errors.add(1);
-                    self.listener_ready = false;
+                    self.set_listener_ready(protocol, false);
                     let now = Instant::now();
                     self.accept_retry_at = Some(now + ACCEPT_RETRY_INTERVAL);
                     if let Some(suppressed) = self.log_limits.accept_errors.admit(now) {
@@ -90,7 +101,7 @@ impl Shard {
                 }
             };
             let refusals_before = self.metrics.connections_refused.get();
-            self.adopt(stream)?;
+            self.adopt(stream, protocol)?;
             if self.metrics.connections_refused.get() != refusals_before {
                 refused_in_pass = true;
             }
@@ -100,13 +111,20 @@ impl Shard {
             // leave the rest in the kernel's backlog for a moment, so a storm
             // of reconnects costs at most ACCEPTS_PER_PASS_MAX refusals per
             // ACCEPT_RETRY_INTERVAL per shard.
-            self.listener_ready = false;
+            self.set_listener_ready(protocol, false);
             self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY_INTERVAL);
         }
         Ok(())
     }
 
-    fn adopt(&mut self, stream: std::net::TcpStream) -> std::io::Result<()> {
+    fn set_listener_ready(&mut self, protocol: Protocol, ready: bool) {
+        match protocol {
+            Protocol::Native => self.listener_ready = ready,
+            Protocol::Nats => self.nats_listener_ready = ready,
+        }
+    }
+
+    fn adopt(&mut self, stream: std::net::TcpStream, protocol: Protocol) -> std::io::Result<()> {
         if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
             return Ok(());
         }
@@ -126,7 +144,14 @@ impl Shard {
             }
             let mut frame = bytes::BytesMut::new();
             let message = format!("connection limit reached ({limit_name} = {limit})");
-            let _ = self.encoder.error(&mut frame, ErrorCode::TooManyConnections, &message);
+            match protocol {
+                Protocol::Native => {
+                    let _ = self.encoder.error(&mut frame, ErrorCode::TooManyConnections, &message);
+                }
+                Protocol::Nats => {
+                    frame.extend_from_slice(super::nats::nats_line_for(ErrorCode::TooManyConnections, "").as_bytes())
+                }
+            }
             // Best effort and never blocking: the socket is non-blocking and
             // new, so a frame this small fits its send buffer.
             let _ = (&stream).write(&frame);
@@ -149,6 +174,9 @@ impl Shard {
         }
         self.metrics.connections_accepted.add(1);
         self.metrics.connections.set(self.connections.len() as u64);
+        if protocol == Protocol::Nats {
+            self.greet_nats(key);
+        }
         if tracing::enabled!(tracing::Level::DEBUG) {
             if let Some(suppressed) = self.log_limits.connections.admit(Instant::now()) {
                 let peer = self.connections.get(key).and_then(|connection| connection.stream.peer_addr().ok());
@@ -327,6 +355,9 @@ impl Shard {
     /// handled; returns true when it stopped for the budget with more left
     /// (fairness: the connection waits for the next pass).
     pub(super) fn handle_buffered_frames_within(&mut self, key: ConnectionKey, bytes_budget: usize) -> bool {
+        if self.connections.get(key).is_some_and(|connection| connection.nats.is_some()) {
+            return self.handle_nats_input(key, bytes_budget);
+        }
         let frame_bytes_max = self.limits.frame_bytes_max();
         let mut bytes_handled = 0;
         loop {
@@ -439,7 +470,28 @@ impl Shard {
     }
 
     /// Starts closing: optional error frame, subscriptions removed, linger.
+    /// A NATS connection gets the `-ERR` line for the code instead.
     pub(super) fn begin_close(&mut self, key: ConnectionKey, error: Option<(ErrorCode, &str)>) {
+        let nats_line = match error {
+            Some((code, message)) if self.connections.get(key).is_some_and(|c| c.nats.is_some()) => {
+                Some(super::nats::nats_line_for(code, message))
+            }
+            _ => None,
+        };
+        match (error, nats_line) {
+            (Some((code, message)), Some(line)) => self.begin_close_as(key, Some((code, message)), Some(&line)),
+            _ => self.begin_close_as(key, error, None),
+        }
+    }
+
+    /// Closes a NATS connection with this `-ERR` line (counted under `code`).
+    pub(super) fn begin_close_with_line(&mut self, key: ConnectionKey, code: ErrorCode, line: &str) {
+        let message = line.trim_end().to_string();
+        self.begin_close_as(key, Some((code, &message)), Some(line));
+    }
+
+    /// `begin_close`, with the NATS line (if any) already chosen.
+    fn begin_close_as(&mut self, key: ConnectionKey, error: Option<(ErrorCode, &str)>, nats_line: Option<&str>) {
         let Some(connection) = self.connections.get_mut(key) else { return };
         if connection.state == ConnectionState::Closing {
             return;
@@ -452,13 +504,28 @@ impl Shard {
         if let Some((code, message)) = error {
             self.metrics.count_error(code);
             log_close(&mut self.log_limits, self.id, key, code, message);
-            if code == ErrorCode::SlowConsumer {
+            if code == ErrorCode::SlowConsumer && connection.nats.is_some() {
+                // NATS text has no length prefixes to finish a half-sent MSG
+                // by: drop everything unsent and reset the connection at
+                // the next reap (nats-server closes a slow consumer too).
+                connection.discard_unsent_frames();
+                connection.write_buffer.clear();
+                connection.unsent = None;
+                connection.close_deadline = Some(Instant::now());
+                let _ = socket2::SockRef::from(&connection.stream).set_linger(Some(Duration::ZERO));
+            } else if code == ErrorCode::SlowConsumer {
                 // The client is not reading: what is queued will not arrive
                 // in time anyway, and keeping it costs pending_bytes_max.
                 connection.discard_unsent_frames();
                 connection.close_deadline = Some(Instant::now() + EVICTION_FLUSH_TIMEOUT);
             }
-            let _ = self.encoder.error(&mut connection.write_buffer, code, message);
+            match nats_line {
+                Some(_) if code == ErrorCode::SlowConsumer => {}
+                Some(line) => connection.write_buffer.extend_from_slice(line.as_bytes()),
+                None => {
+                    let _ = self.encoder.error(&mut connection.write_buffer, code, message);
+                }
+            }
         }
         self.closing.push(key);
         self.remove_connection_subscriptions(key);
@@ -613,7 +680,8 @@ impl Shard {
             let Some(connection) = self.connections.get_mut(key) else { continue };
             // Before its Welcome a client expects nothing else; it gets the
             // shutting_down error at the close instead.
-            if connection.state != ConnectionState::Open {
+            // NATS has no Draining op: its clients reconnect on the close.
+            if connection.state != ConnectionState::Open || connection.nats.is_some() {
                 continue;
             }
             flit_wire::Encoder::draining(&mut connection.write_buffer, close_within_ms);
@@ -625,7 +693,10 @@ impl Shard {
     pub(super) fn close_all_for_shutdown(&mut self) {
         for key in self.connections.keys() {
             let Some(connection) = self.connections.get_mut(key) else { continue };
-            let _ = self.encoder.error(&mut connection.write_buffer, ErrorCode::ShuttingDown, "server shutting down");
+            if connection.nats.is_none() {
+                let _ =
+                    self.encoder.error(&mut connection.write_buffer, ErrorCode::ShuttingDown, "server shutting down");
+            }
             self.metrics.count_error(ErrorCode::ShuttingDown);
             self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
             // Behind a ring send that has not finished, a `send` call would

@@ -28,6 +28,7 @@
 mod delivery_meta;
 mod dispatch;
 mod io;
+mod nats;
 mod rate;
 mod receive;
 mod reload;
@@ -78,6 +79,9 @@ pub struct Shard {
     ring: Ring,
     listener: Option<TcpListener>,
     listener_ready: bool,
+    /// The NATS-protocol listener, if configured (shard/nats/).
+    nats_listener: Option<TcpListener>,
+    nats_listener_ready: bool,
     /// After a failed accept: when to try the listener again.
     accept_retry_at: Option<Instant>,
     wake_pipe: UnixStream,
@@ -115,6 +119,10 @@ pub struct Shard {
     queue_candidates: Vec<(GroupKey, u32)>,
     expired_slots: Vec<u32>,
     delivery_meta: DeliveryMetaCache,
+    /// Whether `delivery_meta` holds the message being delivered now.
+    delivery_meta_current: bool,
+    /// The NATS header block of the message being delivered now.
+    nats_headers: nats::NatsHeaderCache,
     group_cursors: HashMap<GroupKey, u32>,
     /// This shard's live counters; it is their only writer.
     metrics: Arc<ShardMetrics>,
@@ -153,6 +161,7 @@ pub struct ShardParts {
     pub id: usize,
     pub config: ServerConfig,
     pub listener: TcpListener,
+    pub nats_listener: Option<TcpListener>,
     pub wake_pipe: UnixStream,
     pub shared: Shared,
     pub mesh: MeshEnds,
@@ -175,6 +184,8 @@ impl Shard {
             ring,
             listener: Some(parts.listener),
             listener_ready: false,
+            nats_listener: parts.nats_listener,
+            nats_listener_ready: false,
             accept_retry_at: None,
             wake_pipe: parts.wake_pipe,
             shared: parts.shared,
@@ -201,6 +212,8 @@ impl Shard {
             queue_candidates: Vec::new(),
             expired_slots: Vec::new(),
             delivery_meta: DeliveryMetaCache::default(),
+            delivery_meta_current: false,
+            nats_headers: Default::default(),
             group_cursors: HashMap::new(),
             metrics: shard_metrics,
             epoch,
@@ -224,6 +237,9 @@ impl Shard {
         };
         let listener_fd = shard.listener.as_ref().map(|listener| listener.as_raw_fd()).expect("listener is set");
         shard.ring.poll_readable(listener_fd, Token::Listener)?;
+        if let Some(nats_listener) = &shard.nats_listener {
+            shard.ring.poll_readable(nats_listener.as_raw_fd(), Token::NatsListener)?;
+        }
         shard.ring.poll_readable(shard.wake_pipe.as_raw_fd(), Token::WakePipe)?;
         shard.ring.submit()?;
         // Streams this shard owns are open (recovered) before it accepts.
@@ -331,10 +347,15 @@ impl Shard {
         if self.accept_retry_at.is_some_and(|at| Instant::now() >= at) {
             self.accept_retry_at = None;
             self.listener_ready = self.listener.is_some();
+            self.nats_listener_ready = self.nats_listener.is_some();
         }
         if self.listener_ready {
             did_work = true;
-            self.accept_connections()?;
+            self.accept_connections(io::Protocol::Native)?;
+        }
+        if self.nats_listener_ready {
+            did_work = true;
+            self.accept_connections(io::Protocol::Nats)?;
         }
         let _ = self.resume_paused_readers();
         did_work |= self.read_ready_connections()?;
@@ -357,6 +378,16 @@ impl Shard {
                 if !completion.more {
                     if let Some(listener) = &self.listener {
                         self.ring.poll_readable(listener.as_raw_fd(), Token::Listener)?;
+                    }
+                }
+            }
+            Token::NatsListener => {
+                if completion.result >= 0 {
+                    self.nats_listener_ready = true;
+                }
+                if !completion.more {
+                    if let Some(listener) = &self.nats_listener {
+                        self.ring.poll_readable(listener.as_raw_fd(), Token::NatsListener)?;
                     }
                 }
             }
@@ -475,6 +506,11 @@ impl Shard {
             drop(listener);
         }
         self.listener_ready = false;
+        if let Some(listener) = self.nats_listener.take() {
+            let _ = self.ring.cancel(Token::NatsListener);
+            drop(listener);
+        }
+        self.nats_listener_ready = false;
         self.ready.clear();
     }
 

@@ -61,12 +61,10 @@ impl Shard {
             self.matched_slots = matched;
             return;
         }
-        // Subjects were validated on the way in, so encoding cannot fail;
-        // should it, the message is dropped rather than the shard.
-        if self.delivery_meta.prepare(&mut self.encoder, message).is_err() {
-            self.matched_slots = matched;
-            return;
-        }
+        // Each protocol's encoding of the message is made on its first
+        // subscriber here (deliver_to), then reused for the rest.
+        self.delivery_meta_current = false;
+        self.nats_headers.reset();
         self.queue_candidates.clear();
         for slot in &matched {
             let Some(subscription) = self.subscriptions.get(*slot) else { continue };
@@ -102,7 +100,9 @@ impl Shard {
                     && subscription.delivery_filter.as_ref().is_none_or(|filter| filter.permits(status.subject()))
             })
         });
-        if !matched.is_empty() && self.delivery_meta.prepare(&mut self.encoder, status).is_ok() {
+        self.delivery_meta_current = false;
+        self.nats_headers.reset();
+        if !matched.is_empty() {
             for slot in &matched {
                 self.deliver_to(*slot, status);
             }
@@ -141,20 +141,40 @@ impl Shard {
         self.queue_candidates = candidates;
     }
 
-    /// Appends one Deliver frame to the subscriber's write buffer.
+    /// Appends one Deliver frame (a NATS subscriber: MSG or HMSG) to the
+    /// subscriber's write buffer.
     fn deliver_to(&mut self, slot: u32, message: &RoutedMessage) {
         let Some(subscription) = self.subscriptions.get_mut(slot) else { return };
         let key = subscription.connection;
         let subscription_id = subscription.subscription_id;
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        if let Some(session) = connection.nats.as_deref() {
+            if !super::nats::nats_takes(session, message, crate::mesh::origin_of(self.id, key)) {
+                return;
+            }
+        }
+        subscription.delivered += 1;
         if let Some(remaining) = subscription.remaining.as_mut() {
             *remaining -= 1;
             if *remaining == 0 {
                 self.expired_slots.push(slot);
             }
         }
-        let Some(connection) = self.connections.get_mut(key) else { return };
-        let meta = self.delivery_meta.meta();
-        let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, meta, message.payload());
+        if let Some(session) = connection.nats.as_deref() {
+            let headers = &mut self.nats_headers;
+            super::nats::write_nats_delivery(&mut connection.write_buffer, session, subscription_id, message, headers);
+        } else {
+            if !self.delivery_meta_current {
+                // Subjects were validated on the way in, so encoding cannot
+                // fail; should it, the message is dropped, not the shard.
+                if self.delivery_meta.prepare(&mut self.encoder, message).is_err() {
+                    return;
+                }
+                self.delivery_meta_current = true;
+            }
+            let meta = self.delivery_meta.meta();
+            let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, meta, message.payload());
+        }
         if connection.deliveries_pending == 0 {
             connection.oldest_delivery_received_at_nanos = message.received_at_nanos;
         }
@@ -197,6 +217,9 @@ impl Shard {
         if let Some(connection) = self.connections.get_mut(subscription.connection) {
             connection.subscriptions.remove(&subscription.subscription_id);
             connection.count_named_inbox(&subscription.pattern, false);
+            if let Some(session) = connection.nats.as_mut() {
+                session.forget_sid(subscription.subscription_id);
+            }
         }
         if change == InterestChange::Lost {
             // The group's last member on this shard left: its rotation cursor

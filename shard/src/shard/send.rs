@@ -31,7 +31,7 @@
 use std::os::fd::AsRawFd;
 
 use super::Shard;
-use crate::connection::{partial_frame_after_write, ConnectionKey};
+use crate::connection::ConnectionKey;
 use crate::ring::{Completion, Token};
 
 impl Shard {
@@ -82,7 +82,7 @@ impl Shard {
             written if written > 0 => {
                 let written = written as usize;
                 connection.send_partial_frame_bytes =
-                    partial_frame_after_write(&data, connection.send_partial_frame_bytes, written);
+                    connection.frame_rest_after_write(&data, connection.send_partial_frame_bytes, written);
                 data.slice(written..)
             }
             result if result == -libc::EAGAIN => data,

@@ -93,6 +93,12 @@ impl Shard {
         if target.state == crate::connection::ConnectionState::Closing {
             return;
         }
+        if target.nats.is_some() {
+            // A NATS client's stream acknowledgement: a message on its reply
+            // subject, not a frame (nats/deliver.rs).
+            self.nats_stream_ack(connection, frames);
+            return;
+        }
         target.write_buffer.extend_from_slice(frames);
         self.mark_dirty(connection);
         // Fetched messages count against pending_bytes_max like deliveries.

@@ -46,7 +46,15 @@ fn start_two_shards() -> (Vec<Shard>, Vec<std::net::SocketAddr>) {
         .enumerate()
         .map(|(id, ((listener, wake_pipe), mesh))| {
             listener.set_nonblocking(true).expect("nonblocking");
-            let parts = ShardParts { id, config: config.clone(), listener, wake_pipe, shared: shared.clone(), mesh };
+            let parts = ShardParts {
+                id,
+                config: config.clone(),
+                listener,
+                nats_listener: None,
+                wake_pipe,
+                shared: shared.clone(),
+                mesh,
+            };
             Shard::new(parts, Ring::new().expect("io_uring")).expect("shard")
         })
         .collect();

@@ -90,7 +90,11 @@ impl Shard {
     fn ping(&mut self, key: ConnectionKey) {
         let Some(connection) = self.connections.get_mut(key) else { return };
         connection.pinged = true;
-        Encoder::bare(&mut connection.write_buffer, Op::Ping);
+        if connection.nats.is_some() {
+            flit_nats::encode_ping(&mut connection.write_buffer);
+        } else {
+            Encoder::bare(&mut connection.write_buffer, Op::Ping);
+        }
         self.mark_dirty(key);
     }
 }
