@@ -444,7 +444,14 @@ impl Shard {
         self.sweep_timeouts_if_due(Instant::now());
         let waker = &self.shared.wakers[self.id];
         waker.announce_park();
-        if self.mesh_has_input() || !self.ready.is_empty() || self.shared.stop.load(Ordering::SeqCst) {
+        // A sweep just now may have queued a Ping or an error frame: it goes
+        // out in the next pass, not after the park (which may be a whole
+        // sweep interval, long enough to close a client that never saw it).
+        if self.mesh_has_input()
+            || !self.ready.is_empty()
+            || !self.dirty.is_empty()
+            || self.shared.stop.load(Ordering::SeqCst)
+        {
             waker.clear_park();
             return Ok(());
         }
