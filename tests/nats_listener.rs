@@ -264,3 +264,27 @@ fn a_publish_with_a_reply_to_a_stream_subject_is_acknowledged_there() {
     drop(server);
     std::fs::remove_dir_all(&directory).ok();
 }
+
+#[test]
+fn on_shutdown_nats_subscribers_get_what_was_published_then_a_clean_close() {
+    let server = start(&[]);
+    let address = nats_address(&server);
+    let mut subscriber = RawNats::connect_with(address, r#"{"verbose":false}"#);
+    subscriber.send(b"SUB last.words 1\r\n");
+    subscriber.round_trip();
+    let mut publisher = RawNats::connect_with(address, r#"{"verbose":false}"#);
+    for number in 0..100 {
+        let payload = number.to_string();
+        publisher.send(format!("PUB last.words {}\r\n{payload}\r\n", payload.len()).as_bytes());
+    }
+    publisher.round_trip();
+    server.terminate();
+    for number in 0..100 {
+        let (_, payload) = subscriber.delivery();
+        assert_eq!(payload, number.to_string().as_bytes());
+    }
+    // No Draining frame, no -ERR: NATS has neither for a shutdown.
+    assert!(subscriber.lines_until_closed(Duration::from_secs(10)).is_empty());
+    let (code, stderr) = server.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -9,7 +9,10 @@
 //! (control line 256, payload 1024) so that inputs of a few hundred bytes
 //! reach both limit checks.
 //! Oracle: equal outcomes (ops, then the error or the bytes left waiting)
-//! both ways; decode ∘ encode is the identity on every parsed op.
+//! both ways; decode ∘ encode is the identity on every parsed op; and the
+//! whole stream split with `split_op_with_bytes` (what the shard calls)
+//! gives the same ops, each part a slice inside the op's bytes (the shard
+//! turns parts into ranges of those bytes and asserts exactly that).
 #![no_main]
 
 use bytes::BytesMut;
@@ -38,6 +41,24 @@ fn drain(parser: &Parser, buffer: &mut BytesMut, outcome: &mut Outcome) -> bool 
         }
     }
     false
+}
+
+/// Every `Bytes` of `op` lies inside `whole` (same allocation, in bounds).
+fn assert_parts_inside(op: &ClientOp, whole: &bytes::Bytes) {
+    let parts: Vec<&bytes::Bytes> = match op {
+        ClientOp::Pub { subject, reply, payload } => [Some(subject), reply.as_ref(), Some(payload)].into_iter().flatten().collect(),
+        ClientOp::Hpub { subject, reply, headers, payload } => {
+            [Some(subject), reply.as_ref(), Some(headers), Some(payload)].into_iter().flatten().collect()
+        }
+        ClientOp::Sub { subject, queue, sid } => [Some(subject), queue.as_ref(), Some(sid)].into_iter().flatten().collect(),
+        ClientOp::Unsub { sid, .. } => vec![sid],
+        _ => Vec::new(),
+    };
+    let base = whole.as_ptr() as usize;
+    for part in parts {
+        let start = (part.as_ptr() as usize).wrapping_sub(base);
+        assert!(start <= whole.len() && part.len() <= whole.len() - start, "a part lies inside its op's bytes");
+    }
 }
 
 fn assert_round_trip(op: &ClientOp) {
@@ -87,5 +108,11 @@ fuzz_target!(|data: &[u8]| {
     }
     for op in &whole.ops {
         assert_round_trip(op);
+    }
+    let mut with_bytes = BytesMut::from(stream);
+    for expected in &whole.ops {
+        let (op, bytes) = parser.split_op_with_bytes(&mut with_bytes).expect("parsed before").expect("whole before");
+        assert_eq!(&op, expected, "split_op_with_bytes agrees with split_op");
+        assert_parts_inside(&op, &bytes);
     }
 });
