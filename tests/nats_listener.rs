@@ -237,7 +237,11 @@ fn a_publish_with_a_reply_to_a_stream_subject_is_acknowledged_there() {
     std::fs::create_dir_all(&directory).expect("temporary directory");
     let server = start(&["--data-dir", directory.to_str().expect("utf-8")]);
     let native = server.client();
-    native.stream_add(flit_client::stream::StreamConfigSpec::new("orders", ["orders.>"])).expect("stream add");
+    let config = flit_client::stream::StreamConfigSpec {
+        dedup_window_ms: 60_000,
+        ..flit_client::stream::StreamConfigSpec::new("orders", ["orders.>"])
+    };
+    native.stream_add(config).expect("stream add");
     let mut client = RawNats::connect_with(nats_address(&server), r#"{"verbose":false}"#);
     client.send(b"SUB _INBOX.acks.* 1\r\n");
     client.round_trip();
@@ -248,6 +252,20 @@ fn a_publish_with_a_reply_to_a_stream_subject_is_acknowledged_there() {
         let ack: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
         assert_eq!(ack, serde_json::json!({ "stream": "orders", "seq": sequence }));
     }
+    // JetStream's message id header deduplicates: the repeat is answered
+    // with the original's sequence and not stored again.
+    let block = b"NATS/1.0\r\nNats-Msg-Id: order-17\r\n\r\n";
+    for _ in 0..2 {
+        let mut op = format!("HPUB orders.new _INBOX.acks.d {} {}\r\n", block.len(), block.len() + 1).into_bytes();
+        op.extend_from_slice(block);
+        op.extend_from_slice(b"x\r\n");
+        client.send(&op);
+    }
+    // (The repeat may be answered first: a duplicate is answered at once,
+    // the original once its commit is on disk.)
+    let mut acks: Vec<String> = (0..2).map(|_| String::from_utf8(client.delivery().1).expect("UTF-8")).collect();
+    acks.sort();
+    assert_eq!(acks, vec![r#"{"duplicate":true,"seq":4,"stream":"orders"}"#, r#"{"seq":4,"stream":"orders"}"#]);
     // Without a reply subject the message is stored all the same, unanswered.
     client.send(b"PUB orders.new 6\r\nsilent\r\n");
     assert!(client.round_trip().is_empty());
@@ -255,7 +273,7 @@ fn a_publish_with_a_reply_to_a_stream_subject_is_acknowledged_there() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let info = native.stream_info("orders").expect("stream info");
-        if info.last_sequence == 4 {
+        if info.last_sequence == 5 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the unanswered publish was not stored: {info:?}");
