@@ -7,7 +7,7 @@
 //! shard 0 (local delivery). After a warm-up batch, a second batch is
 //! measured: what allocates is per read or per pass (a fresh read buffer when
 //! the previous one is still referenced by payloads in flight), never per
-//! message.
+//! message. The same holds through the NATS listener (text in, MSG out).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,8 +26,19 @@ const MESSAGES_PER_BATCH: usize = 2_000;
 const PAYLOAD: [u8; 64] = [7u8; 64];
 
 fn start_two_shards() -> (Vec<Shard>, Vec<std::net::SocketAddr>) {
+    let (shards, addresses, _) = start_two_shards_with_nats();
+    (shards, addresses)
+}
+
+/// Two shards, each with a native and a NATS listener; returns both kinds
+/// of address, by shard.
+fn start_two_shards_with_nats() -> (Vec<Shard>, Vec<std::net::SocketAddr>, Vec<std::net::SocketAddr>) {
     let listeners: Vec<TcpListener> = (0..2).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
     let addresses: Vec<_> = listeners.iter().map(|listener| listener.local_addr().expect("address")).collect();
+    let mut nats_listeners: Vec<TcpListener> =
+        (0..2).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    let nats_addresses: Vec<_> =
+        nats_listeners.iter().map(|listener| listener.local_addr().expect("address")).collect();
     let mut wakers = Vec::new();
     let mut pipes = Vec::new();
     for _ in 0..2 {
@@ -46,11 +57,13 @@ fn start_two_shards() -> (Vec<Shard>, Vec<std::net::SocketAddr>) {
         .enumerate()
         .map(|(id, ((listener, wake_pipe), mesh))| {
             listener.set_nonblocking(true).expect("nonblocking");
+            let nats_listener = nats_listeners.remove(0);
+            nats_listener.set_nonblocking(true).expect("nonblocking");
             let parts = ShardParts {
                 id,
                 config: config.clone(),
                 listener,
-                nats_listener: None,
+                nats_listener: Some(nats_listener),
                 wake_pipe,
                 shared: shared.clone(),
                 mesh,
@@ -58,7 +71,7 @@ fn start_two_shards() -> (Vec<Shard>, Vec<std::net::SocketAddr>) {
             Shard::new(parts, Ring::new().expect("io_uring")).expect("shard")
         })
         .collect();
-    (shards, addresses)
+    (shards, addresses, nats_addresses)
 }
 
 /// A test client that reads into a fixed buffer and only counts frames of
@@ -189,6 +202,83 @@ fn steady_state_publish_and_delivery_do_not_allocate_per_message() {
     assert!(
         measured.count_total * 20 < MESSAGES_PER_BATCH as u64,
         "{} allocations for {MESSAGES_PER_BATCH} messages: something allocates per message",
+        measured.count_total
+    );
+}
+
+impl CountingClient {
+    /// Reads what is there; returns how many bytes came.
+    fn count_bytes(&mut self) -> usize {
+        let mut counted = 0;
+        loop {
+            match self.stream.read(&mut self.unread) {
+                Ok(0) => panic!("server closed the connection"),
+                Ok(read) => counted += read,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return counted,
+                Err(error) => panic!("read: {error}"),
+            }
+        }
+    }
+
+    /// Runs passes until `expected` bytes have come (every NATS delivery in
+    /// the test has the same length, so bytes count deliveries).
+    fn pump_bytes(&mut self, shards: &mut [Shard], expected: usize) {
+        let mut received = 0;
+        for _ in 0..1_000_000 {
+            pass_all(shards);
+            received += self.count_bytes();
+            if received >= expected {
+                assert_eq!(received, expected, "more bytes than expected");
+                return;
+            }
+        }
+        panic!("only {received} of {expected} bytes arrived");
+    }
+}
+
+#[test]
+fn steady_state_nats_publish_and_delivery_do_not_allocate_per_message() {
+    let (mut shards, _, nats_addresses) = start_two_shards_with_nats();
+    let mut publisher = CountingClient::connect(nats_addresses[0]);
+    let mut local_subscriber = CountingClient::connect(nats_addresses[0]);
+    let mut remote_subscriber = CountingClient::connect(nats_addresses[1]);
+    for client in [&mut publisher, &mut local_subscriber, &mut remote_subscriber] {
+        client.send_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n", &mut shards);
+    }
+    for subscriber in [&mut local_subscriber, &mut remote_subscriber] {
+        subscriber.send_all(b"SUB bench.subject 1\r\nPING\r\n", &mut shards);
+    }
+    // INFO, and two PONGs (after the barrier) each: read until quiet.
+    for _ in 0..10_000 {
+        pass_all(&mut shards);
+    }
+    for client in [&mut publisher, &mut local_subscriber, &mut remote_subscriber] {
+        assert!(client.count_bytes() > 0, "INFO and PONG arrived");
+    }
+    let mut batch = Vec::new();
+    for _ in 0..MESSAGES_PER_BATCH {
+        batch.extend_from_slice(b"PUB bench.subject 64\r\n");
+        batch.extend_from_slice(&PAYLOAD);
+        batch.extend_from_slice(b"\r\n");
+    }
+    let delivery_bytes = b"MSG bench.subject 1 64\r\n".len() + PAYLOAD.len() + 2;
+    let mut run_batch = || {
+        publisher.send_all(&batch, &mut shards);
+        remote_subscriber.pump_bytes(&mut shards, MESSAGES_PER_BATCH * delivery_bytes);
+        local_subscriber.pump_bytes(&mut shards, MESSAGES_PER_BATCH * delivery_bytes);
+    };
+    run_batch();
+    let measured = allocation_counter::measure(run_batch);
+    eprintln!(
+        "NATS: {} deliveries ({MESSAGES_PER_BATCH} messages, one local and one cross-shard subscriber): \
+         {} allocations, {} bytes allocated",
+        2 * MESSAGES_PER_BATCH,
+        measured.count_total,
+        measured.bytes_total
+    );
+    assert!(
+        measured.count_total * 20 < MESSAGES_PER_BATCH as u64,
+        "{} allocations for {MESSAGES_PER_BATCH} NATS messages: something allocates per message",
         measured.count_total
     );
 }
