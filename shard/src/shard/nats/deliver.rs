@@ -63,13 +63,17 @@ impl NatsHeaderCache {
 }
 
 /// Whether a NATS subscriber takes this message at all: not its own when
-/// it asked for `echo: false`, and a status message (no responders) only
-/// when it asked for `no_responders` (which needs headers).
+/// it asked for `echo: false`, and the router's own status message (no
+/// responders, which has no publisher) only when it asked for
+/// `no_responders` (which needs headers). A status a client published (an
+/// HPUB whose block has one) is an ordinary message.
 pub(in crate::shard) fn nats_takes(session: &NatsSession, message: &RoutedMessage, own_origin: u64) -> bool {
     if !session.options.echo && message.origin == own_origin {
         return false;
     }
-    message.status == 0 || (session.options.no_responders && session.options.headers)
+    message.status == 0
+        || message.origin != crate::mesh::NO_ORIGIN
+        || (session.options.no_responders && session.options.headers)
 }
 
 /// Appends the `MSG` or `HMSG` for one delivery to subscription `id`.
