@@ -149,6 +149,16 @@ pub struct Connection {
     pub unsent: Option<Bytes>,
     pub send_partial_frame_bytes: usize,
     pub discarding_unsent: bool,
+    /// For monitoring (monitoring.rs, `/connz`): a server-wide unique id,
+    /// message counts, and what the client said about itself (the native
+    /// Hello's client name; a NATS CONNECT's name, lang and version).
+    pub connection_id: u64,
+    pub activity: crate::monitoring::ConnectionActivity,
+    pub client_name: Option<Box<str>>,
+    pub client_lang: Option<Box<str>>,
+    pub client_version: Option<Box<str>>,
+    /// The connection speaks NATS rather than flit's own protocol.
+    pub nats: bool,
 }
 
 impl Connection {
@@ -212,6 +222,12 @@ impl Connection {
             unsent: None,
             send_partial_frame_bytes: 0,
             discarding_unsent: false,
+            connection_id: 0,
+            activity: Default::default(),
+            client_name: None,
+            client_lang: None,
+            client_version: None,
+            nats: false,
         }
     }
 

@@ -57,6 +57,9 @@ impl Shard {
                 let certificate = connection.tls.as_deref().and_then(crate::tls::peer_fingerprint);
                 match crate::handshake::answer_hello(&hello, &self.identities, certificate.as_ref()) {
                     Ok(identity) => {
+                        if let Some(connection) = self.connections.get_mut(key) {
+                            connection.client_name = hello.client_name.as_deref().map(Box::from);
+                        }
                         let version = flit_wire::negotiate_version(hello.version_min, hello.version_max)
                             .unwrap_or(PROTOCOL_VERSION);
                         self.welcome(key, hello.ack_mode, identity, version)
@@ -140,6 +143,12 @@ impl Shard {
             return;
         }
         self.metrics.messages_in.add(1);
+        if let Some(connection) = self.connections.get_mut(key) {
+            connection.activity.count_received(
+                parts.payload.len() + parts.headers.as_ref().map_or(0, |headers| headers.len()),
+                self.read_pass_nanos,
+            );
+        }
         // A non-zero tag asks for a stream's acknowledgement (protocol 2).
         let tag = u64::from_le_bytes(frame[8..16].try_into().expect("a frame has a 16-byte header"));
         let mut message = RoutedMessage::from_publish(frame, parts);
