@@ -261,6 +261,7 @@ fn fields_have_the_names_and_types_nats_server_gives_them() {
     for endpoint in ["/varz", "/connz?subs=1", "/subsz", "/healthz"] {
         assert_same_fields(endpoint, &get_json(metrics, endpoint), &get_json(nats.monitoring, endpoint));
     }
+    assert_eq!(get(metrics, "/healthz"), get(nats.monitoring, "/healthz"), "byte for byte");
     let flit_connz = get_json(metrics, "/connz?subs=1");
     let nats_connz = get_json(nats.monitoring, "/connz?subs=1");
     let nats_row = rows(&nats_connz).first().expect("nats-server lists its client");

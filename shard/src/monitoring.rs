@@ -294,4 +294,34 @@ mod tests {
         assert!(ConnectionMonitor::answers(&monitor.latest(), with_subjects));
         assert!(ConnectionMonitor::answers(&monitor.latest(), ticket), "it answers plain requests too");
     }
+
+    /// What one snapshot costs a shard, per connection. Run by hand, in release:
+    /// `cargo test -p flit-shard --release --lib snapshot_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn snapshot_cost() {
+        const CONNECTIONS: usize = 2_000;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr");
+        let mut connections = Connections::default();
+        for _ in 0..CONNECTIONS {
+            let stream = TcpStream::connect(address).expect("connect");
+            connections.insert(|key| Connection::new(key, stream, 1));
+        }
+        let (monitor, subscriptions) = (ConnectionMonitor::default(), Subscriptions::default());
+        let rounds = 20;
+        let started = std::time::Instant::now();
+        for round in 0..rounds {
+            monitor.request(false);
+            monitor.refresh_if_requested(0, &connections, &subscriptions, round);
+        }
+        let per_connection = started.elapsed() / (rounds as u32 * CONNECTIONS as u32);
+        assert_eq!(monitor.latest().connections.len(), CONNECTIONS);
+        let idle = std::time::Instant::now();
+        for round in 0..1_000_000 {
+            monitor.refresh_if_requested(0, &connections, &subscriptions, round);
+        }
+        let unwatched = idle.elapsed() / 1_000_000;
+        println!("snapshot: {per_connection:?} per connection; an unrequested sweep: {unwatched:?}");
+    }
 }
