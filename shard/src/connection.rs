@@ -159,6 +159,8 @@ pub struct Connection {
     pub client_version: Option<Box<str>>,
     /// The connection speaks NATS rather than flit's own protocol.
     pub nats: bool,
+    /// The client's address, read at accept (None: read when asked).
+    pub peer_address: Option<std::net::SocketAddr>,
 }
 
 impl Connection {
@@ -228,6 +230,7 @@ impl Connection {
             client_lang: None,
             client_version: None,
             nats: false,
+            peer_address: None,
         }
     }
 

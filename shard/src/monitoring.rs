@@ -227,7 +227,8 @@ fn summarize(shard: usize, connection: &Connection, subscriptions: Option<&Subsc
     ConnectionSummary {
         connection_id: connection.connection_id,
         shard,
-        peer: connection.stream.peer_addr().ok(),
+        // Read at accept: a `getpeername` here would be most of a snapshot's cost.
+        peer: connection.peer_address.or_else(|| connection.stream.peer_addr().ok()),
         opened_at_nanos: connection.opened_at_nanos,
         last_activity_nanos: activity.last_activity_nanos.max(connection.opened_at_nanos),
         pending_bytes: connection.queued_output_bytes() as u64,
@@ -304,9 +305,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("addr");
         let mut connections = Connections::default();
+        // The accepted ends are kept: the backlog is short, and the peers must stay.
+        let mut accepted = Vec::with_capacity(CONNECTIONS);
         for _ in 0..CONNECTIONS {
             let stream = TcpStream::connect(address).expect("connect");
-            connections.insert(|key| Connection::new(key, stream, 1));
+            accepted.push(listener.accept().expect("accept"));
+            let peer = stream.peer_addr().ok();
+            let key = connections.insert(|key| Connection::new(key, stream, 1));
+            connections.get_mut(key).expect("inserted").peer_address = peer;
         }
         let (monitor, subscriptions) = (ConnectionMonitor::default(), Subscriptions::default());
         let rounds = 20;

@@ -148,6 +148,7 @@ impl Shard {
             connection.tls = tls;
             connection.connection_id =
                 crate::monitoring::connection_id(self.metrics.connections_accepted.get(), self.id, self.shard_count);
+            connection.peer_address = connection.stream.peer_addr().ok();
         }
         self.metrics.connections_accepted.add(1);
         self.metrics.connections.set(self.connections.len() as u64);
