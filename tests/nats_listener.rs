@@ -306,3 +306,26 @@ fn on_shutdown_nats_subscribers_get_what_was_published_then_a_clean_close() {
     let (code, stderr) = server.wait();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn monitoring_shows_nats_clients_with_the_ids_info_gave_them() {
+    let server = start(&["--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_address.expect("metrics listener");
+    let mut client = RawNats::connect_with(nats_address(&server), r#"{"verbose":false,"name":"probe","lang":"raw"}"#);
+    client.send(b"SUB watched.> 1\r\nPUB watched.x 3\r\nabc\r\n");
+    assert_eq!(client.round_trip().len(), 1);
+    let (status, varz) = common::http_get(metrics, "/varz");
+    assert_eq!(status, 200);
+    let varz: serde_json::Value = serde_json::from_str(&varz).expect("JSON");
+    assert_eq!(varz["server_id"], client.info["server_id"], "one server id for INFO and /varz");
+    assert_eq!(varz["port"], nats_address(&server).port(), "NATS tools read where NATS clients connect");
+    let (status, connz) = common::http_get(metrics, "/connz?subs=1");
+    assert_eq!(status, 200);
+    let connz: serde_json::Value = serde_json::from_str(&connz).expect("JSON");
+    let rows = connz["connections"].as_array().expect("rows");
+    let row = rows.iter().find(|row| row["name"] == "probe").unwrap_or_else(|| panic!("no probe row: {connz}"));
+    assert_eq!(row["cid"], client.info["client_id"], "INFO's client_id is /connz's cid");
+    assert_eq!((row["type"].as_str(), row["lang"].as_str()), (Some("nats"), Some("raw")));
+    assert_eq!((row["in_msgs"].as_u64(), row["out_msgs"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(row["subscriptions_list"], serde_json::json!(["watched.>"]));
+}

@@ -20,6 +20,8 @@ mod client_commands;
 mod identities_file;
 mod logging;
 mod metrics_http;
+mod nats_monitoring;
+mod nats_query;
 mod rate_limit_settings;
 mod serve;
 mod settings;

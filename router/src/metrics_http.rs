@@ -1,6 +1,8 @@
 //! The metrics listener (`--metrics ADDR`): `/metrics` in the Prometheus text
-//! format, `/healthz` (the process answers) and `/readyz` (every shard runs
-//! and accepts, and the server is not draining).
+//! format, `/healthz` (the process answers; NATS's JSON `{"status":"ok"}`),
+//! `/readyz` (every shard runs and accepts, and the server is not draining),
+//! and NATS's monitoring endpoints `/varz`, `/connz` and `/subsz`
+//! (`nats_monitoring`).
 //!
 //! Threads: one accept thread, and one short-lived thread per connection,
 //! all pinned to the spare core `serve` is given (one no shard uses) when
@@ -89,6 +91,8 @@ pub struct Observed {
     /// Where streams keep their logs: its file system's size and free space
     /// are reported (statvfs at scrape time), once a stream exists.
     pub data_directory: std::path::PathBuf,
+    /// What the NATS monitoring endpoints report beyond the shards' counters.
+    pub nats: crate::nats_monitoring::NatsEndpoints,
 }
 
 impl Observed {
@@ -129,10 +133,11 @@ pub fn bind(address: SocketAddr) -> Result<TcpListener, String> {
 /// core no shard uses); returns the bound address.
 pub fn serve(
     listener: TcpListener,
-    observed: Observed,
+    mut observed: Observed,
     core: Option<core_affinity::CoreId>,
 ) -> Result<SocketAddr, String> {
     let local = listener.local_addr().map_err(|error| format!("metrics listener: {error}"))?;
+    observed.nats.facts.http_address = Some(local);
     let observed = Arc::new(observed);
     let mut registry = Registry::default();
     registry.register_collector(Box::new(FlitCollector(observed.clone())));
@@ -401,6 +406,8 @@ struct Request<'a> {
     method: Method,
     /// The target without its query.
     path: &'a str,
+    /// What follows the `?`, if anything (empty otherwise).
+    query: &'a str,
 }
 
 /// A request line that did not.
@@ -437,8 +444,8 @@ fn parse_request_line(line: &[u8]) -> Result<Request<'_>, BadRequest> {
         "HEAD" => Method::Head,
         _ => Method::Other,
     };
-    let path = target.split_once('?').map_or(target, |(path, _query)| path);
-    Ok(Request { method, path })
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Ok(Request { method, path, query })
 }
 
 /// The answer to a request line, and whether it carries its body (not for
@@ -459,6 +466,12 @@ fn answer(request: &Request<'_>, registry: &Registry, observed: &Observed) -> Re
         response.extra_headers = "Allow: GET, HEAD\r\n";
         return response;
     }
+    if let Some(nats) = crate::nats_monitoring::answer(request.path, request.query, observed) {
+        return match nats {
+            Ok(body) => Response { status: "200 OK", content_type: "application/json", extra_headers: "", body },
+            Err(refused) => Response::text("400 Bad Request", &format!("{refused}\n")),
+        };
+    }
     match request.path {
         "/metrics" => {
             let mut body = String::with_capacity(16 * 1024);
@@ -472,10 +485,9 @@ fn answer(request: &Request<'_>, registry: &Registry, observed: &Observed) -> Re
                 Err(_) => Response::text("500 Internal Server Error", "encoding failed\n"),
             }
         }
-        "/healthz" => Response::text("200 OK", "ok\n"),
         "/readyz" if observed.ready() => Response::text("200 OK", "ready\n"),
         "/readyz" => Response::text("503 Service Unavailable", "not ready\n"),
-        _ => Response::text("404 Not Found", "try /metrics, /healthz or /readyz\n"),
+        _ => Response::text("404 Not Found", "try /metrics, /healthz, /readyz, /varz, /connz or /subsz\n"),
     }
 }
 
@@ -890,12 +902,15 @@ mod tests {
 
     #[test]
     fn request_lines_parse_or_are_refused() {
-        assert_eq!(parse_request_line(b"GET /metrics HTTP/1.1"), Ok(Request { method: Method::Get, path: "/metrics" }));
+        assert_eq!(
+            parse_request_line(b"GET /metrics HTTP/1.1"),
+            Ok(Request { method: Method::Get, path: "/metrics", query: "" })
+        );
         assert_eq!(
             parse_request_line(b"HEAD /readyz?x=1 HTTP/1.0"),
-            Ok(Request { method: Method::Head, path: "/readyz" })
+            Ok(Request { method: Method::Head, path: "/readyz", query: "x=1" })
         );
-        assert_eq!(parse_request_line(b"POST / HTTP/1.1"), Ok(Request { method: Method::Other, path: "/" }));
+        assert_eq!(parse_request_line(b"POST / HTTP/1.1"), Ok(Request { method: Method::Other, path: "/", query: "" }));
         assert_eq!(parse_request_line(b"GET / HTTP/2.0"), Err(BadRequest::Version));
         for bad in [&b"GET"[..], b"GET /", b"GET / HTTP/1.1 x", b"G(T / HTTP/1.1", b"GET / FTP/1.0", b"\xff / HTTP/1.1"]
         {

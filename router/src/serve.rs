@@ -16,6 +16,7 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::ServeArguments;
 use crate::metrics_http::{self, Observed};
+use crate::nats_monitoring::{NatsEndpoints, NatsFacts};
 use crate::settings::{FileSettings, Settings};
 
 /// The environment variable holding a log filter; `--log-level` wins over it.
@@ -73,6 +74,7 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
         Err(message) => return fail(message),
     };
     let config = settings.server.clone();
+    let started_at = std::time::SystemTime::now();
     let server = match Server::start(config.clone()) {
         Ok(server) => server,
         Err(error) => return fail(error),
@@ -89,6 +91,20 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
                 busy_idle_reported: Default::default(),
                 shared: server.shared_state(),
                 data_directory: config.data_directory.clone(),
+                nats: NatsEndpoints::new(NatsFacts {
+                    // The id NATS clients see in INFO, so tools can match them.
+                    server_id: server.server_id(),
+                    server_name: config.server_name.clone(),
+                    // NATS tools read host/port as where NATS clients connect.
+                    client_address: server.nats_address().unwrap_or(server.local_address()),
+                    http_address: None,
+                    connections_max: config.connections_max as u64,
+                    payload_bytes_max: config.payload_bytes_max as u64,
+                    pending_bytes_max: config.pending_bytes_max as u64,
+                    handshake_timeout: config.handshake_timeout,
+                    started_at,
+                    cores: available_cores().len().max(1),
+                }),
             };
             // Shard i is pinned to the i-th allowed core; a core past them
             // keeps scrapes off the shards. Without one, the thread floats.

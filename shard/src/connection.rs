@@ -152,6 +152,16 @@ pub struct Connection {
     /// The NATS client protocol's state, for a connection accepted on the
     /// NATS listener (shard/nats/); None for a native connection.
     pub nats: Option<Box<crate::nats_session::NatsSession>>,
+    /// For monitoring (monitoring.rs, `/connz`): a server-wide unique id,
+    /// message counts, and what the client said about itself (the native
+    /// Hello's client name; a NATS CONNECT's name, lang and version).
+    pub connection_id: u64,
+    pub activity: crate::monitoring::ConnectionActivity,
+    pub client_name: Option<Box<str>>,
+    pub client_lang: Option<Box<str>>,
+    pub client_version: Option<Box<str>>,
+    /// The client's address, read at accept (None: read when asked).
+    pub peer_address: Option<std::net::SocketAddr>,
 }
 
 impl Connection {
@@ -216,6 +226,12 @@ impl Connection {
             send_partial_frame_bytes: 0,
             discarding_unsent: false,
             nats: None,
+            connection_id: 0,
+            activity: Default::default(),
+            client_name: None,
+            client_lang: None,
+            client_version: None,
+            peer_address: None,
         }
     }
 

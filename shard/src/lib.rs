@@ -41,7 +41,8 @@
 //! - [`trie`]: the subject matcher; [`subscriptions`]: local subscriptions.
 //! - [`connection`]: per-connection state; [`config`], [`error`].
 //! - [`metrics`]: live per-shard counters (single-writer atomics) read by the
-//!   metrics endpoint; [`stats`]: the same counters as plain numbers.
+//!   metrics endpoint; [`stats`]: the same counters as plain numbers;
+//!   [`monitoring`]: per-connection snapshots for `/connz`, taken on request.
 //!
 //! The routing core (`shard::routing`, `interest`, `subscriptions`) handles
 //! [`mesh::RoutedMessage`], not wire frames, so another protocol front end can
@@ -58,6 +59,7 @@ pub mod interest;
 pub mod log_limit;
 pub mod mesh;
 pub mod metrics;
+pub mod monitoring;
 pub mod nats_session;
 pub mod rate_limit;
 pub mod ring;

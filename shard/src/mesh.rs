@@ -270,8 +270,6 @@ pub struct SharedState {
     pub streams: crate::streams::directory::SharedStreams,
     /// This process's id in NATS INFO (`server_id`): unique per start.
     pub server_id: String,
-    /// The next NATS `client_id` (touched at accept only).
-    pub next_client_id: AtomicU64,
 }
 
 /// An id unique to this process start: the process id and the start time,
@@ -297,7 +295,6 @@ impl SharedState {
             identities_generation: AtomicU64::new(0),
             streams: Default::default(),
             server_id: process_unique_id(),
-            next_client_id: AtomicU64::new(1),
         }
     }
 

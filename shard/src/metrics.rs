@@ -169,6 +169,8 @@ pub struct ShardMetrics {
     pub stretch_started_nanos: Gauge,
     pub stretch_busy: Gauge,
     pub in_router_latency: LatencyHistogram,
+    /// Per-connection snapshots for `/connz`, built only when asked for.
+    pub connection_monitor: crate::monitoring::ConnectionMonitor,
 }
 
 impl ShardMetrics {

@@ -44,10 +44,6 @@ pub struct NatsSession {
     pub options: NatsOptions,
     /// The connection's id in INFO (`client_id`).
     pub client_id: u64,
-    /// What the client said it is (CONNECT `name`, `lang`, `version`).
-    pub name: Option<Box<str>>,
-    pub lang: Option<Box<str>>,
-    pub version: Option<Box<str>>,
     named_sids: HashMap<Box<[u8]>, u64>,
     sid_names: HashMap<u64, Box<[u8]>>,
     next_named_sid: u64,
@@ -65,9 +61,6 @@ impl NatsSession {
             connected: false,
             options: NatsOptions::default(),
             client_id,
-            name: None,
-            lang: None,
-            version: None,
             named_sids: HashMap::new(),
             sid_names: HashMap::new(),
             next_named_sid: NAMED_SID_FIRST,

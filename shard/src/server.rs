@@ -163,6 +163,11 @@ impl Server {
         self.local_address
     }
 
+    /// This process's id (NATS INFO `server_id`, `/varz`).
+    pub fn server_id(&self) -> String {
+        self.shared.server_id.clone()
+    }
+
     /// The address the NATS listener took, if there is one.
     pub fn nats_address(&self) -> Option<SocketAddr> {
         self.nats_address

@@ -57,6 +57,9 @@ impl Shard {
                 let certificate = connection.tls.as_deref().and_then(crate::tls::peer_fingerprint);
                 match crate::handshake::answer_hello(&hello, &self.identities, certificate.as_ref()) {
                     Ok(identity) => {
+                        if let Some(connection) = self.connections.get_mut(key) {
+                            connection.client_name = hello.client_name.as_deref().map(Box::from);
+                        }
                         let version = flit_wire::negotiate_version(hello.version_min, hello.version_max)
                             .unwrap_or(PROTOCOL_VERSION);
                         self.welcome(key, hello.ack_mode, identity, version)
@@ -134,6 +137,10 @@ impl Shard {
             return Err(());
         }
         self.metrics.messages_in.add(1);
+        if let Some(connection) = self.connections.get_mut(key) {
+            let message_bytes = message.payload().len() + message.headers().map_or(0, <[u8]>::len);
+            connection.activity.count_received(message_bytes, self.read_pass_nanos);
+        }
         message.received_at_nanos = self.read_pass_nanos;
         message.origin = crate::mesh::origin_of(self.id, key);
         if tag != 0 || !self.stream_capture.is_empty() {

@@ -171,6 +171,9 @@ impl Shard {
         let key = self.connections.insert(|key| Connection::new(key, stream, now_nanos));
         if let Some(connection) = self.connections.get_mut(key) {
             connection.tls = tls;
+            connection.connection_id =
+                crate::monitoring::connection_id(self.metrics.connections_accepted.get(), self.id, self.shard_count);
+            connection.peer_address = connection.stream.peer_addr().ok();
         }
         self.metrics.connections_accepted.add(1);
         self.metrics.connections.set(self.connections.len() as u64);

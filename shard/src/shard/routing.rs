@@ -179,6 +179,8 @@ impl Shard {
             connection.oldest_delivery_received_at_nanos = message.received_at_nanos;
         }
         connection.deliveries_pending = connection.deliveries_pending.saturating_add(1);
+        let message_bytes = message.payload().len() + message.headers().map_or(0, <[u8]>::len);
+        connection.activity.count_sent(message_bytes, message.received_at_nanos);
         self.metrics.deliveries.add(1);
         self.mark_dirty(key);
         self.enforce_pending_limit(key);

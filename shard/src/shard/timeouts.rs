@@ -47,6 +47,12 @@ impl Shard {
             }
         }
         self.timeout_verdicts = verdicts;
+        self.metrics.connection_monitor.refresh_if_requested(
+            self.id,
+            &self.connections,
+            &self.subscriptions,
+            now_nanos,
+        );
     }
 
     fn judge(&self, connection: &crate::connection::Connection, now_nanos: u64) -> Option<Verdict> {

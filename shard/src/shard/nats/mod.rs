@@ -66,7 +66,8 @@ impl Shard {
     /// the INFO goes out in plain text first (`tls_required`), and the
     /// client then starts the TLS handshake, as nats-server expects.
     pub(super) fn greet_nats(&mut self, key: ConnectionKey) {
-        let client_id = self.shared.next_client_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The same id /connz shows as `cid`.
+        let client_id = self.connections.get(key).map_or(0, |connection| connection.connection_id);
         let parser = flit_nats::Parser::new(flit_nats::Limits {
             max_control_line: NATS_CONTROL_LINE_BYTES_MAX,
             max_payload: self.config.payload_bytes_max,
@@ -92,7 +93,7 @@ impl Shard {
         let client_ip = self
             .connections
             .get(key)
-            .and_then(|connection| connection.stream.peer_addr().ok())
+            .and_then(|connection| connection.peer_address)
             .map(|address| address.ip().to_string())
             .unwrap_or_default();
         ServerInfo {
@@ -203,11 +204,12 @@ impl Shard {
             no_responders: connect.no_responders,
         };
         self.open_nats(key, options, identity);
-        if let Some(session) = self.connections.get_mut(key).and_then(|connection| connection.nats.as_mut()) {
+        if let Some(connection) = self.connections.get_mut(key) {
+            // For /connz; bounded, since a client may say anything.
             let text = |value: &Option<String>| value.as_deref().map(|text| text.chars().take(256).collect());
-            session.name = text(&connect.name);
-            session.lang = text(&connect.lang);
-            session.version = text(&connect.version);
+            connection.client_name = text(&connect.name);
+            connection.client_lang = text(&connect.lang);
+            connection.client_version = text(&connect.version);
         }
         self.nats_ok(key);
     }
