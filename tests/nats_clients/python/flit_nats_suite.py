@@ -22,9 +22,12 @@ import ssl
 import sys
 import time
 
-import nats
-import nats.aio.client
-from nats import errors
+try:
+    import nats
+    import nats.aio.client
+    from nats import errors
+except ImportError as missing:
+    sys.exit(f"nats-py is not installed ({missing}): python3 -m pip install nats-py==2.16.0")
 
 URL = os.environ["NATS_URL"]
 MAX_PAYLOAD = int(os.environ["NATS_MAX_PAYLOAD"])
