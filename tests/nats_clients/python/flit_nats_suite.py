@@ -67,6 +67,20 @@ async def connect(url=URL, **options):
     return client
 
 
+async def round_trip(client):
+    """Everything published before this call has reached the server, and
+    everything the server sent in answer has been received.
+
+    One flush is not that in nats-py 2.16: flush() writes its PING straight
+    to the socket, while publish() leaves the PUB in a buffer that a separate
+    task writes out, so the PING can overtake the PUB (seen against
+    nats-server as well, under load) and the PONG then proves nothing about
+    it. During the first flush's wait that task has run, so the second PING
+    follows the PUB on the wire and its PONG follows the server's answer."""
+    await client.flush(timeout=WAIT_SECONDS)
+    await client.flush(timeout=WAIT_SECONDS)
+
+
 async def next_message(subscription):
     return await subscription.next_msg(timeout=WAIT_SECONDS)
 
@@ -88,24 +102,24 @@ async def scenario_connect():
         client.max_payload == MAX_PAYLOAD,
         f"INFO max_payload {client.max_payload}, configured {MAX_PAYLOAD}",
     )
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     await client.close()
     check(client.is_closed, "not closed after close()")
 
 
 async def scenario_wildcards():
     # One connection publishes and subscribes: everything the server sends it
-    # for these publishes precedes the answer to its flush, so after the
-    # flush "nothing more" is certain, not a guess after a sleep.
+    # for these publishes precedes the answer to its round trip, so after it
+    # "nothing more" is certain, not a guess after a sleep.
     client = await connect()
     one_token = await client.subscribe("wild.*")
     the_rest = await client.subscribe("wild.>")
     middle = await client.subscribe("wild.*.created")
     exact = await client.subscribe("wild.eu.created")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     for subject in ["wild.eu", "wild.eu.created", "wild.us.created.late", "wild", "tame.eu"]:
         await client.publish(subject, subject.encode())
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     expected = {
         "wild.*": (one_token, ["wild.eu"]),
         "wild.>": (the_rest, ["wild.eu", "wild.eu.created", "wild.us.created.late"]),
@@ -133,19 +147,19 @@ async def scenario_queue_groups():
             received[index].append(int(message.data))
 
         await member.subscribe("work.items", queue="workers", cb=on_message)
-        await member.flush(timeout=WAIT_SECONDS)
+        await round_trip(member)
     # A plain subscriber beside the group sees every message.
     observer = await connect()
     observed = await observer.subscribe("work.items")
-    await observer.flush(timeout=WAIT_SECONDS)
+    await round_trip(observer)
     publisher = await connect()
     for number in range(message_count):
         await publisher.publish("work.items", str(number).encode())
-    await publisher.flush(timeout=WAIT_SECONDS)
+    await round_trip(publisher)
     await wait_until(lambda: sum(map(len, received)) >= message_count, f"{message_count} queued messages")
-    # Late duplicates would arrive before each member's flush is answered.
+    # Late duplicates would arrive before each member's round trip ends.
     for member in members:
-        await member.flush(timeout=WAIT_SECONDS)
+        await round_trip(member)
     everything = [number for numbers in received for number in numbers]
     counts = [len(numbers) for numbers in received]
     check(len(everything) == message_count, f"members received {counts}, {len(everything)} in all, sent {message_count}")
@@ -164,7 +178,7 @@ async def scenario_request_reply():
         await message.respond(b"echo:" + message.data)
 
     await responder.subscribe("service.echo", cb=echo)
-    await responder.flush(timeout=WAIT_SECONDS)
+    await round_trip(responder)
     requester = await connect()
     # Concurrent requests share nats-py's one response subscription; each
     # answer must come back to the request that asked.
@@ -190,7 +204,7 @@ async def scenario_no_responders():
     elapsed = time.monotonic() - started
     check(elapsed < 1.0, f"no-responders took {elapsed:.2f} s (timeout {request_timeout} s): not at once")
     # The connection is unaffected.
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     await client.close()
 
 
@@ -199,7 +213,7 @@ async def scenario_headers():
     # keys are covered by the async-nats and nats.js suites.
     client = await connect()
     subscription = await client.subscribe("headers.plain")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     sent = {"Trace-Id": "abc-123", "Content-Kind": "text/plain; charset=utf-8"}
     await client.publish("headers.plain", b"with headers", headers=sent)
     message = await next_message(subscription)
@@ -222,14 +236,14 @@ async def scenario_headers():
         await client.publish(message.reply, b"ok", headers={"Seen-Trace": seen})
 
     await client.subscribe("headers.service", cb=respond)
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     answer = await client.request("headers.service", b"q", timeout=WAIT_SECONDS, headers={"Trace-Id": "t-77"})
     check(answer.headers == {"Seen-Trace": "t-77"}, f"reply headers {answer.headers}")
     await client.close()
 
 
 async def scenario_unsubscribe_max():
-    # The same connection publishes, so after the flush every delivery the
+    # The same connection publishes, so after the round trip every delivery the
     # server made has arrived: in_msgs counts what the server sent, not only
     # what nats-py passed on, so the server's own auto-unsubscribe is checked.
     client = await connect()
@@ -237,13 +251,13 @@ async def scenario_unsubscribe_max():
     await subscription.unsubscribe(limit=3)
     for number in range(5):
         await client.publish("limited.subject", str(number).encode())
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     received = [int((await next_message(subscription)).data) for _ in range(3)]
     check(received == [0, 1, 2], f"received {received}")
     check(client.stats["in_msgs"] == 3, f"the server sent {client.stats['in_msgs']} messages after a max of 3")
     # The subscription is gone: later publishes reach nobody.
     await client.publish("limited.subject", b"after")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     check(client.stats["in_msgs"] == 3, "a message arrived after the auto-unsubscribe")
     await client.close()
 
@@ -252,7 +266,7 @@ async def scenario_max_payload():
     client = await connect()
     check(client.max_payload == MAX_PAYLOAD, f"INFO max_payload {client.max_payload}, configured {MAX_PAYLOAD}")
     subscription = await client.subscribe("big.subject")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     exactly = bytes(number % 251 for number in range(MAX_PAYLOAD))
     await client.publish("big.subject", exactly)
     message = await next_message(subscription)
@@ -263,7 +277,7 @@ async def scenario_max_payload():
     except errors.MaxPayloadError:
         pass
     # Refused in the client, so the connection is intact.
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     check(client.is_connected, "disconnected after an oversized publish")
     check(not client.reported_errors, f"errors reported: {client.reported_errors}")
     await client.close()
@@ -272,11 +286,12 @@ async def scenario_max_payload():
 async def scenario_flush():
     client = await connect()
     subscription = await client.subscribe("flush.subject")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     await client.publish("flush.subject", b"before the flush")
-    # The flush's PONG comes after the echo of the publish, so the message is
-    # already here when flush returns: proof it is a round trip.
-    await client.flush(timeout=WAIT_SECONDS)
+    # The PONG comes after the echo of the publish, so the message is already
+    # here when the round trip returns: proof the server answers PING in
+    # order. (Two flushes: see round_trip for nats-py's reordering.)
+    await round_trip(client)
     check(subscription.pending_msgs == 1, f"{subscription.pending_msgs} messages pending after flush, expected 1")
     await client.close()
 
@@ -297,7 +312,7 @@ async def scenario_drain():
         handled.append(int(message.data))
 
     await client.subscribe("drain.subject", cb=slow_handler)
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     for number in range(message_count):
         await client.publish("drain.subject", str(number).encode())
     # drain: unsubscribe, let the messages already sent be handled, flush,
@@ -348,7 +363,7 @@ async def scenario_user_password():
     # Credentials in the URL, a common way to configure clients.
     url = URL.replace("nats://", f"nats://{user}:{password}@")
     client = await connect(url=url)
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     await client.close()
 
 
@@ -359,19 +374,19 @@ async def wait_for_reported(client, count, what):
 async def scenario_permissions():
     client = await connect(user=os.environ["NATS_ORDERS_USER"], password=os.environ["NATS_ORDERS_PASSWORD"])
     allowed = await client.subscribe("orders.created")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
 
     # A denied publish: reported through the error callback (nats-py lower-
     # cases the server's text), the connection stays open.
     await client.publish("orders.secret.plan", b"leak")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     await wait_for_reported(client, 1, "the publish permissions violation")
     text = str(client.reported_errors[0])
     expected = 'nats: permissions violation for publish to "orders.secret.plan"'
     check(text == expected, f"error callback got {text!r}, expected {expected!r}")
     # Not allowed at all (outside orders.>), not just denied.
     await client.publish("billing.invoice", b"x")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     await wait_for_reported(client, 2, "the second publish permissions violation")
     text = str(client.reported_errors[1])
     expected = 'nats: permissions violation for publish to "billing.invoice"'
@@ -380,7 +395,7 @@ async def scenario_permissions():
 
     # A denied subscription: the same, and nothing is delivered to it.
     denied = await client.subscribe("orders.secret.>")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     await wait_for_reported(client, 3, "the subscribe permissions violation")
     text = str(client.reported_errors[2])
     expected = 'nats: permissions violation for subscription to "orders.secret.>"'
@@ -391,7 +406,7 @@ async def scenario_permissions():
     await client.publish("orders.created", b"fine")
     message = await next_message(allowed)
     check(message.data == b"fine", f"allowed message {message.data!r}")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     check(denied.pending_msgs == 0, "the denied subscription received a message")
     check(len(client.reported_errors) == 3, f"errors reported: {client.reported_errors}")
 
@@ -400,7 +415,7 @@ async def scenario_permissions():
         await message.respond(b"answer")
 
     await client.subscribe("orders.service", cb=respond)
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     answer = await client.request("orders.service", b"q", timeout=WAIT_SECONDS)
     check(answer.data == b"answer", f"answer {answer.data!r}")
     await client.close()
@@ -411,7 +426,7 @@ async def scenario_tls():
     client = await connect(tls=context)
     check(client.is_connected, "not connected over TLS")
     subscription = await client.subscribe("secure.subject")
-    await client.flush(timeout=WAIT_SECONDS)
+    await round_trip(client)
     await client.publish("secure.subject", b"encrypted")
     check((await next_message(subscription)).data == b"encrypted", "round trip over TLS")
     await client.close()
