@@ -18,6 +18,7 @@
 
 mod common;
 #[path = "nats_clients/harness.rs"]
+#[macro_use]
 mod harness;
 
 use std::path::Path;
@@ -38,72 +39,5 @@ fn run(setup: Setup, scenario: &str) {
     run_client_program(command, &server, &format!("nats.js scenario {scenario}"));
 }
 
-#[test]
-fn connect_reads_info() {
-    run(Setup::Open, "connect");
-}
-
-#[test]
-fn wildcards_match_as_in_nats() {
-    run(Setup::Open, "wildcards");
-}
-
-#[test]
-fn queue_group_members_share_messages_without_duplicates() {
-    run(Setup::Open, "queue_groups");
-}
-
-#[test]
-fn request_reply() {
-    run(Setup::Open, "request_reply");
-}
-
-#[test]
-fn no_responders_fails_the_request_at_once() {
-    run(Setup::Open, "no_responders");
-}
-
-#[test]
-fn headers_with_multiple_values_reach_subscribers_and_responders() {
-    run(Setup::Open, "headers");
-}
-
-#[test]
-fn unsubscribe_with_a_maximum_stops_after_it() {
-    run(Setup::Open, "unsubscribe_max");
-}
-
-#[test]
-fn max_payload_is_accepted_and_one_byte_more_is_refused() {
-    run(Setup::Open, "max_payload");
-}
-
-#[test]
-fn flush_is_a_round_trip() {
-    run(Setup::Open, "flush");
-}
-
-#[test]
-fn drain_delivers_pending_messages_then_closes() {
-    run(Setup::Open, "drain");
-}
-
-#[test]
-fn token_authentication() {
-    run(Setup::Token, "token");
-}
-
-#[test]
-fn user_password_authentication() {
-    run(Setup::Users, "user_password");
-}
-
-#[test]
-fn permission_violations_are_reported_and_the_connection_stays() {
-    run(Setup::Users, "permissions");
-}
-
-#[test]
-fn tls_upgrade_with_a_trusted_ca() {
-    run(Setup::Tls, "tls");
-}
+// One #[test] per scenario, the same list for every client (harness.rs).
+nats_client_scenarios!(run);

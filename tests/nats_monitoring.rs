@@ -10,12 +10,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{next_message, FlitServer};
+use common::{http_get as get, next_message, FlitServer};
 use flit_client::{Client, Options};
 use serde_json::Value;
 
@@ -143,18 +143,6 @@ const SUPPORTED: &[(&str, &[(&str, Kind)])] = &[
 
 fn fields_of(endpoint: &str) -> &'static [(&'static str, Kind)] {
     SUPPORTED.iter().find(|(name, _)| *name == endpoint).map(|(_, fields)| *fields).expect("listed")
-}
-
-/// `GET path` over HTTP/1.0 (so no server chunks its answer); (status, body).
-fn get(address: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect to the monitoring port");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("a status code");
-    (status, body.to_string())
 }
 
 fn get_json(address: SocketAddr, path: &str) -> Value {

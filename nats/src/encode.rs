@@ -22,9 +22,13 @@ fn debug_assert_token(token: &[u8]) {
 }
 
 fn put_decimal(out: &mut BytesMut, value: usize) {
-    // At most 20 digits; formatting through a stack buffer keeps the hot
-    // MSG path free of allocations.
     let mut digits = [0u8; 20];
+    out.put_slice(decimal(value as u64, &mut digits));
+}
+
+/// `value` in decimal, written into `digits` (at most 20 of them for a
+/// u64): a stack buffer keeps the MSG path (sizes, sids) free of allocations.
+pub fn decimal(value: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut index = digits.len();
     let mut rest = value;
     loop {
@@ -35,7 +39,7 @@ fn put_decimal(out: &mut BytesMut, value: usize) {
             break;
         }
     }
-    out.put_slice(&digits[index..]);
+    &digits[index..]
 }
 
 fn put_arguments(out: &mut BytesMut, op: &[u8], tokens: &[Option<&[u8]>]) {

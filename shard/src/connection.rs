@@ -319,6 +319,18 @@ impl Connection {
         partial_frame_after_write(buffer, partial, written)
     }
 
+    /// The read buffer holds no whole frame (or op): if it holds part of
+    /// one, that frame's clock starts now unless it already runs (see
+    /// timeouts.rs, the stalled-frame check); idle buffers are released.
+    pub fn wait_for_rest_of_frame(&mut self, now_nanos: u64) {
+        if self.read_buffer.is_empty() {
+            self.partial_frame_since_nanos = 0;
+        } else if self.partial_frame_since_nanos == 0 {
+            self.partial_frame_since_nanos = now_nanos.max(1);
+        }
+        self.release_idle_buffers();
+    }
+
     /// Frees buffers that are empty but hold a lot of memory.
     pub fn release_idle_buffers(&mut self) {
         if self.read_buffer.is_empty() && self.read_buffer.capacity() > IDLE_BUFFER_BYTES_MAX {

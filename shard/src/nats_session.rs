@@ -101,17 +101,7 @@ impl NatsSession {
                 return name;
             }
         }
-        let mut index = digits.len();
-        let mut rest = id;
-        loop {
-            index -= 1;
-            digits[index] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        &digits[index..]
+        flit_nats::encode::decimal(id, digits)
     }
 
     /// A new tag for a stream acknowledgement to `reply`.

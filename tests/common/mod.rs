@@ -144,11 +144,12 @@ impl Drop for FlitServer {
 }
 
 /// `GET path` from an HTTP server; returns (status code, body). Bounded by a
-/// five-second timeout.
+/// five-second timeout. HTTP/1.0, so that no server (nats-server's Go one
+/// included) answers in chunks.
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).expect("connect to the metrics listener");
     stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("send request");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");

@@ -367,3 +367,67 @@ fn read_in_background(mut pipe: impl Read + Send + 'static) -> std::thread::Join
         String::from_utf8_lossy(&bytes).into_owned()
     })
 }
+
+/// One `#[test]` per scenario, the same names and setups for every client
+/// suite: `nats_client_scenarios!(run)` with `run(Setup, scenario)`.
+#[macro_export]
+macro_rules! nats_client_scenarios {
+    ($run:ident) => {
+        #[test]
+        fn connect_reads_info() {
+            $run(Setup::Open, "connect");
+        }
+        #[test]
+        fn wildcards_match_as_in_nats() {
+            $run(Setup::Open, "wildcards");
+        }
+        #[test]
+        fn queue_group_members_share_messages_without_duplicates() {
+            $run(Setup::Open, "queue_groups");
+        }
+        #[test]
+        fn request_reply() {
+            $run(Setup::Open, "request_reply");
+        }
+        #[test]
+        fn no_responders_fails_the_request_at_once() {
+            $run(Setup::Open, "no_responders");
+        }
+        #[test]
+        fn headers_reach_subscribers_and_responders() {
+            $run(Setup::Open, "headers");
+        }
+        #[test]
+        fn unsubscribe_with_a_maximum_stops_after_it() {
+            $run(Setup::Open, "unsubscribe_max");
+        }
+        #[test]
+        fn max_payload_is_accepted_and_one_byte_more_is_refused() {
+            $run(Setup::Open, "max_payload");
+        }
+        #[test]
+        fn flush_is_a_round_trip() {
+            $run(Setup::Open, "flush");
+        }
+        #[test]
+        fn drain_delivers_pending_messages_then_closes() {
+            $run(Setup::Open, "drain");
+        }
+        #[test]
+        fn token_authentication() {
+            $run(Setup::Token, "token");
+        }
+        #[test]
+        fn user_password_authentication() {
+            $run(Setup::Users, "user_password");
+        }
+        #[test]
+        fn permission_violations_are_reported_and_the_connection_stays() {
+            $run(Setup::Users, "permissions");
+        }
+        #[test]
+        fn tls_upgrade_with_a_trusted_ca() {
+            $run(Setup::Tls, "tls");
+        }
+    };
+}

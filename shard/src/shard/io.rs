@@ -373,14 +373,7 @@ impl Shard {
             }
             let length = match check(&connection.read_buffer, frame_bytes_max) {
                 Check::Incomplete => {
-                    // A frame has begun and not ended: its clock starts now
-                    // (see timeouts.rs, the stalled-frame check).
-                    if connection.read_buffer.is_empty() {
-                        connection.partial_frame_since_nanos = 0;
-                    } else if connection.partial_frame_since_nanos == 0 {
-                        connection.partial_frame_since_nanos = self.read_pass_nanos.max(1);
-                    }
-                    connection.release_idle_buffers();
+                    connection.wait_for_rest_of_frame(self.read_pass_nanos);
                     return false;
                 }
                 Check::Invalid(error) => {

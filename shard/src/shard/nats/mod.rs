@@ -129,14 +129,8 @@ impl Shard {
             let parsed = session.parser.split_op_with_bytes(&mut connection.read_buffer);
             match parsed {
                 Ok(None) => {
-                    // An op has begun and not ended: its clock starts now
-                    // (the stalled-frame timeout applies to NATS ops too).
-                    if connection.read_buffer.is_empty() {
-                        connection.partial_frame_since_nanos = 0;
-                    } else if connection.partial_frame_since_nanos == 0 {
-                        connection.partial_frame_since_nanos = self.read_pass_nanos.max(1);
-                    }
-                    connection.release_idle_buffers();
+                    // The stalled-frame timeout applies to NATS ops too.
+                    connection.wait_for_rest_of_frame(self.read_pass_nanos);
                     return false;
                 }
                 Err(error) => {
