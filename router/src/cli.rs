@@ -128,6 +128,21 @@ pub struct ServeArguments {
     /// Also speak the NATS client protocol on this address, so NATS clients connect unchanged (NATS's default port: --nats-listen 127.0.0.1:4222). [default: off]
     #[arg(long = "nats-listen", value_parser = resolve_address)]
     pub nats_listen: Option<SocketAddr>,
+    /// The cluster this node joins (every node of one cluster: the same name). [default: no cluster]
+    #[arg(long = "cluster-name")]
+    pub cluster_name: Option<String>,
+    /// Where this node accepts routes from the other nodes (IP:PORT or HOST:PORT).
+    #[arg(long = "cluster-listen", value_parser = resolve_address)]
+    pub cluster_listen: Option<SocketAddr>,
+    /// The other nodes' route addresses, comma-separated (this node's own may be listed).
+    #[arg(long = "cluster-seeds", value_delimiter = ',')]
+    pub cluster_seeds: Option<Vec<String>>,
+    /// This node's id: unique in the cluster, stable across restarts.
+    #[arg(long = "node-id")]
+    pub node_id: Option<u32>,
+    /// A file holding the cluster secret (at least 32 bytes; `openssl rand -hex 32 > FILE`).
+    #[arg(long = "cluster-secret-file")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Log line format on stderr. [default: human]
     #[arg(long = "log-format", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -185,6 +200,11 @@ impl ServeArguments {
         layer.limits.idle_timeout_ms = self.idle_timeout_ms;
         layer.metrics.listen = self.metrics;
         layer.nats.listen = self.nats_listen;
+        layer.cluster.name = self.cluster_name.clone();
+        layer.cluster.listen = self.cluster_listen;
+        layer.cluster.seeds = self.cluster_seeds.clone();
+        layer.cluster.node_id = self.node_id;
+        layer.cluster.secret_file = self.cluster_secret_file.clone();
         layer.log.format = self.log_format;
         layer.log.level = self.log_level.clone();
         layer.auth.identities_file = self.identities.clone();

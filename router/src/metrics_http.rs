@@ -616,6 +616,22 @@ const COUNTERS: &[CounterField] = &[
         "Ring sends that found a socket's buffer full (short or EAGAIN); the rest waits for POLLOUT.",
         |m| m.sends_blocked.get(),
     ),
+    ("flit_route_messages_sent", "Messages forwarded to other nodes on this shard's routes.", |m| {
+        m.route_messages_sent.get()
+    }),
+    ("flit_route_messages_received", "Messages other nodes forwarded to this shard.", |m| {
+        m.route_messages_received.get()
+    }),
+    (
+        "flit_route_messages_dropped",
+        "Messages for another node dropped: its route down or its queue full (at most once).",
+        |m| m.route_messages_dropped.get(),
+    ),
+    (
+        "flit_route_authentication_failures",
+        "Route handshakes refused because the peer's proof did not verify (another cluster secret).",
+        |m| m.route_authentication_failures.get(),
+    ),
 ];
 
 impl Collector for FlitCollector {
@@ -628,7 +644,8 @@ impl Collector for FlitCollector {
         let draining = u64::from(observed.draining.load(Ordering::Relaxed));
         let family = encoder.encode_descriptor("flit_draining", "1 while draining.", None, MetricType::Gauge)?;
         gauge(draining).encode(family)?;
-        let gauges: [CounterField; 6] = [
+        let gauges: [CounterField; 7] = [
+            ("flit_routes_up", "Routes this shard dialed to other nodes that are up.", |m| m.routes_up.get()),
             ("flit_shard_up", "1 while the shard's loop runs.", |m| m.up.get()),
             ("flit_shard_accepting", "1 while the shard accepts connections.", |m| m.accepting.get()),
             (

@@ -130,6 +130,9 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
     if let Some(address) = server.nats_address() {
         ready_line.push_str(&format!(" nats={address}"));
     }
+    if let Some(address) = server.route_address() {
+        ready_line.push_str(&format!(" cluster={address}"));
+    }
     ready_line.push_str(&format!(" receive={}", server.receive_path()));
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{ready_line}");

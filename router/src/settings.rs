@@ -189,6 +189,22 @@ pub struct NatsSection {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[cluster]`: this node in a cluster (docs/OPERATIONS.md, "Clustering").
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub name: Option<String>,
+    /// Where this node accepts routes from the other nodes.
+    #[serde(default, deserialize_with = "deserialize_address")]
+    pub listen: Option<SocketAddr>,
+    /// The other nodes' route addresses (`IP:PORT` or `HOST:PORT`).
+    pub seeds: Option<Vec<String>>,
+    /// Stable across restarts; unique in the cluster.
+    pub node_id: Option<u32>,
+    /// A file holding the cluster secret (at least 32 bytes).
+    pub secret_file: Option<std::path::PathBuf>,
+}
+
 /// `[auth]`
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +247,8 @@ pub struct FileSettings {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub nats: NatsSection,
+    #[serde(default)]
+    pub cluster: ClusterSection,
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
@@ -310,6 +328,7 @@ impl FileSettings {
             },
             metrics: MetricsSection { listen: None },
             nats: NatsSection { listen: None },
+            cluster: ClusterSection::default(),
             log: LogSection { format: Some(LogFormat::Human), level: Some(DEFAULT_LOG_LEVEL.to_string()) },
             auth: AuthSection { identities_file: None },
             rate_limit: crate::rate_limit_settings::RateLimitSection::defaults(),
@@ -363,6 +382,13 @@ impl FileSettings {
             },
             metrics: MetricsSection { listen: pick(base.metrics.listen, over.metrics.listen) },
             nats: NatsSection { listen: pick(base.nats.listen, over.nats.listen) },
+            cluster: ClusterSection {
+                name: pick(base.cluster.name, over.cluster.name),
+                listen: pick(base.cluster.listen, over.cluster.listen),
+                seeds: pick(base.cluster.seeds, over.cluster.seeds),
+                node_id: pick(base.cluster.node_id, over.cluster.node_id),
+                secret_file: pick(base.cluster.secret_file, over.cluster.secret_file),
+            },
             log: LogSection {
                 format: pick(base.log.format, over.log.format),
                 level: pick(base.log.level, over.log.level),
@@ -378,6 +404,41 @@ impl FileSettings {
             streams: if over.streams.is_empty() { base.streams } else { over.streams },
         }
     }
+}
+
+/// `[cluster]` resolved: None when no cluster key is set; otherwise every
+/// key but `seeds` is required, and the secret file must hold enough bytes.
+fn cluster_config(section: &ClusterSection) -> Result<Option<flit_shard::config::ClusterConfig>, String> {
+    if section == &ClusterSection::default() {
+        return Ok(None);
+    }
+    let missing = |key: &str, flag: &str| format!("cluster.{key} ({flag}) is required when any cluster setting is given");
+    let name = section.name.clone().ok_or_else(|| missing("name", "--cluster-name"))?;
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err("cluster.name (--cluster-name) must be 1-128 printable ASCII characters without spaces".to_string());
+    }
+    let listen = section.listen.ok_or_else(|| missing("listen", "--cluster-listen"))?;
+    let node_id = section.node_id.ok_or_else(|| missing("node_id", "--node-id"))?;
+    let secret_path = section.secret_file.as_ref().ok_or_else(|| missing("secret_file", "--cluster-secret-file"))?;
+    let secret = std::fs::read(secret_path)
+        .map_err(|error| format!("cannot read cluster.secret_file {}: {error}", secret_path.display()))?;
+    // A trailing newline (an editor's, `openssl rand -hex 32 > file`'s) is not part of the secret.
+    let secret = secret.trim_ascii_end().to_vec();
+    let minimum = flit_shard::config::CLUSTER_SECRET_BYTES_MIN;
+    if secret.len() < minimum {
+        return Err(format!(
+            "cluster.secret_file {} holds {} bytes; at least {minimum} are needed (e.g. `openssl rand -hex 32 > FILE`)",
+            secret_path.display(),
+            secret.len()
+        ));
+    }
+    let seeds = section
+        .seeds
+        .iter()
+        .flatten()
+        .map(|seed| resolve_address(seed).map_err(|error| format!("cluster.seeds (--cluster-seeds): {error}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(flit_shard::config::ClusterConfig { name, listen, seeds, node_id, secret: secret.into() }))
 }
 
 /// The default `tracing` filter.
@@ -458,6 +519,13 @@ impl Settings {
             }
         }
         server.nats_listen = merged.nats.listen;
+        server.cluster = cluster_config(&merged.cluster)?;
+        if let Some(cluster) = server.cluster.as_ref().filter(|cluster| addresses_collide(listen, cluster.listen)) {
+            return Err(format!(
+                "cluster.listen (--cluster-listen) {} is the port clients connect to (server.listen): give routes a port of their own",
+                cluster.listen
+            ));
+        }
         let log_level = merged.log.level.expect("defaulted");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             return Err(format!("log level `{log_level}` is not a valid filter: {error}"));
@@ -514,6 +582,13 @@ mod tests {
         let mut everything = FileSettings::defaults();
         everything.metrics.listen = Some("127.0.0.1:8222".parse().unwrap());
         everything.nats.listen = Some("127.0.0.1:4222".parse().unwrap());
+        everything.cluster = ClusterSection {
+            name: Some("prod".into()),
+            listen: Some("127.0.0.1:7422".parse().unwrap()),
+            seeds: Some(vec!["10.0.0.2:7422".into()]),
+            node_id: Some(1),
+            secret_file: Some("/etc/flit/cluster.secret".into()),
+        };
         let mut known = Vec::new();
         keys(&toml::Value::try_from(&everything).unwrap(), "", &mut known);
         let mut in_example = Vec::new();
@@ -522,6 +597,11 @@ mod tests {
         let commented = [
             "metrics.listen",
             "nats.listen",
+            "cluster.name",
+            "cluster.listen",
+            "cluster.seeds",
+            "cluster.node_id",
+            "cluster.secret_file",
             "auth.identities_file",
             "tls.cert_file",
             "tls.key_file",

@@ -117,6 +117,42 @@ pub struct ServerConfig {
     pub data_directory: std::path::PathBuf,
     /// Streams the configuration file defines (created or updated at start).
     pub streams: Vec<crate::streams::definition::StreamDefinition>,
+    /// This node's place in a cluster (`[cluster]`); None: a single host.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Shortest cluster secret accepted, in bytes (it keys HMAC-SHA256).
+pub const CLUSTER_SECRET_BYTES_MIN: usize = 32;
+
+/// `[cluster]`: who this node is and whom it meshes with (cluster/ module).
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// Every node of one cluster has the same name; a route from another
+    /// cluster is refused at its handshake.
+    pub name: String,
+    /// Where this node accepts routes (one SO_REUSEPORT socket per shard).
+    pub listen: SocketAddr,
+    /// Route addresses of the other nodes (this node's own may be listed:
+    /// it is recognised at the handshake and skipped).
+    pub seeds: Vec<SocketAddr>,
+    /// Stable across restarts (a later per-stream Raft group keys on it).
+    pub node_id: u32,
+    /// The shared secret both ends of a route prove they hold (HMAC-SHA256
+    /// over both handshakes); at least `CLUSTER_SECRET_BYTES_MIN` bytes.
+    pub secret: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ClusterConfig")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .field("seeds", &self.seeds)
+            .field("node_id", &self.node_id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl ServerConfig {
@@ -148,6 +184,7 @@ impl ServerConfig {
             spin_before_park: SPIN_BEFORE_PARK_DEFAULT,
             data_directory: std::path::PathBuf::from(DATA_DIRECTORY_DEFAULT),
             streams: Vec::new(),
+            cluster: None,
         }
     }
 

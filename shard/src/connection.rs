@@ -152,6 +152,9 @@ pub struct Connection {
     /// The NATS client protocol's state, for a connection accepted on the
     /// NATS listener (shard/nats/); None for a native connection.
     pub nats: Option<Box<crate::nats_session::NatsSession>>,
+    /// A route to another node (cluster/): its handshake and what it carried;
+    /// None for a client connection.
+    pub route: Option<Box<crate::cluster::LaneSession>>,
     /// For monitoring (monitoring.rs, `/connz`): a server-wide unique id,
     /// message counts, and what the client said about itself (the native
     /// Hello's client name; a NATS CONNECT's name, lang and version).
@@ -226,6 +229,7 @@ impl Connection {
             send_partial_frame_bytes: 0,
             discarding_unsent: false,
             nats: None,
+            route: None,
             connection_id: 0,
             activity: Default::default(),
             client_name: None,

@@ -50,6 +50,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod delivery_filter;

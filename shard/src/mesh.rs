@@ -165,6 +165,11 @@ pub enum MeshMessage {
     /// A consumer command for a stream this (receiving) shard owns (boxed:
     /// rare, and larger than the message path's variants).
     StreamCommand(Box<(u64, crate::shard::OwnerCommand, Option<crate::streams::ReplyTo>)>),
+    /// Another node (dense index `node`) announced or withdrew interest, on
+    /// a route the sending shard accepted (cluster/).
+    RemoteInterest { node: u8, pattern: Bytes, queue: Option<Bytes>, added: bool },
+    /// A peer's route address, proven by its handshake: dial it too.
+    PeerAddress(std::net::SocketAddr),
 }
 
 /// Wakes one shard from another thread.
@@ -270,6 +275,11 @@ pub struct SharedState {
     pub streams: crate::streams::directory::SharedStreams,
     /// This process's id in NATS INFO (`server_id`): unique per start.
     pub server_id: String,
+    /// Cluster: node ids to dense indices, this start's generation (route
+    /// Hellos), and the route listener's address as bound.
+    pub cluster_nodes: crate::cluster::NodeDirectory,
+    pub generation: u64,
+    pub route_address: Option<std::net::SocketAddr>,
 }
 
 /// An id unique to this process start: the process id and the start time,
@@ -295,6 +305,11 @@ impl SharedState {
             identities_generation: AtomicU64::new(0),
             streams: Default::default(),
             server_id: process_unique_id(),
+            cluster_nodes: Default::default(),
+            generation: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64),
+            route_address: None,
         }
     }
 

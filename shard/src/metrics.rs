@@ -156,6 +156,14 @@ pub struct ShardMetrics {
     /// Ring sends that found the socket's buffer full (short or `EAGAIN`),
     /// so the rest waits for POLLOUT: a client reading slower than it is sent.
     pub sends_blocked: Counter,
+    /// Cluster: messages this shard forwarded on its lanes, received on
+    /// lanes it accepted, dropped (lane down or its queue full), lanes it
+    /// dialed that are up, and route handshakes refused for a bad proof.
+    pub route_messages_sent: Counter,
+    pub route_messages_received: Counter,
+    pub route_messages_dropped: Counter,
+    pub routes_up: Gauge,
+    pub route_authentication_failures: Counter,
     /// Error frames sent, indexed like [`ErrorCode::ALL`].
     pub errors_by_code: [Counter; ErrorCode::ALL.len()],
     /// Time in passes that did work, and time spinning or parked without any,

@@ -108,6 +108,14 @@ impl Server {
             }
         };
         nats_listeners.resize_with(config.shards, || None);
+        let (mut route_listeners, route_address) = match &config.cluster {
+            None => (Vec::new(), None),
+            Some(cluster) => {
+                let (listeners, local) = bind_shard_listeners(cluster.listen, config.shards, "--cluster-listen")?;
+                (listeners.into_iter().map(Some).collect(), Some(local))
+            }
+        };
+        route_listeners.resize_with(config.shards, || None);
         let mut pipe_read_ends = Vec::new();
         let mut wakers = Vec::new();
         for _ in 0..config.shards {
@@ -117,7 +125,9 @@ impl Server {
             wakers.push(Waker::new(write_end));
             pipe_read_ends.push(read_end);
         }
-        let shared = Arc::new(SharedState::new(wakers, config.identities.clone()));
+        let mut shared_state = SharedState::new(wakers, config.identities.clone());
+        shared_state.route_address = route_address;
+        let shared = Arc::new(shared_state);
         crate::streams::startup::load_streams(&config.data_directory, &config.streams, config.shards, &shared.streams)?;
         let cores = available_cores();
         let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), StartError>>();
@@ -125,11 +135,13 @@ impl Server {
         let parts = listeners
             .into_iter()
             .zip(nats_listeners)
+            .zip(route_listeners)
             .zip(pipe_read_ends)
             .zip(build_mesh(config.shards, config.mesh_channel_depth));
-        for (id, (((listener, nats_listener), wake_pipe), mesh)) in parts.enumerate() {
+        for (id, ((((listener, nats_listener), route_listener), wake_pipe), mesh)) in parts.enumerate() {
             let (shard_config, shared) = (config.clone(), shared.clone());
-            let parts = ShardParts { id, config: shard_config, listener, nats_listener, wake_pipe, shared, mesh };
+            let parts =
+                ShardParts { id, config: shard_config, listener, nats_listener, route_listener, wake_pipe, shared, mesh };
             let core = if config.pin_cores && !cores.is_empty() { Some(cores[id % cores.len()]) } else { None };
             let ready_sender = ready_sender.clone();
             let thread = std::thread::Builder::new()
@@ -166,6 +178,11 @@ impl Server {
     /// This process's id (NATS INFO `server_id`, `/varz`).
     pub fn server_id(&self) -> String {
         self.shared.server_id.clone()
+    }
+
+    /// The address the route listener took, if this node is in a cluster.
+    pub fn route_address(&self) -> Option<SocketAddr> {
+        self.shared.route_address
     }
 
     /// The address the NATS listener took, if there is one.

@@ -119,6 +119,12 @@ impl Subscriptions {
         self.slots.get_mut(slot as usize)?.as_mut()
     }
 
+    /// Every (pattern, queue) this shard has interest in, once per filter
+    /// it is held under (a route's full-state announcement).
+    pub fn interest_pairs(&self) -> impl Iterator<Item = (&Bytes, Option<&Bytes>)> {
+        self.local_counts.keys().map(|(pattern, queue, _)| (pattern, queue.as_ref()))
+    }
+
     pub fn len(&self) -> usize {
         self.trie.len()
     }

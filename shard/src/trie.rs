@@ -190,6 +190,13 @@ impl<V> Default for Edges<V> {
 }
 
 impl<V> Edges<V> {
+    fn for_each_mut(&mut self, visit: &mut impl FnMut(&mut Edge<V>)) {
+        match self {
+            Edges::Few(edges) => edges.iter_mut().for_each(visit),
+            Edges::Many(table) => table.iter_mut().for_each(|edge| visit(edge)),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Edges::Few(edges) => edges.len(),
@@ -519,6 +526,20 @@ impl<V> SubjectTrie<V> {
             if let Some(rest) = edge.follow(1, next) {
                 Self::visit_child(&mut edge.node, rest, visit);
             }
+        }
+    }
+
+    /// Calls `visit` for every value in the trie (rare: a cluster node
+    /// leaving withdraws all it announced).
+    pub fn visit_all(&mut self, visit: &mut impl FnMut(&mut V)) {
+        Self::visit_all_in(&mut self.root, visit);
+    }
+
+    fn visit_all_in(node: &mut Node<V>, visit: &mut impl FnMut(&mut V)) {
+        node.values.iter_mut().for_each(&mut *visit);
+        node.edges.for_each_mut(&mut |edge| Self::visit_all_in(&mut edge.node, visit));
+        if let Some(edge) = node.wildcard.as_deref_mut() {
+            Self::visit_all_in(&mut edge.node, visit);
         }
     }
 

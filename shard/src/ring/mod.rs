@@ -76,6 +76,8 @@ pub enum Token {
     Cancel,
     /// The NATS-protocol listener (`[nats] listen`).
     NatsListener,
+    /// The route listener (`[cluster] listen`).
+    RouteListener,
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -93,6 +95,7 @@ impl Token {
             Token::Sent(key) => (7, key),
             Token::Disk(key) => (8, key),
             Token::NatsListener => (9, 0),
+            Token::RouteListener => (10, 0),
         };
         debug_assert!(key <= KEY_MASK);
         (kind << KIND_SHIFT) | (key & KEY_MASK)
@@ -110,6 +113,7 @@ impl Token {
             7 => Some(Token::Sent(key)),
             8 => Some(Token::Disk(key)),
             9 => Some(Token::NatsListener),
+            10 => Some(Token::RouteListener),
             _ => None,
         }
     }

@@ -361,6 +361,9 @@ impl Shard {
         if self.connections.get(key).is_some_and(|connection| connection.nats.is_some()) {
             return self.handle_nats_input(key, bytes_budget);
         }
+        if self.connections.get(key).is_some_and(|connection| connection.route.is_some()) {
+            return self.handle_lane_input(key, bytes_budget);
+        }
         let frame_bytes_max = self.limits.frame_bytes_max();
         let mut bytes_handled = 0;
         loop {
@@ -430,7 +433,8 @@ impl Shard {
     pub(super) fn enforce_pending_limit(&mut self, key: ConnectionKey) -> bool {
         let limit = self.config.pending_bytes_max;
         let Some(connection) = self.connections.get_mut(key) else { return false };
-        if connection.queued_output_bytes() <= limit {
+        // A route bounds its own queue (cluster/, drop and count).
+        if connection.queued_output_bytes() <= limit || connection.route.is_some() {
             return true;
         }
         // A ring send in flight or waiting for room comes first: a `send`
@@ -491,6 +495,10 @@ impl Shard {
         let Some(connection) = self.connections.get_mut(key) else { return };
         if connection.state == ConnectionState::Closing {
             return;
+        }
+        if connection.route.is_some() {
+            // A route has no error frames: it just ends (the peer redials).
+            return self.finish_close(key);
         }
         connection.state = ConnectionState::Closing;
         connection.read_buffer.clear();
@@ -581,11 +589,16 @@ impl Shard {
             return;
         }
         self.remove_connection_subscriptions(key);
-        let Some(connection) = self.connections.remove(key) else { return };
+        let Some(mut connection) = self.connections.remove(key) else { return };
         self.pending_bytes_total -= connection.pending_bytes_reported;
         self.metrics.pending_bytes.set(self.pending_bytes_total as u64);
         self.metrics.connections.set(self.connections.len() as u64);
-        self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(lane) = connection.route.take() {
+            // Lanes do not count against connections_max.
+            self.on_lane_closed(key, &lane);
+        } else {
+            self.shared.connections_open.fetch_sub(1, Ordering::Relaxed);
+        }
         if tracing::enabled!(tracing::Level::DEBUG) && self.log_limits.connections.admit(Instant::now()).is_some() {
             let reason = if connection.error_sent { "after an error frame" } else { "peer closed or write failed" };
             tracing::debug!(shard = self.id, connection = key, reason, "connection closed");
@@ -677,7 +690,8 @@ impl Shard {
             // Before its Welcome a client expects nothing else; it gets the
             // shutting_down error at the close instead.
             // NATS has no Draining op: its clients reconnect on the close.
-            if connection.state != ConnectionState::Open || connection.nats.is_some() {
+            // Routes just end.
+            if connection.state != ConnectionState::Open || connection.nats.is_some() || connection.route.is_some() {
                 continue;
             }
             flit_wire::Encoder::draining(&mut connection.write_buffer, close_within_ms);
@@ -689,6 +703,11 @@ impl Shard {
     pub(super) fn close_all_for_shutdown(&mut self) {
         for key in self.connections.keys() {
             let Some(connection) = self.connections.get_mut(key) else { continue };
+            if connection.route.is_some() {
+                // Not a client: no notice, not counted in connections_open.
+                let _ = connection.stream.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
             if connection.nats.is_none() {
                 let _ =
                     self.encoder.error(&mut connection.write_buffer, ErrorCode::ShuttingDown, "server shutting down");

@@ -25,6 +25,7 @@
 //! until done or `shutdown_flush_timeout`, sends each client a ShuttingDown
 //! error, closes everything, and returns its counters.
 
+mod cluster;
 mod delivery_meta;
 mod dispatch;
 mod io;
@@ -82,6 +83,16 @@ pub struct Shard {
     /// The NATS-protocol listener, if configured (shard/nats/).
     nats_listener: Option<TcpListener>,
     nats_listener_ready: bool,
+    /// Cluster (shard/cluster/): the route listener, the peers this shard
+    /// dials, its up lane to each node (by dense index), what other nodes
+    /// want, and the rotation over nodes per queue group.
+    route_listener: Option<TcpListener>,
+    route_listener_ready: bool,
+    route_peers: Vec<cluster::RoutePeer>,
+    lanes_by_node: [Option<ConnectionKey>; crate::cluster::CLUSTER_NODES_MAX],
+    remote_interest: crate::cluster::RemoteInterest,
+    remote_route: crate::cluster::RemoteRoute,
+    node_cursors: HashMap<GroupKey, u32>,
     /// After a failed accept: when to try the listener again.
     accept_retry_at: Option<Instant>,
     wake_pipe: UnixStream,
@@ -162,6 +173,7 @@ pub struct ShardParts {
     pub config: ServerConfig,
     pub listener: TcpListener,
     pub nats_listener: Option<TcpListener>,
+    pub route_listener: Option<TcpListener>,
     pub wake_pipe: UnixStream,
     pub shared: Shared,
     pub mesh: MeshEnds,
@@ -186,6 +198,18 @@ impl Shard {
             listener_ready: false,
             nats_listener: parts.nats_listener,
             nats_listener_ready: false,
+            route_listener: parts.route_listener,
+            route_listener_ready: false,
+            route_peers: parts
+                .config
+                .cluster
+                .iter()
+                .flat_map(|cluster| cluster.seeds.iter().map(|seed| cluster::RoutePeer::new(*seed)))
+                .collect(),
+            lanes_by_node: [None; crate::cluster::CLUSTER_NODES_MAX],
+            remote_interest: Default::default(),
+            remote_route: Default::default(),
+            node_cursors: HashMap::new(),
             accept_retry_at: None,
             wake_pipe: parts.wake_pipe,
             shared: parts.shared,
@@ -239,6 +263,9 @@ impl Shard {
         shard.ring.poll_readable(listener_fd, Token::Listener)?;
         if let Some(nats_listener) = &shard.nats_listener {
             shard.ring.poll_readable(nats_listener.as_raw_fd(), Token::NatsListener)?;
+        }
+        if let Some(route_listener) = &shard.route_listener {
+            shard.ring.poll_readable(route_listener.as_raw_fd(), Token::RouteListener)?;
         }
         shard.ring.poll_readable(shard.wake_pipe.as_raw_fd(), Token::WakePipe)?;
         shard.ring.submit()?;
@@ -357,6 +384,11 @@ impl Shard {
             did_work = true;
             self.accept_connections(io::Protocol::Nats)?;
         }
+        if self.route_listener_ready {
+            did_work = true;
+            self.accept_lanes()?;
+        }
+        did_work |= self.dial_due_peers();
         let _ = self.resume_paused_readers();
         did_work |= self.read_ready_connections()?;
         self.arm_ended_receives()?;
@@ -381,6 +413,16 @@ impl Shard {
                     }
                 }
             }
+            Token::RouteListener => {
+                if completion.result >= 0 {
+                    self.route_listener_ready = true;
+                }
+                if !completion.more {
+                    if let Some(listener) = &self.route_listener {
+                        self.ring.poll_readable(listener.as_raw_fd(), Token::RouteListener)?;
+                    }
+                }
+            }
             Token::NatsListener => {
                 if completion.result >= 0 {
                     self.nats_listener_ready = true;
@@ -402,6 +444,9 @@ impl Shard {
             Token::Sent(key) => self.on_sent(key, completion)?,
             Token::Disk(key) => self.on_disk_completion(key, completion.result),
             Token::Writable(key) => {
+                if self.on_lane_writable(key) {
+                    return Ok(());
+                }
                 if let Some(connection) = self.connections.get_mut(key) {
                     connection.waiting_writable = false;
                     self.mark_dirty(key);
@@ -463,12 +508,14 @@ impl Shard {
         let accept_retry = self.accept_retry_at.map(|at| at.saturating_duration_since(Instant::now()));
         let outbox_retry = outbox_waiting.then_some(OUTBOX_RETRY_INTERVAL);
         let sweep = Some(self.next_timeout_sweep.saturating_duration_since(Instant::now()));
+        let dial = self.next_dial_due();
         let paused_reader = self.resume_paused_readers();
         if !self.ready.is_empty() {
             self.shared.wakers[self.id].clear_park();
             return Ok(());
         }
-        let timeout = [closing_deadline, accept_retry, outbox_retry, sweep, paused_reader].into_iter().flatten().min();
+        let timeout =
+            [closing_deadline, accept_retry, outbox_retry, sweep, paused_reader, dial].into_iter().flatten().min();
         let result = self.ring.wait(timeout);
         self.shared.wakers[self.id].clear_park();
         *last_work = Instant::now();
@@ -517,6 +564,11 @@ impl Shard {
             let _ = self.ring.cancel(Token::NatsListener);
             drop(listener);
         }
+        if let Some(listener) = self.route_listener.take() {
+            let _ = self.ring.cancel(Token::RouteListener);
+            drop(listener);
+        }
+        self.route_listener_ready = false;
         self.nats_listener_ready = false;
         self.ready.clear();
     }

@@ -11,11 +11,12 @@
 
 use bytes::Bytes;
 use flit_wire::{Encoder, Subscribe, STATUS_NO_RESPONDERS};
+use smallvec::SmallVec;
 
 use super::Shard;
 use crate::connection::ConnectionKey;
 use crate::delivery_filter::DeliveryFilter;
-use crate::interest::QueuePicks;
+use crate::interest::{GroupKey, QueuePicks};
 use crate::mesh::{MeshMessage, RoutedMessage};
 use crate::subscriptions::InterestChange;
 
@@ -28,7 +29,16 @@ impl Shard {
     /// anywhere on a client's behalf.
     pub(super) fn route_message(&mut self, message: RoutedMessage, origin: Option<ConnectionKey>) {
         self.interest.route(message.subject(), &mut self.route);
+        // Other nodes (cluster/): plain interest there, and the queue groups
+        // no member on this node serves.
+        let forwarded = self.config.cluster.is_some() && {
+            let local_groups: SmallVec<[GroupKey; 8]> = self.route.queue_picks.iter().map(|(_, group)| *group).collect();
+            self.forward_to_nodes(&message, &local_groups)
+        };
         if self.route.targets == 0 {
+            if forwarded {
+                return;
+            }
             if let (Some(reply), Some(origin)) = (message.reply(), origin) {
                 self.metrics.no_responders.add(1);
                 let mut status = RoutedMessage::status(reply, STATUS_NO_RESPONDERS);
@@ -266,6 +276,7 @@ impl Shard {
         filter: Option<DeliveryFilter>,
         gained: bool,
     ) {
+        self.announce_interest(&pattern, queue.as_deref(), gained);
         if gained {
             self.interest.add(&pattern, queue.as_ref(), filter.as_ref(), self.id);
             self.broadcast_interest(|| MeshMessage::InterestAdd {
@@ -391,6 +402,10 @@ impl Shard {
                 let (stream, command, reply_to) = *command;
                 self.run_owner_command(stream, command, reply_to);
             }
+            MeshMessage::RemoteInterest { node, pattern, queue, added } => {
+                self.remote_interest.apply(usize::from(node), &pattern, queue.as_deref(), added)
+            }
+            MeshMessage::PeerAddress(address) => self.learn_peer_address(address, false),
         }
     }
 }

@@ -64,6 +64,7 @@ fn start_two_shards_with_nats() -> (Vec<Shard>, Vec<std::net::SocketAddr>, Vec<s
                 config: config.clone(),
                 listener,
                 nats_listener: Some(nats_listener),
+                route_listener: None,
                 wake_pipe,
                 shared: shared.clone(),
                 mesh,

@@ -35,7 +35,7 @@ impl Shard {
         self.next_timeout_sweep = now + TIMEOUT_SWEEP_INTERVAL;
         let now_nanos = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         let mut verdicts = std::mem::take(&mut self.timeout_verdicts);
-        for connection in self.connections.iter() {
+        for connection in self.connections.iter().filter(|connection| connection.route.is_none()) {
             if let Some(verdict) = self.judge(connection, now_nanos) {
                 verdicts.push((connection.key, verdict));
             }
@@ -47,6 +47,9 @@ impl Shard {
             }
         }
         self.timeout_verdicts = verdicts;
+        if self.config.cluster.is_some() {
+            self.sweep_lanes(now_nanos);
+        }
         self.metrics.connection_monitor.refresh_if_requested(
             self.id,
             &self.connections,

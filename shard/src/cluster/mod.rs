@@ -1,0 +1,128 @@
+//! # Clustering: several flit nodes act as one router (issue 13, first slice)
+//!
+//! Every shard keeps one route connection, a *lane*, to every other node:
+//! it dials the other nodes' `--cluster-listen` addresses (`--cluster-seeds`)
+//! and sends over its own lane what its own publishes need there, so a
+//! message crosses at most one route and is never forwarded by the node that
+//! receives it (loop-free in a full mesh). Lanes carry data one way, dialer
+//! to acceptor; the acceptor answers only Pongs. The shard that reads a
+//! publish decides its remote nodes as it decides its local shards, from a
+//! second interest table ([`remote_interest`]) filled by what the other
+//! nodes announce.
+//!
+//! Interest: each shard announces its own interest changes (its 0 -> 1 and
+//! 1 -> 0 for a (pattern, queue)) on its own lanes, and its whole interest
+//! when a lane comes up. The accepting shard broadcasts each announcement to
+//! its node's shards (the mesh), which count it per node; when a lane closes,
+//! everything it announced is withdrawn. Queue groups: a member on this node
+//! wins (local first); otherwise one node with members is picked in
+//! rotation, and only it delivers to one of its members.
+//!
+//! Authentication: a lane starts with both ends' Hello, then each end's
+//! HMAC-SHA256 proof over both Hellos under the cluster secret ([`proof`]);
+//! nothing else is read from a lane before the peer's proof verifies, and a
+//! lane never accepts client frames (the route decoder knows only route ops).
+//!
+//! Failure: a lane whose socket ends is down at once; one silent for
+//! `ROUTE_SILENCE_MAX` is closed; a dialer retries with backoff. A message for
+//! a node whose lane is down is dropped and counted (core delivery is at most
+//! once). Not in this slice (see the issue 13 note): membership by a library
+//! (foca), a cluster-wide subscribe barrier, `flit cluster ls`, durable
+//! publishes forwarded to a stream's owner node, client failover.
+//!
+//! Shutdown: lanes are closed with the other connections; peers see the
+//! socket end and withdraw this node's interest.
+
+pub mod proof;
+pub mod remote_interest;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use remote_interest::{NodeMask, RemoteInterest, RemoteRoute, CLUSTER_NODES_MAX};
+
+/// How often a dialer pings its lane, and how long a lane may stay silent
+/// before it is closed as dead (3 pings missed).
+pub const ROUTE_PING_INTERVAL: Duration = Duration::from_millis(250);
+pub const ROUTE_SILENCE_MAX: Duration = Duration::from_millis(1000);
+/// A dialer's first retry after a failed or lost lane, and the longest.
+pub const ROUTE_RETRY_FIRST: Duration = Duration::from_millis(100);
+pub const ROUTE_RETRY_MAX: Duration = Duration::from_secs(2);
+/// Most bytes queued on one lane: past it, messages for that node are
+/// dropped and counted (a slow route never stalls a shard).
+pub const ROUTE_PENDING_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Dense indices for node ids, the same on every shard of this process
+/// (interest masks are `u64`). Touched at lane handshakes only.
+#[derive(Debug, Default)]
+pub struct NodeDirectory {
+    ids: Mutex<Vec<u32>>,
+}
+
+impl NodeDirectory {
+    /// The index of `node_id`, assigned on first sight; None when
+    /// `CLUSTER_NODES_MAX` nodes are known already.
+    pub fn index_of(&self, node_id: u32) -> Option<usize> {
+        let mut ids = self.ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(index) = ids.iter().position(|id| *id == node_id) {
+            return Some(index);
+        }
+        if ids.len() >= CLUSTER_NODES_MAX {
+            return None;
+        }
+        ids.push(node_id);
+        Some(ids.len() - 1)
+    }
+}
+
+/// Which end of a lane this node is.
+pub use proof::Role;
+
+/// Where a lane is in its handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaneStage {
+    /// Dialer: the non-blocking connect has not completed.
+    Connecting,
+    /// Hello sent; waiting for the peer's Hello.
+    AwaitingHello,
+    /// Proof sent; waiting for the peer's proof.
+    AwaitingProof,
+    Up,
+}
+
+/// A route connection's state (`Connection::route`).
+#[derive(Debug)]
+pub struct LaneSession {
+    pub role: Role,
+    pub stage: LaneStage,
+    /// The Hello frames as sent, for the proofs.
+    pub our_hello: Bytes,
+    pub peer_hello: Option<Bytes>,
+    /// The peer's node id and its dense index, once its Hello arrived.
+    pub peer: Option<(u32, usize)>,
+    /// Dialer: the seed this lane was dialed to.
+    pub seed: Option<usize>,
+    /// Acceptor: what the peer announced on this lane, with counts, so that
+    /// it is all withdrawn when the lane closes.
+    pub announced: HashMap<(Bytes, Option<Bytes>), u32>,
+    /// The route address the peer's Hello named (dialed once proven).
+    pub peer_route_address: Option<std::net::SocketAddr>,
+}
+
+impl LaneSession {
+    pub fn new(role: Role, seed: Option<usize>) -> LaneSession {
+        LaneSession {
+            role,
+            stage: if role == Role::Dialer { LaneStage::Connecting } else { LaneStage::AwaitingHello },
+            our_hello: Bytes::new(),
+            peer_hello: None,
+            peer: None,
+            seed,
+            announced: HashMap::new(),
+            peer_route_address: None,
+        }
+    }
+}

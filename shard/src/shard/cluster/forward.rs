@@ -1,0 +1,211 @@
+//! What lanes carry: interest announcements (this shard's own, on its own
+//! lanes; what peers announce, counted per node on every shard of this
+//! node), and messages, forwarded at most once to each interested node and
+//! delivered there locally, never forwarded again.
+//!
+//! Queue groups: a group with a member on this node is served here (the
+//! local interest table already picked one); otherwise one node with members
+//! is picked in rotation and only that node delivers, to one member. So each
+//! message reaches exactly one member cluster-wide, local members first.
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use super::super::Shard;
+use crate::cluster::remote_interest::NodeMask;
+use crate::cluster::{LaneSession, ROUTE_PENDING_BYTES_MAX};
+use crate::connection::ConnectionKey;
+use crate::interest::GroupKey;
+use crate::mesh::{MeshMessage, RoutedMessage};
+
+impl Shard {
+    /// A lane this shard dialed came up: everything this shard has interest
+    /// in goes to the peer (its full state of this shard).
+    pub(super) fn announce_all_interest(&mut self, key: ConnectionKey) {
+        let pairs: Vec<(Bytes, Option<Bytes>)> =
+            self.subscriptions.interest_pairs().map(|(pattern, queue)| (pattern.clone(), queue.cloned())).collect();
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        for (pattern, queue) in &pairs {
+            let _ = self.encoder.route_interest(&mut connection.write_buffer, true, pattern, queue.as_deref());
+        }
+        self.mark_dirty(key);
+    }
+
+    /// This shard gained or lost interest in (pattern, queue): every lane it
+    /// dialed hears of it.
+    pub(in crate::shard) fn announce_interest(&mut self, pattern: &[u8], queue: Option<&[u8]>, gained: bool) {
+        if self.config.cluster.is_none() {
+            return;
+        }
+        for key in self.lanes_by_node.into_iter().flatten() {
+            if let Some(connection) = self.connections.get_mut(key) {
+                let _ = self.encoder.route_interest(&mut connection.write_buffer, gained, pattern, queue);
+                self.mark_dirty(key);
+            }
+        }
+    }
+
+    /// A peer announced (or withdrew) interest on a lane this shard accepted:
+    /// counted on the lane (withdrawn with it), and applied on every shard.
+    pub(super) fn on_remote_interest(&mut self, key: ConnectionKey, interest: flit_wire::route::RouteInterest) {
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        let Some(lane) = connection.route.as_mut() else { return };
+        let Some((_, node)) = lane.peer else { return };
+        let pair = (interest.pattern.clone(), interest.queue.clone());
+        if interest.add {
+            *lane.announced.entry(pair).or_insert(0) += 1;
+        } else {
+            match lane.announced.get_mut(&pair) {
+                Some(count) if *count > 1 => *count -= 1,
+                Some(_) => {
+                    lane.announced.remove(&pair);
+                }
+                // Never announced on this lane: nothing to withdraw.
+                None => return,
+            }
+        }
+        self.apply_remote_interest(node, interest.pattern, interest.queue, interest.add);
+    }
+
+    /// Everything a closed lane announced is withdrawn, here and on every shard.
+    pub(super) fn withdraw_announced(&mut self, lane: &LaneSession) {
+        let Some((_, node)) = lane.peer else { return };
+        for ((pattern, queue), count) in &lane.announced {
+            for _ in 0..*count {
+                self.apply_remote_interest(node, pattern.clone(), queue.clone(), false);
+            }
+        }
+    }
+
+    fn apply_remote_interest(&mut self, node: usize, pattern: Bytes, queue: Option<Bytes>, added: bool) {
+        self.remote_interest.apply(node, &pattern, queue.as_deref(), added);
+        if self.shard_count == 1 {
+            return;
+        }
+        for target in 0..self.shard_count {
+            if target != self.id {
+                let message = MeshMessage::RemoteInterest {
+                    node: node as u8,
+                    pattern: pattern.clone(),
+                    queue: queue.clone(),
+                    added,
+                };
+                self.send_to_shard(target, message);
+            }
+        }
+    }
+
+    /// After local routing of a message published on this node: which other
+    /// nodes get it (plain interest, and queue groups with no member here);
+    /// true if any node will. `local_groups` are the groups a local member
+    /// serves.
+    pub(in crate::shard) fn forward_to_nodes(&mut self, message: &RoutedMessage, local_groups: &[GroupKey]) -> bool {
+        if self.remote_interest.is_empty() {
+            return false;
+        }
+        let mut remote = std::mem::take(&mut self.remote_route);
+        self.remote_interest.route(message.subject(), &mut remote);
+        let mut picks: SmallVec<[(usize, GroupKey); 4]> = SmallVec::new();
+        let mut nodes: NodeMask = remote.nodes;
+        for (group, members) in &remote.groups {
+            if local_groups.contains(group) {
+                continue;
+            }
+            // Nodes with members whose lane from this shard is up.
+            let reachable = members & self.nodes_with_lanes();
+            let candidates = if reachable != 0 { reachable } else { *members };
+            let count = candidates.count_ones();
+            let cursor = self.node_cursors.entry(*group).or_insert(0);
+            let nth = *cursor % count;
+            *cursor = cursor.wrapping_add(1);
+            let node = nth_set_bit(candidates, nth);
+            nodes |= 1 << node;
+            picks.push((node, *group));
+        }
+        let forwarded = nodes != 0;
+        while nodes != 0 {
+            let node = nodes.trailing_zeros() as usize;
+            nodes &= nodes - 1;
+            let node_picks: SmallVec<[GroupKey; 4]> =
+                picks.iter().filter(|(picked, _)| *picked == node).map(|(_, group)| *group).collect();
+            self.send_to_node(node, message, &node_picks);
+        }
+        self.remote_route = remote;
+        forwarded
+    }
+
+    fn nodes_with_lanes(&self) -> NodeMask {
+        self.lanes_by_node.iter().enumerate().filter(|(_, lane)| lane.is_some()).fold(0, |mask, (node, _)| mask | 1 << node)
+    }
+
+    /// One RouteMessage on this shard's lane to `node`; dropped and counted
+    /// when the lane is down or its queue is full (at most once).
+    fn send_to_node(&mut self, node: usize, message: &RoutedMessage, picks: &[GroupKey]) {
+        let Some(key) = self.lanes_by_node[node] else {
+            self.metrics.route_messages_dropped.add(1);
+            return;
+        };
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        if connection.queued_output_bytes() > ROUTE_PENDING_BYTES_MAX {
+            self.metrics.route_messages_dropped.add(1);
+            return;
+        }
+        let encoded = self.encoder.route_message(
+            &mut connection.write_buffer,
+            message.subject(),
+            message.reply(),
+            message.headers(),
+            message.payload(),
+            picks,
+        );
+        if encoded.is_ok() {
+            self.metrics.route_messages_sent.add(1);
+            self.mark_dirty(key);
+        }
+    }
+
+    /// A message another node forwarded: delivered on this node only (its
+    /// shards, its members of the picked groups), never forwarded again and
+    /// never captured by a stream (capture happened where it was published).
+    pub(super) fn on_route_message(&mut self, _key: ConnectionKey, routed: flit_wire::route::RouteMessage) {
+        self.metrics.route_messages_received.add(1);
+        let mut message =
+            RoutedMessage::from_parts(routed.frame, routed.subject, routed.reply, routed.headers, routed.payload);
+        message.received_at_nanos = self.read_pass_nanos;
+        self.interest.route(message.subject(), &mut self.route);
+        // Groups another node serves are not this node's to serve.
+        let picks = routed.queue_picks;
+        self.route.queue_picks.retain(|(_, group)| picks.contains(group));
+        let mut targets = self.route.targets;
+        while targets != 0 {
+            let target = targets.trailing_zeros() as usize;
+            targets &= targets - 1;
+            let queue_picks = self.route.picks_for(target);
+            if target == self.id {
+                self.deliver_local(&message, &queue_picks);
+            } else {
+                let forward = MeshMessage::Publish { message: message.clone(), queue_picks };
+                self.send_to_shard(target, forward);
+            }
+        }
+    }
+}
+
+/// The index of the `n`th set bit of `mask` (n < mask.count_ones()).
+fn nth_set_bit(mut mask: NodeMask, n: u32) -> usize {
+    for _ in 0..n {
+        mask &= mask - 1;
+    }
+    mask.trailing_zeros() as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nth_set_bit;
+
+    #[test]
+    fn nth_set_bit_walks_the_mask_in_order() {
+        let mask = 0b1011_0100;
+        assert_eq!((0..4).map(|n| nth_set_bit(mask, n)).collect::<Vec<_>>(), vec![2, 4, 5, 7]);
+    }
+}
