@@ -246,7 +246,7 @@ pub struct PublishParts {
 }
 
 /// The range `inner` occupies inside `outer` (a sub-slice of it).
-fn range_in(outer: &[u8], inner: &[u8]) -> Range<usize> {
+pub(crate) fn range_in(outer: &[u8], inner: &[u8]) -> Range<usize> {
     let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
     debug_assert!(start + inner.len() <= outer.len());
     start..start + inner.len()

@@ -15,7 +15,7 @@ use crate::schema;
 
 /// Subjects inside a frame are UTF-8 by construction (validated on decode, or
 /// typed as `&str` by callers); this turns bytes that are not into an error.
-fn text(bytes: &[u8]) -> Result<&str, WireError> {
+pub(crate) fn text(bytes: &[u8]) -> Result<&str, WireError> {
     std::str::from_utf8(bytes).map_err(|_| WireError::InvalidSubject("not UTF-8"))
 }
 
