@@ -412,7 +412,8 @@ fn cluster_config(section: &ClusterSection) -> Result<Option<flit_shard::config:
     if section == &ClusterSection::default() {
         return Ok(None);
     }
-    let missing = |key: &str, flag: &str| format!("cluster.{key} ({flag}) is required when any cluster setting is given");
+    let missing =
+        |key: &str, flag: &str| format!("cluster.{key} ({flag}) is required when any cluster setting is given");
     let name = section.name.clone().ok_or_else(|| missing("name", "--cluster-name"))?;
     if name.is_empty() || name.len() > 128 || !name.bytes().all(|byte| byte.is_ascii_graphic()) {
         return Err("cluster.name (--cluster-name) must be 1-128 printable ASCII characters without spaces".to_string());

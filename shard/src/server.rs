@@ -140,8 +140,16 @@ impl Server {
             .zip(build_mesh(config.shards, config.mesh_channel_depth));
         for (id, ((((listener, nats_listener), route_listener), wake_pipe), mesh)) in parts.enumerate() {
             let (shard_config, shared) = (config.clone(), shared.clone());
-            let parts =
-                ShardParts { id, config: shard_config, listener, nats_listener, route_listener, wake_pipe, shared, mesh };
+            let parts = ShardParts {
+                id,
+                config: shard_config,
+                listener,
+                nats_listener,
+                route_listener,
+                wake_pipe,
+                shared,
+                mesh,
+            };
             let core = if config.pin_cores && !cores.is_empty() { Some(cores[id % cores.len()]) } else { None };
             let ready_sender = ready_sender.clone();
             let thread = std::thread::Builder::new()

@@ -23,6 +23,8 @@ pub struct FlitServer {
     pub metrics_address: Option<SocketAddr>,
     /// The NATS listener, when `--nats-listen` was given.
     pub nats_address: Option<SocketAddr>,
+    /// The route listener, when `--cluster-listen` was given.
+    pub cluster_address: Option<SocketAddr>,
 }
 
 impl FlitServer {
@@ -64,7 +66,8 @@ impl FlitServer {
         let field = |name: &str| rest.iter().find_map(|field| field.strip_prefix(name));
         let metrics_address = field("metrics=").map(|address| address.parse().expect("a metrics socket address"));
         let nats_address = field("nats=").map(|address| address.parse().expect("a NATS socket address"));
-        FlitServer { child: Some(child), address, shards, metrics_address, nats_address }
+        let cluster_address = field("cluster=").map(|address| address.parse().expect("a route socket address"));
+        FlitServer { child: Some(child), address, shards, metrics_address, nats_address, cluster_address }
     }
 
     /// A client connected with default options.

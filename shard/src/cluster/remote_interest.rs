@@ -164,7 +164,8 @@ mod tests {
         assert_eq!(route.nodes, 0, "queue members are not plain interest");
         let mut groups = route.groups.to_vec();
         groups.sort();
-        let mut expected = vec![(group_key(b"work", b"pool"), (1 << 1) | (1 << 3)), (group_key(b"work", b"other"), 1 << 3)];
+        let mut expected =
+            vec![(group_key(b"work", b"pool"), (1 << 1) | (1 << 3)), (group_key(b"work", b"other"), 1 << 3)];
         expected.sort();
         assert_eq!(groups, expected);
     }

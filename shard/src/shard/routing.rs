@@ -32,7 +32,8 @@ impl Shard {
         // Other nodes (cluster/): plain interest there, and the queue groups
         // no member on this node serves.
         let forwarded = self.config.cluster.is_some() && {
-            let local_groups: SmallVec<[GroupKey; 8]> = self.route.queue_picks.iter().map(|(_, group)| *group).collect();
+            let local_groups: SmallVec<[GroupKey; 8]> =
+                self.route.queue_picks.iter().map(|(_, group)| *group).collect();
             self.forward_to_nodes(&message, &local_groups)
         };
         if self.route.targets == 0 {

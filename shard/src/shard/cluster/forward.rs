@@ -135,7 +135,11 @@ impl Shard {
     }
 
     fn nodes_with_lanes(&self) -> NodeMask {
-        self.lanes_by_node.iter().enumerate().filter(|(_, lane)| lane.is_some()).fold(0, |mask, (node, _)| mask | 1 << node)
+        self.lanes_by_node
+            .iter()
+            .enumerate()
+            .filter(|(_, lane)| lane.is_some())
+            .fold(0, |mask, (node, _)| mask | 1 << node)
     }
 
     /// One RouteMessage on this shard's lane to `node`; dropped and counted

@@ -202,7 +202,7 @@ impl Shard {
             if connection.state == ConnectionState::Closing {
                 return false;
             }
-            let length = match flit_wire::check(&connection.read_buffer, frame_bytes_max) {
+            let length = match flit_wire::route::check_route(&connection.read_buffer, frame_bytes_max) {
                 flit_wire::Check::Incomplete => {
                     connection.wait_for_rest_of_frame(self.read_pass_nanos);
                     return false;

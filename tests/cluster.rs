@@ -1,0 +1,263 @@
+//! Several nodes act as one router (issue 13, first slice): three `flit`
+//! processes on loopback meshed by routes (each started with the earlier
+//! ones as seeds; the earlier ones learn the later ones from their
+//! handshakes). Messages, requests and replies cross nodes exactly once,
+//! queue groups give each message to one member cluster-wide with local
+//! members first, interest follows subscribers as they come and go, a node
+//! killed with SIGKILL does not disturb the others and is meshed again when
+//! it restarts with its node id, and a node with another secret is refused.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::FlitServer;
+use flit_client::Client;
+
+const SECRET: &str = "8c0b1f5e2d4a6978c3e1b0f9a8d7c6b5e4f3a2b1c0d9e8f7";
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Cluster {
+    directory: PathBuf,
+    nodes: Vec<Option<FlitServer>>,
+    routes: Vec<String>,
+}
+
+fn secret_file(directory: &Path, secret: &str) -> PathBuf {
+    let path = directory.join(format!("secret-{}", &secret[..8]));
+    std::fs::write(&path, format!("{secret}\n")).expect("write secret");
+    path
+}
+
+fn start_node(
+    directory: &Path,
+    node_id: u32,
+    shards: usize,
+    seeds: &[String],
+    secret: &str,
+    listen: &str,
+) -> FlitServer {
+    let secret = secret_file(directory, secret);
+    let seeds = seeds.join(",");
+    let node = node_id.to_string();
+    let mut arguments = vec![
+        "--cluster-name",
+        "test",
+        "--cluster-listen",
+        listen,
+        "--node-id",
+        &node,
+        "--cluster-secret-file",
+        secret.to_str().expect("utf-8"),
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    if !seeds.is_empty() {
+        arguments.extend(["--cluster-seeds", &seeds]);
+    }
+    FlitServer::start(shards, &arguments)
+}
+
+impl Cluster {
+    /// `count` nodes of `shards` shards each, node ids 1.., each seeded with
+    /// the routes of the nodes started before it.
+    fn start(count: usize, shards: usize) -> Cluster {
+        let directory = std::env::temp_dir().join(format!("flit-cluster-{}-{count}-{shards}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("temporary directory");
+        let mut cluster = Cluster { directory, nodes: Vec::new(), routes: Vec::new() };
+        for index in 0..count {
+            let node = start_node(&cluster.directory, index as u32 + 1, shards, &cluster.routes, SECRET, "127.0.0.1:0");
+            cluster.routes.push(node.cluster_address.expect("the ready line names the route listener").to_string());
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    fn node(&self, index: usize) -> &FlitServer {
+        self.nodes[index].as_ref().expect("running")
+    }
+
+    fn client(&self, index: usize) -> Client {
+        self.node(index).ack_client()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        std::fs::remove_dir_all(&self.directory).ok();
+    }
+}
+
+/// Publishes on `subject` from `publisher` until `subscription` gets one:
+/// interest from another node becomes visible after its announcement
+/// crosses a route (no cluster-wide barrier in this slice).
+fn wait_until_routed(publisher: &Client, subject: &str, subscription: &flit_client::Subscription) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher.publish(subject, b"probe").expect("publish");
+        if subscription.next_timeout(Duration::from_millis(50)).expect("receive").is_some() {
+            // Drain probes still in flight.
+            while subscription.next_timeout(Duration::from_millis(200)).expect("receive").is_some() {}
+            return;
+        }
+        assert!(Instant::now() < deadline, "interest in {subject} did not reach the publisher's node within {WAIT:?}");
+    }
+}
+
+#[test]
+fn messages_cross_nodes_once_in_order_both_ways() {
+    let cluster = Cluster::start(3, 2);
+    let (a, c) = (cluster.client(0), cluster.client(2));
+    let on_c = c.subscribe("orders.>").expect("subscribe");
+    wait_until_routed(&a, "orders.probe", &on_c);
+    for number in 0..1000u32 {
+        a.publish("orders.new", &number.to_le_bytes()).expect("publish");
+    }
+    for number in 0..1000u32 {
+        let message = on_c.next_timeout(WAIT).expect("receive").expect("message");
+        assert_eq!(&message.payload[..], &number.to_le_bytes()[..], "in order, none lost, none twice");
+    }
+    assert!(on_c.next_timeout(Duration::from_millis(300)).expect("receive").is_none(), "nothing more");
+    // And from the last node started to the first (meshed by its handshake).
+    let on_a = a.subscribe("replies.*").expect("subscribe");
+    wait_until_routed(&c, "replies.probe", &on_a);
+    c.publish("replies.x", b"back").expect("publish");
+    assert_eq!(&on_a.next_timeout(WAIT).expect("receive").expect("message").payload[..], b"back");
+}
+
+#[test]
+fn requests_cross_nodes_and_nobody_anywhere_means_no_responders() {
+    let cluster = Cluster::start(3, 1);
+    let (a, b) = (cluster.client(0), cluster.client(1));
+    let service = b.subscribe("time.now").expect("subscribe");
+    let responder = std::thread::spawn(move || {
+        for _ in 0..20 {
+            let request = service.next_timeout(WAIT).expect("receive").expect("request");
+            b.publish(request.reply.as_deref().expect("reply subject"), b"noon").expect("reply");
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut answered = 0;
+    while answered < 20 {
+        match a.request("time.now", b"?", Duration::from_millis(500)) {
+            Ok(answer) if answer.status == 0 => {
+                assert_eq!(&answer.payload[..], b"noon");
+                answered += 1;
+            }
+            // Before the responder's interest has crossed: no responders.
+            _ => assert!(Instant::now() < deadline, "no answer across nodes within {WAIT:?}"),
+        }
+    }
+    responder.join().expect("responder");
+    let started = Instant::now();
+    let outcome = a.request("nobody.anywhere", b"?", Duration::from_secs(5));
+    let answered_at_once = started.elapsed() < Duration::from_secs(2);
+    assert!(
+        answered_at_once && outcome.as_ref().map_or(true, |message| message.status == 503),
+        "no responders cluster-wide is answered at once: {outcome:?}"
+    );
+}
+
+#[test]
+fn a_queue_group_gives_each_message_to_one_member_local_first() {
+    let cluster = Cluster::start(3, 1);
+    let clients: Vec<Client> = (0..3).map(|index| cluster.client(index)).collect();
+    let members: Vec<_> = clients.iter().map(|client| client.queue_subscribe("work", "pool").expect("join")).collect();
+    let watcher = clients[2].subscribe("work").expect("subscribe");
+    wait_until_routed(&clients[0], "work", &watcher);
+    // Drain what the probes left in the group.
+    for member in &members {
+        while member.next_timeout(Duration::from_millis(200)).expect("receive").is_some() {}
+    }
+    for number in 0..300u32 {
+        clients[0].publish("work", &number.to_le_bytes()).expect("publish");
+    }
+    let count = |member: &flit_client::Subscription| {
+        let mut count = 0;
+        while member.next_timeout(Duration::from_millis(300)).expect("receive").is_some() {
+            count += 1;
+        }
+        count
+    };
+    let counts: Vec<usize> = members.iter().map(count).collect();
+    assert_eq!(counts, vec![300, 0, 0], "a member on the publisher's node takes them all");
+    // Without a local member, the other nodes' members share them, each once.
+    members[0].unsubscribe().expect("leave");
+    clients[0].flush().expect("flush");
+    let deadline = Instant::now() + WAIT;
+    let mut received = [0usize; 2];
+    let mut sent = 0u32;
+    while received.iter().sum::<usize>() < 200 {
+        assert!(Instant::now() < deadline, "remote members got {received:?} of {sent}");
+        clients[0].publish("work", b"x").expect("publish");
+        sent += 1;
+        for (index, member) in members[1..].iter().enumerate() {
+            while member.next_timeout(Duration::from_millis(1)).expect("receive").is_some() {
+                received[index] += 1;
+            }
+        }
+    }
+    for (index, member) in members[1..].iter().enumerate() {
+        received[index] += count(member);
+    }
+    assert_eq!(received.iter().sum::<usize>() as u32, sent, "each message to exactly one member: {received:?}");
+    assert!(received.iter().all(|share| *share > 0), "both remote nodes take a share: {received:?}");
+}
+
+#[test]
+fn a_node_killed_and_restarted_rejoins_and_the_others_never_notice() {
+    let mut cluster = Cluster::start(3, 1);
+    let (b, c) = (cluster.client(1), cluster.client(2));
+    let on_c = c.subscribe("steady").expect("subscribe");
+    wait_until_routed(&b, "steady", &on_c);
+    // SIGKILL node 1 (index 0): no goodbye, its routes just end.
+    // (Dropping a FlitServer kills its process with SIGKILL.)
+    drop(cluster.nodes[0].take());
+    for number in 0..200u32 {
+        b.publish("steady", &number.to_le_bytes()).expect("publish");
+        let message = on_c.next_timeout(WAIT).expect("receive").expect("B to C while A is dead");
+        assert_eq!(&message.payload[..], &number.to_le_bytes()[..]);
+    }
+    // Restarted with the same node id on the same route address.
+    let listen = cluster.routes[0].clone();
+    let restarted = start_node(&cluster.directory, 1, 1, &cluster.routes[1..], SECRET, &listen);
+    cluster.nodes[0] = Some(restarted);
+    let a = cluster.client(0);
+    let on_a = a.subscribe("welcome.back").expect("subscribe");
+    wait_until_routed(&b, "welcome.back", &on_a);
+    let on_c_again = c.subscribe("from.a").expect("subscribe");
+    wait_until_routed(&a, "from.a", &on_c_again);
+}
+
+#[test]
+fn a_node_with_another_secret_is_refused() {
+    let cluster = Cluster::start(1, 1);
+    let stranger = start_node(
+        &cluster.directory,
+        9,
+        1,
+        &cluster.routes,
+        "another-secret-of-enough-length-0123456789",
+        "127.0.0.1:0",
+    );
+    let (inside, outside) = (cluster.client(0), stranger.ack_client());
+    let on_inside = inside.subscribe("secret.>").expect("subscribe");
+    for _ in 0..20 {
+        outside.publish("secret.plans", b"x").expect("publish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(on_inside.next_timeout(Duration::from_millis(300)).expect("receive").is_none(), "nothing crossed");
+    let metrics = common::scrape(cluster.node(0).metrics_address.expect("metrics"));
+    let failures: f64 = metrics
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == "flit_route_authentication_failures_total")
+        .map(|sample| match sample.value {
+            prometheus_parse::Value::Counter(value) | prometheus_parse::Value::Untyped(value) => value,
+            _ => 0.0,
+        })
+        .sum();
+    assert!(failures > 0.0, "the refused handshakes are counted");
+}
