@@ -182,8 +182,10 @@ impl ConnectionMonitor {
         if plain == self.served.load(Ordering::Relaxed) && !with_subjects {
             return;
         }
+        // Routes to other nodes are not clients: not in /connz.
         let summaries = connections
             .iter()
+            .filter(|connection| connection.route.is_none())
             .map(|connection| summarize(shard, connection, with_subjects.then_some(subscriptions)))
             .collect();
         let snapshot = ConnectionSnapshot {

@@ -33,7 +33,8 @@ pub(crate) struct RoutePeer {
     /// When to dial again; None while a lane exists.
     pub retry_at: Option<Instant>,
     pub backoff: Duration,
-    /// It answered with this node's own id: never dialed again.
+    /// It answered with this node's own id, or is a second address of a node
+    /// already reached: never dialed again.
     pub is_self: bool,
 }
 
@@ -312,6 +313,15 @@ impl Shard {
             self.learn_peer_address(address, true);
         }
         if role == Role::Dialer {
+            if self.lanes_by_node[index].is_some_and(|lane| lane != key) {
+                // A second address of a node this shard already has a lane to
+                // (a host name and an IP, say): one lane per node, so this
+                // address is not dialed again.
+                if let Some(seed) = seed {
+                    self.route_peers[seed].is_self = true;
+                }
+                return self.finish_close(key);
+            }
             if let Some(seed) = seed {
                 self.route_peers[seed].backoff = ROUTE_RETRY_FIRST;
             }
