@@ -42,7 +42,7 @@ GAUGES = [
     "flit_stream_messages", "flit_stream_bytes", "flit_stream_first_sequence", "flit_stream_last_sequence",
     "flit_stream_consumers", "flit_stream_storage_failed",
     "flit_consumer_lag", "flit_consumer_ack_pending", "flit_consumer_stalled",
-    "flit_data_filesystem_size_bytes", "flit_data_filesystem_available_bytes",
+    "flit_data_filesystem_size_bytes", "flit_data_filesystem_available_bytes", "flit_routes_up",
 ]
 COUNTERS = [
     "flit_shard_connections_accepted_total", "flit_shard_connections_refused_total",
@@ -56,6 +56,8 @@ COUNTERS = [
     "flit_shard_rate_limit_rejections_total", "flit_shard_rate_limit_pauses_total", "flit_shard_tls_failures_total",
     "flit_stream_appends_total", "flit_stream_refused_total", "flit_stream_commits_total",
     "flit_consumer_redeliveries_total", "flit_consumer_dead_letters_total",
+    "flit_route_messages_sent_total", "flit_route_messages_received_total", "flit_route_messages_dropped_total",
+    "flit_route_authentication_failures_total",
 ]
 HISTOGRAMS = ["flit_in_router_latency_seconds", "flit_stream_sync_latency_seconds"]
 # Series Prometheus itself adds for every scrape target.
