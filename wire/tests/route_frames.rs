@@ -218,10 +218,13 @@ fn a_route_message_is_the_received_frame_and_ranges_into_it() {
     assert_eq!(message.queue_picks, vec![1, 2, 3]);
 }
 
+/// Changes one field of a valid hello so that it breaks a rule.
+type Breaker = Box<dyn Fn(&mut RouteHello)>;
+
 #[test]
 fn hello_limits_are_refused_by_encoder_and_decoder() {
     let long_url = format!("nats://{}", "h".repeat(ROUTE_URL_BYTES_MAX));
-    let cases: Vec<(&str, Box<dyn Fn(&mut RouteHello)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         ("cluster_name", Box::new(|hello| hello.cluster_name = "c".repeat(CLUSTER_NAME_BYTES_MAX + 1))),
         ("cluster_name", Box::new(|hello| hello.cluster_name = String::new())),
         ("cluster_name", Box::new(|hello| hello.cluster_name = "prod eu".to_owned())),
