@@ -42,7 +42,8 @@ pub enum ErrorCode {
     /// A field of a stream frame holds a value this version does not accept:
     /// an unknown enum value, a field the action requires is missing, a list
     /// above its bound, a zero where a count or sequence must be positive, or
-    /// fields that contradict each other (version 2).
+    /// fields that contradict each other (version 2). On a route: a route
+    /// frame's field outside its limits (docs/PROTOCOL.md, "Route limits").
     InvalidField = 206,
     /// The connection's outbound queue passed `pending_bytes_max`.
     SlowConsumer = 300,
@@ -177,7 +178,8 @@ pub enum WireError {
     /// A stream or consumer name breaks the naming rules.
     #[error("invalid {field}: {reason}")]
     InvalidName { field: &'static str, reason: &'static str },
-    /// A field of a stream frame holds a value this version does not accept.
+    /// A field of a stream frame or a route frame holds a value this version
+    /// does not accept.
     #[error("invalid {table}.{field}: {reason}")]
     InvalidField { table: &'static str, field: &'static str, reason: &'static str },
     /// An enum field holds a value this version does not know. Refused rather

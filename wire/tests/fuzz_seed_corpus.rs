@@ -5,20 +5,24 @@
 //! ```text
 //! FLIT_FUZZ_SEED_DIR=wire/fuzz/corpus/check_decode cargo test -p flit-wire --test fuzz_seed_corpus
 //! FLIT_FUZZ_STREAM_SEED_DIR=wire/fuzz/corpus/stream_frames cargo test -p flit-wire --test fuzz_seed_corpus
+//! FLIT_FUZZ_ROUTE_SEED_DIR=wire/fuzz/corpus/route_decode cargo test -p flit-wire --test fuzz_seed_corpus
 //! ```
 //!
 //! The `stream_frames` target's seeds are the version-2 stream frames: each
 //! as a stream (mode byte 0xff, then the frame) and as a raw meta (mode byte
-//! = op - 12, then the meta part alone).
+//! = op - 12, then the meta part alone). The `route_decode` target's seeds
+//! are the route frames: each as a stream (mode byte 0xff, then the frame),
+//! each with a meta as a raw meta (mode byte 0 to 3: Hello, Auth, Interest,
+//! Message), and all of them as one stream.
 //!
 //! Without the variable the test only checks that every seed is one whole frame.
 
 use bytes::{Bytes, BytesMut};
 use flit_wire::{
-    check, encode_headers, Ack, AckKind, Check, ConsumerConfigSpec, ConsumerInfo, Durability, Encoder, ErrorCode,
-    Fetch, Hello, Limits, Op, PublishAck, StartPosition, StreamCode, StreamCommand, StreamConfigSpec, StreamFrame,
-    StreamInfo, StreamMessage, StreamMessageMeta, StreamReply, StreamRequest, Unsubscribe, Welcome, FRAME_HEADER_BYTES,
-    STATUS_NO_RESPONDERS,
+    check, check_route, encode_headers, Ack, AckKind, Check, ConsumerConfigSpec, ConsumerInfo, Durability, Encoder,
+    ErrorCode, Fetch, Hello, Limits, Op, PublishAck, RouteAuth, RouteHello, RouteOp, StartPosition, StreamCode,
+    StreamCommand, StreamConfigSpec, StreamFrame, StreamInfo, StreamMessage, StreamMessageMeta, StreamReply,
+    StreamRequest, Unsubscribe, Welcome, FRAME_HEADER_BYTES, STATUS_NO_RESPONDERS,
 };
 
 fn seeds() -> Vec<(&'static str, BytesMut)> {
@@ -206,6 +210,76 @@ fn every_seed_is_whole_frames_and_is_written_when_asked() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
         std::fs::create_dir_all(&dir).expect("create the seed directory");
         for (name, bytes) in &stream_seeds {
+            std::fs::write(dir.join(name), bytes).expect("write a seed");
+        }
+    }
+}
+
+/// One valid frame of every route op (and both Interest kinds, and a message
+/// with and without its optional parts).
+fn route_frames() -> Vec<(RouteOp, BytesMut)> {
+    let mut encoder = Encoder::default();
+    let headers = encode_headers(&[("trace", "7f3a")]).expect("one entry");
+    let hello = RouteHello {
+        version_min: 1,
+        version_max: 1,
+        cluster_name: "prod-eu".to_owned(),
+        node_id: 2,
+        generation: 1_764_532_000_000,
+        shard_count: 4,
+        lane_shard: 1,
+        nonce: [0x5a; 32],
+        route_address: "10.0.0.2:7422".to_owned(),
+        client_urls: vec!["flit://10.0.0.2:4223".to_owned(), "flit://[::1]:4223".to_owned()],
+        nats_urls: vec!["nats://10.0.0.2:4222".to_owned()],
+    };
+    let mut frames = Vec::new();
+    let mut frame = |op: RouteOp, write: &mut dyn FnMut(&mut Encoder, &mut BytesMut)| {
+        let mut out = BytesMut::new();
+        write(&mut encoder, &mut out);
+        frames.push((op, out));
+    };
+    frame(RouteOp::Hello, &mut |encoder, out| encoder.route_hello(out, &hello).expect("encodes"));
+    frame(RouteOp::Auth, &mut |encoder, out| encoder.route_auth(out, &RouteAuth { mac: [0xa5; 32] }).expect("encodes"));
+    frame(RouteOp::Interest, &mut |encoder, out| {
+        encoder.route_interest(out, true, b"orders.*.>", Some(b"workers")).expect("encodes")
+    });
+    frame(RouteOp::Interest, &mut |encoder, out| {
+        encoder.route_interest(out, false, b"orders.eu", None).expect("encodes")
+    });
+    frame(RouteOp::Message, &mut |encoder, out| {
+        let picks = [0x1234_5678_9abc_def0, 7];
+        encoder.route_message(out, b"orders.eu", Some(b"_INBOX.a.1"), Some(&headers), b"{}", &picks).expect("encodes")
+    });
+    frame(RouteOp::Message, &mut |encoder, out| {
+        encoder.route_message(out, b"a", None, None, b"", &[]).expect("encodes")
+    });
+    frame(RouteOp::Ping, &mut |_, out| Encoder::route_ping(out, 99));
+    frame(RouteOp::Pong, &mut |_, out| Encoder::route_pong(out, 99));
+    frames
+}
+
+#[test]
+fn route_seeds_are_whole_route_frames_and_are_written_when_asked() {
+    let frame_bytes_max = Limits::default().frame_bytes_max();
+    let meta_ops = [RouteOp::Hello, RouteOp::Auth, RouteOp::Interest, RouteOp::Message];
+    let mut seeds: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut all = vec![0xff];
+    for (index, (op, out)) in route_frames().iter().enumerate() {
+        assert_eq!(check_route(out, frame_bytes_max), Check::Complete(out.len()), "{op:?}");
+        all.extend_from_slice(out);
+        seeds.push((format!("{index}-{}-stream", op.name()), [&[0xff][..], &out[..]].concat()));
+        if let Some(mode) = meta_ops.iter().position(|meta_op| meta_op == op) {
+            let meta_len = usize::from(u16::from_le_bytes([out[6], out[7]]));
+            let meta = &out[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + meta_len];
+            seeds.push((format!("{index}-{}-meta", op.name()), [&[mode as u8][..], meta].concat()));
+        }
+    }
+    seeds.push(("all-stream".to_owned(), all));
+    if let Some(dir) = std::env::var_os("FLIT_FUZZ_ROUTE_SEED_DIR") {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+        std::fs::create_dir_all(&dir).expect("create the seed directory");
+        for (name, bytes) in &seeds {
             std::fs::write(dir.join(name), bytes).expect("write a seed");
         }
     }
