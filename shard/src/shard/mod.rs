@@ -89,7 +89,9 @@ pub struct Shard {
     route_listener: Option<TcpListener>,
     route_listener_ready: bool,
     route_peers: Vec<cluster::RoutePeer>,
-    lanes_by_node: [Option<ConnectionKey>; crate::cluster::CLUSTER_NODES_MAX],
+    /// Boxed: a kilobyte the single-host message path never touches stays
+    /// out of the shard's own cache lines.
+    lanes_by_node: Box<[Option<ConnectionKey>; crate::cluster::CLUSTER_NODES_MAX]>,
     remote_interest: crate::cluster::RemoteInterest,
     remote_route: crate::cluster::RemoteRoute,
     node_cursors: HashMap<GroupKey, u32>,
@@ -206,7 +208,7 @@ impl Shard {
                 .iter()
                 .flat_map(|cluster| cluster.seeds.iter().map(|seed| cluster::RoutePeer::new(*seed)))
                 .collect(),
-            lanes_by_node: [None; crate::cluster::CLUSTER_NODES_MAX],
+            lanes_by_node: Box::new([None; crate::cluster::CLUSTER_NODES_MAX]),
             remote_interest: Default::default(),
             remote_route: Default::default(),
             node_cursors: HashMap::new(),

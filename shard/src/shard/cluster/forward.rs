@@ -37,7 +37,8 @@ impl Shard {
         if self.config.cluster.is_none() {
             return;
         }
-        for key in self.lanes_by_node.into_iter().flatten() {
+        for node in 0..self.lanes_by_node.len() {
+            let Some(key) = self.lanes_by_node[node] else { continue };
             if let Some(connection) = self.connections.get_mut(key) {
                 let _ = self.encoder.route_interest(&mut connection.write_buffer, gained, pattern, queue);
                 self.mark_dirty(key);
