@@ -8,6 +8,7 @@
 //! it restarts with its node id, and a node with another secret is refused.
 
 mod common;
+mod nats_support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,6 +39,18 @@ fn start_node(
     secret: &str,
     listen: &str,
 ) -> FlitServer {
+    start_node_with(directory, node_id, shards, seeds, secret, listen, &[])
+}
+
+fn start_node_with(
+    directory: &Path,
+    node_id: u32,
+    shards: usize,
+    seeds: &[String],
+    secret: &str,
+    listen: &str,
+    extra: &[&str],
+) -> FlitServer {
     let secret = secret_file(directory, secret);
     let seeds = seeds.join(",");
     let node = node_id.to_string();
@@ -56,6 +69,7 @@ fn start_node(
     if !seeds.is_empty() {
         arguments.extend(["--cluster-seeds", &seeds]);
     }
+    arguments.extend_from_slice(extra);
     FlitServer::start(shards, &arguments)
 }
 
@@ -267,5 +281,31 @@ fn a_node_with_another_secret_is_refused() {
     while failures(cluster.node(0)) + failures(&stranger) == 0.0 {
         assert!(Instant::now() < deadline, "the refused handshakes are counted");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn nats_clients_learn_the_other_nodes_from_connect_urls() {
+    let cluster = Cluster::start(0, 1);
+    let nats = ["--nats-listen", "127.0.0.1:0"];
+    let first = start_node_with(&cluster.directory, 1, 1, &[], SECRET, "127.0.0.1:0", &nats);
+    let first_route = first.cluster_address.expect("route listener").to_string();
+    let second = start_node_with(&cluster.directory, 2, 1, &[first_route], SECRET, "127.0.0.1:0", &nats);
+    let (first_nats, second_nats) = (first.nats_address.expect("NATS"), second.nats_address.expect("NATS"));
+    // Each node's INFO lists itself and, once meshed, the other: a NATS
+    // client can reconnect to either.
+    for (own, other) in [(first_nats, second_nats), (second_nats, first_nats)] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let urls = nats_support::RawNats::connect(own).info["connect_urls"].clone();
+            let listed = |address: std::net::SocketAddr| {
+                urls.as_array().is_some_and(|urls| urls.iter().any(|url| url == &address.to_string()))
+            };
+            if listed(own) && listed(other) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "INFO of {own} never listed {other}: {urls}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

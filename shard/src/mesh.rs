@@ -280,6 +280,12 @@ pub struct SharedState {
     pub cluster_nodes: crate::cluster::NodeDirectory,
     pub generation: u64,
     pub route_address: Option<std::net::SocketAddr>,
+    /// Where this node takes clients (native, NATS), for the other nodes'
+    /// Hellos; and what the other nodes said of theirs (NATS INFO
+    /// `connect_urls`). Read at accept and at handshakes only.
+    pub client_address: Option<std::net::SocketAddr>,
+    pub nats_address: Option<std::net::SocketAddr>,
+    pub peer_urls: crate::cluster::PeerUrls,
 }
 
 /// An id unique to this process start: the process id and the start time,
@@ -310,6 +316,9 @@ impl SharedState {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_nanos() as u64),
             route_address: None,
+            client_address: None,
+            nats_address: None,
+            peer_urls: Default::default(),
         }
     }
 

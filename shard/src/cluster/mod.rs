@@ -78,6 +78,25 @@ impl NodeDirectory {
     }
 }
 
+/// The client URLs other nodes announced in their Hellos, by node id: NATS
+/// INFO's `connect_urls` (so NATS clients can reconnect to another node).
+/// Nodes stay listed once seen (clients skip the ones that do not answer).
+#[derive(Debug, Default)]
+pub struct PeerUrls {
+    by_node: Mutex<std::collections::BTreeMap<u32, Vec<String>>>,
+}
+
+impl PeerUrls {
+    pub fn set_nats_urls(&self, node_id: u32, urls: Vec<String>) {
+        self.by_node.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(node_id, urls);
+    }
+
+    /// Every other node's NATS URLs, in node id order.
+    pub fn nats_urls(&self) -> Vec<String> {
+        self.by_node.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().flatten().cloned().collect()
+    }
+}
+
 /// Which end of a lane this node is.
 pub use proof::Role;
 
@@ -108,8 +127,10 @@ pub struct LaneSession {
     /// Acceptor: what the peer announced on this lane, with counts, so that
     /// it is all withdrawn when the lane closes.
     pub announced: HashMap<(Bytes, Option<Bytes>), u32>,
-    /// The route address the peer's Hello named (dialed once proven).
+    /// The route address the peer's Hello named (dialed once proven), and
+    /// its NATS URLs (recorded once proven).
     pub peer_route_address: Option<std::net::SocketAddr>,
+    pub peer_nats_urls: Vec<String>,
 }
 
 impl LaneSession {
@@ -123,6 +144,7 @@ impl LaneSession {
             seed,
             announced: HashMap::new(),
             peer_route_address: None,
+            peer_nats_urls: Vec::new(),
         }
     }
 }

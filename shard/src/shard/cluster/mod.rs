@@ -175,8 +175,8 @@ impl Shard {
             lane_shard: self.id as u16,
             nonce,
             route_address: self.shared.route_address.map(|address| address.to_string()).unwrap_or_default(),
-            client_urls: Vec::new(),
-            nats_urls: Vec::new(),
+            client_urls: self.shared.client_address.iter().map(|address| address.to_string()).collect(),
+            nats_urls: self.shared.nats_address.iter().map(|address| address.to_string()).collect(),
         };
         let mut frame = BytesMut::new();
         if self.encoder.route_hello(&mut frame, &hello).is_err() {
@@ -277,6 +277,7 @@ impl Shard {
         lane.peer_hello = Some(raw.clone());
         lane.stage = LaneStage::AwaitingProof;
         lane.peer_route_address = announced_address;
+        lane.peer_nats_urls = hello.nats_urls.clone();
         let (dialer_hello, acceptor_hello) = match lane.role {
             Role::Dialer => (lane.our_hello.clone(), raw),
             Role::Acceptor => (raw, lane.our_hello.clone()),
@@ -308,6 +309,9 @@ impl Shard {
         connection.state = ConnectionState::Open;
         let (role, peer, seed, announced) = (lane.role, lane.peer, lane.seed, lane.peer_route_address);
         let Some((node_id, index)) = peer else { return };
+        if !lane.peer_nats_urls.is_empty() {
+            self.shared.peer_urls.set_nats_urls(node_id, lane.peer_nats_urls.clone());
+        }
         tracing::info!(shard = self.id, node = node_id, role = ?role, "route up");
         if let Some(address) = announced {
             self.learn_peer_address(address, true);

@@ -107,8 +107,12 @@ impl Shard {
             client_ip,
             auth_required: self.identities.required,
             tls_required: self.config.tls.is_some(),
-            // Filled once clustering exists (other nodes' NATS listeners).
-            connect_urls: Vec::new(),
+            // This node's and the other nodes' NATS listeners (cluster/), so
+            // a NATS client can reconnect to another node.
+            connect_urls: match self.shared.nats_address.filter(|_| self.config.cluster.is_some()) {
+                None => Vec::new(),
+                Some(own) => std::iter::once(own.to_string()).chain(self.shared.peer_urls.nats_urls()).collect(),
+            },
         }
     }
 
