@@ -309,3 +309,83 @@ fn nats_clients_learn_the_other_nodes_from_connect_urls() {
         }
     }
 }
+
+/// nats-py (the NATS project's client, unchanged: CI installs it) connected
+/// to node 1 only, learns node 2 from INFO, and when node 1 is killed
+/// reconnects to node 2 by itself and receives there.
+const FAILOVER_CLIENT: &str = r#"
+import asyncio, os, sys
+import nats
+
+async def main():
+    received = asyncio.Event()
+    async def on_message(message):
+        received.set()
+    client = await nats.connect(os.environ["NATS_URL"], reconnect_time_wait=0.1, max_reconnect_attempts=100,
+                                connect_timeout=2)
+    await client.subscribe("failover.*", cb=on_message)
+    await client.flush()
+    for _ in range(100):
+        if client.discovered_servers:
+            break
+        await asyncio.sleep(0.05)
+    print("discovered", [uri.netloc for uri in client.discovered_servers], flush=True)
+    await asyncio.wait_for(received.wait(), timeout=20)
+    print("received on", client.connected_url.netloc, flush=True)
+    await client.close()
+
+asyncio.run(main())
+"#;
+
+#[test]
+fn a_nats_client_fails_over_to_a_node_it_learned_from_info() {
+    use std::io::BufRead;
+    let mut cluster = Cluster::start(0, 1);
+    let nats = ["--nats-listen", "127.0.0.1:0"];
+    let first = start_node_with(&cluster.directory, 1, 1, &[], SECRET, "127.0.0.1:0", &nats);
+    let first_route = first.cluster_address.expect("route listener").to_string();
+    let second = start_node_with(&cluster.directory, 2, 1, &[first_route], SECRET, "127.0.0.1:0", &nats);
+    let first_nats = first.nats_address.expect("NATS");
+    // Meshed (node 1's INFO lists node 2) before the client connects.
+    let deadline = Instant::now() + WAIT;
+    while nats_support::RawNats::connect(first_nats).info["connect_urls"].as_array().map_or(0, Vec::len) < 2 {
+        assert!(Instant::now() < deadline, "node 1 never learned node 2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let python = std::env::var("FLIT_NATS_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let mut client = std::process::Command::new(python)
+        .args(["-c", FAILOVER_CLIENT])
+        .env("NATS_URL", format!("nats://{first_nats}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3 (nats-py)");
+    let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    let Some(Ok(discovered)) = lines.next() else {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut client.stderr.take().expect("stderr"), &mut stderr).expect("read stderr");
+        panic!("the NATS client said nothing: {stderr}");
+    };
+    assert!(discovered.contains(&second.nats_address.expect("NATS").to_string()), "{discovered}");
+    cluster.nodes.push(Some(first));
+    // SIGKILL node 1 (dropping a FlitServer kills it).
+    drop(cluster.nodes.pop());
+    let publisher = second.ack_client();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let mut received = None;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    while received.is_none() {
+        assert!(Instant::now() < deadline, "the NATS client never received on node 2");
+        publisher.publish("failover.test", b"after").expect("publish");
+        received = receiver.recv_timeout(Duration::from_millis(100)).ok();
+    }
+    let received = received.expect("a line");
+    assert!(received.contains(&second.nats_address.expect("NATS").to_string()), "{received}");
+    let status = client.wait().expect("wait");
+    assert!(status.success(), "the client exited with {status}");
+}
