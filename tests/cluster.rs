@@ -389,3 +389,43 @@ fn a_nats_client_fails_over_to_a_node_it_learned_from_info() {
     let status = client.wait().expect("wait");
     assert!(status.success(), "the client exited with {status}");
 }
+
+/// `flit cluster ls --server METRICS_ADDR` on node 1.
+fn cluster_ls(node: &FlitServer) -> Vec<Vec<String>> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flit"))
+        .args(["cluster", "ls", "--server", &node.metrics_address.expect("metrics").to_string()])
+        .output()
+        .expect("run flit cluster ls");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| line.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn cluster_ls_lists_the_nodes_with_their_state_and_round_trip() {
+    let mut cluster = Cluster::start(3, 1);
+    let deadline = Instant::now() + WAIT;
+    let mut lines = cluster_ls(cluster.node(0));
+    // Up once every lane has measured a round trip (pings every 250 ms).
+    while lines.len() < 3 || lines[1..].iter().any(|line| line[2] != "up" || line[3] == "0") {
+        assert!(Instant::now() < deadline, "not all up with a round trip: {lines:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        lines = cluster_ls(cluster.node(0));
+    }
+    for (index, line) in lines.iter().enumerate() {
+        assert_eq!(line.len(), 4, "NODE_ID ADDR up|down RTT_US: {line:?}");
+        assert_eq!(line[0], (index + 1).to_string(), "node ids in order, this node first");
+        assert_eq!(line[1], cluster.routes[index], "the route address");
+        assert!(line[3].parse::<u64>().is_ok(), "RTT in microseconds: {line:?}");
+    }
+    assert_eq!(&lines[0][2..], ["up", "0"], "this node: up, no round trip");
+    drop(cluster.nodes[2].take());
+    let deadline = Instant::now() + WAIT;
+    while cluster_ls(cluster.node(0))[2][2] != "down" {
+        assert!(Instant::now() < deadline, "a killed node is shown down");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

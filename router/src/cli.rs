@@ -40,6 +40,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Show a live per-shard table from a router's metrics endpoint.
     Stats(StatsArguments),
+    /// Clustering: `flit cluster ls` lists the nodes a node sees.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Authentication helpers.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -217,6 +220,19 @@ impl ServeArguments {
         layer.rate_limit.policy = self.rate_policy;
         layer
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// One line per node this node sees: `NODE_ID ADDR up|down RTT_US` (itself first).
+    Ls(ClusterListArguments),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterListArguments {
+    /// The node's metrics address (its `--metrics` / `[metrics] listen`), as for `flit stats`.
+    #[arg(long, default_value = "127.0.0.1:8222")]
+    pub server: String,
 }
 
 #[derive(Debug, Subcommand)]

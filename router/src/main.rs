@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         cli::Command::Serve(arguments) => serve::run(*arguments),
         cli::Command::Config(cli::ConfigCommand::Check { file }) => config_check(&file),
         cli::Command::Stats(arguments) => client_commands::exit(stats_command::run(arguments)),
+        cli::Command::Cluster(cli::ClusterCommand::Ls(arguments)) => {
+            client_commands::exit(stats_command::print_path(&arguments.server, "/cluster"))
+        }
         cli::Command::Auth(cli::AuthCommand::HashToken) => {
             client_commands::exit(identities_file::hash_token_from_stdin())
         }

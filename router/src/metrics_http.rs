@@ -88,6 +88,8 @@ pub struct Observed {
     pub busy_idle_reported: Mutex<Vec<(u64, u64)>>,
     /// The shards' shared state, for the stream directory (per-stream numbers).
     pub shared: Arc<flit_shard::mesh::SharedState>,
+    /// This node's id and route address, when it is in a cluster.
+    pub cluster: Option<(u32, std::net::SocketAddr)>,
     /// Where streams keep their logs: its file system's size and free space
     /// are reported (statvfs at scrape time), once a stream exists.
     pub data_directory: std::path::PathBuf,
@@ -485,6 +487,13 @@ fn answer(request: &Request<'_>, registry: &Registry, observed: &Observed) -> Re
                 Err(_) => Response::text("500 Internal Server Error", "encoding failed\n"),
             }
         }
+        // `flit cluster ls`: one line per node, this one first.
+        "/cluster" => match observed.cluster.as_ref() {
+            Some((node_id, address)) => {
+                Response::text("200 OK", &observed.shared.cluster_view.lines(*node_id, &address.to_string()))
+            }
+            None => Response::text("404 Not Found", "this node is not in a cluster ([cluster] is not set)\n"),
+        },
         "/readyz" if observed.ready() => Response::text("200 OK", "ready\n"),
         "/readyz" => Response::text("503 Service Unavailable", "not ready\n"),
         _ => Response::text("404 Not Found", "try /metrics, /healthz, /readyz, /varz, /connz or /subsz\n"),

@@ -90,6 +90,11 @@ pub fn run(arguments: ServeArguments) -> ExitCode {
                 epoch: server.epoch(),
                 busy_idle_reported: Default::default(),
                 shared: server.shared_state(),
+                cluster: config
+                    .cluster
+                    .as_ref()
+                    .zip(server.route_address())
+                    .map(|(cluster, address)| (cluster.node_id, address)),
                 data_directory: config.data_directory.clone(),
                 nats: NatsEndpoints::new(NatsFacts {
                     // The id NATS clients see in INFO, so tools can match them.

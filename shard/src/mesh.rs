@@ -286,6 +286,7 @@ pub struct SharedState {
     pub client_address: Option<std::net::SocketAddr>,
     pub nats_address: Option<std::net::SocketAddr>,
     pub peer_urls: crate::cluster::PeerUrls,
+    pub cluster_view: crate::cluster::ClusterView,
 }
 
 /// An id unique to this process start: the process id and the start time,
@@ -319,6 +320,7 @@ impl SharedState {
             client_address: None,
             nats_address: None,
             peer_urls: Default::default(),
+            cluster_view: Default::default(),
         }
     }
 

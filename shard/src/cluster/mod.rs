@@ -97,6 +97,66 @@ impl PeerUrls {
     }
 }
 
+/// What this node sees of the others, for `flit cluster ls` (the metrics
+/// listener's `/cluster`): per node id, the route address it was dialed at,
+/// how many of this node's shards have an up lane to it, and the last round
+/// trip a lane's ping measured. Updated at lane changes and pongs only.
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    nodes: Mutex<std::collections::BTreeMap<u32, NodeView>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct NodeView {
+    address: String,
+    lanes_up: u32,
+    round_trip_micros: u64,
+}
+
+impl ClusterView {
+    fn with<T>(&self, action: impl FnOnce(&mut std::collections::BTreeMap<u32, NodeView>) -> T) -> T {
+        action(&mut self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    pub fn lane_up(&self, node_id: u32, address: String) {
+        self.with(|nodes| {
+            let node = nodes.entry(node_id).or_default();
+            node.address = address;
+            node.lanes_up += 1;
+        });
+    }
+
+    pub fn lane_down(&self, node_id: u32) {
+        self.with(|nodes| {
+            if let Some(node) = nodes.get_mut(&node_id) {
+                node.lanes_up = node.lanes_up.saturating_sub(1);
+            }
+        });
+    }
+
+    pub fn round_trip(&self, node_id: u32, micros: u64) {
+        self.with(|nodes| {
+            if let Some(node) = nodes.get_mut(&node_id) {
+                node.round_trip_micros = micros;
+            }
+        });
+    }
+
+    /// One line per node, `NODE_ID ADDR up|down RTT_US`, this node first
+    /// (RTT 0), then the others by id; a node is up while any shard of this
+    /// node has an up lane to it.
+    pub fn lines(&self, own_id: u32, own_address: &str) -> String {
+        let mut text = format!("{own_id} {own_address} up 0\n");
+        self.with(|nodes| {
+            for (id, node) in nodes.iter() {
+                let (state, round_trip) = if node.lanes_up > 0 { ("up", node.round_trip_micros) } else { ("down", 0) };
+                text.push_str(&format!("{id} {} {state} {round_trip}\n", node.address));
+            }
+        });
+        text
+    }
+}
+
 /// Which end of a lane this node is.
 pub use proof::Role;
 

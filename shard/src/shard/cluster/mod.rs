@@ -240,8 +240,15 @@ impl Shard {
                     self.mark_dirty(key);
                 }
             }
-            // Reading it already reset the lane's silence clock.
-            (LaneStage::Up, RouteFrame::Pong(_)) => {}
+            // Reading it already reset the lane's silence clock; its token
+            // is when the ping was sent.
+            (LaneStage::Up, RouteFrame::Pong(token)) => {
+                let peer = self.connections.get(key).and_then(|c| c.route.as_ref()).and_then(|lane| lane.peer);
+                if let Some((node_id, _)) = peer {
+                    let micros = self.now_nanos().saturating_sub(token) / 1000;
+                    self.shared.cluster_view.round_trip(node_id, micros);
+                }
+            }
             (LaneStage::Up, RouteFrame::Interest(interest)) => self.on_remote_interest(key, interest),
             (LaneStage::Up, RouteFrame::Message(message)) => self.on_route_message(key, message),
             (stage, _) => self.close_lane(key, &format!("unexpected route frame while {stage:?}")),
@@ -331,6 +338,8 @@ impl Shard {
             }
             self.lanes_by_node[index] = Some(key);
             self.metrics.routes_up.set(self.lanes_by_node.iter().flatten().count() as u64);
+            let address = seed.map(|seed| self.route_peers[seed].address.to_string()).unwrap_or_default();
+            self.shared.cluster_view.lane_up(node_id, address);
             self.announce_all_interest(key);
         }
     }
@@ -362,10 +371,11 @@ impl Shard {
     /// A lane is gone (from `finish_close`): what it announced is withdrawn,
     /// and a dialer's peer is dialed again after its backoff.
     pub(super) fn on_lane_closed(&mut self, key: ConnectionKey, lane: &LaneSession) {
-        if let Some((_, index)) = lane.peer {
+        if let Some((node_id, index)) = lane.peer {
             if self.lanes_by_node[index] == Some(key) {
                 self.lanes_by_node[index] = None;
                 self.metrics.routes_up.set(self.lanes_by_node.iter().flatten().count() as u64);
+                self.shared.cluster_view.lane_down(node_id);
             }
         }
         if lane.role == Role::Acceptor {
