@@ -96,3 +96,22 @@ fn every_alert_has_a_runbook_section() {
         assert!(operations.contains(&heading), "docs/OPERATIONS.md has no `### {name}` section");
     }
 }
+
+#[test]
+fn the_three_node_cluster_example_configs_pass_config_check() {
+    // Their secret_file is relative ("cluster.secret", made by start.sh):
+    // run where one exists.
+    let directory = std::env::temp_dir().join(format!("flit-cluster-configs-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary directory");
+    std::fs::write(directory.join("cluster.secret"), "5f".repeat(32)).expect("write secret");
+    for node in 1..=3 {
+        let config = format!("{ROOT}/deploy/cluster/node{node}.toml");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flit"))
+            .args(["config", "check", &config])
+            .current_dir(&directory)
+            .output()
+            .expect("run flit config check");
+        assert!(output.status.success(), "node{node}.toml: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    std::fs::remove_dir_all(&directory).ok();
+}
