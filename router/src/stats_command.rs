@@ -19,34 +19,30 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `flit cluster ls`: prints what `path` on the metrics endpoint answers
 /// (`/cluster`: one line per node), or fails with its status line.
 pub fn print_path(server: &str, path: &str) -> Result<()> {
+    print!("{}", get(server, path)?);
+    Ok(())
+}
+
+/// The body `GET path` answers on the metrics endpoint at `server`, or an
+/// error naming its status line (and body) when it is not 200.
+fn get(server: &str, path: &str) -> Result<String> {
     let mut stream = TcpStream::connect(server)
         .with_context(|| format!("cannot connect to the metrics endpoint at {server} (is flit serve --metrics on?)"))?;
     stream.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
     stream.set_write_timeout(Some(SCRAPE_TIMEOUT))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).context("reading the response")?;
+    stream.read_to_string(&mut response).context("reading the metrics endpoint's response")?;
     let (head, body) = response.split_once("\r\n\r\n").context("malformed HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") {
-        bail!("{}: {}", head.lines().next().unwrap_or(""), body.trim());
+        bail!("metrics endpoint answered: {} {}", head.lines().next().unwrap_or(""), body.trim());
     }
-    print!("{body}");
-    Ok(())
+    Ok(body.to_string())
 }
 
 /// Fetches and parses `/metrics` from `server` (host:port).
 pub fn scrape(server: &str) -> Result<Scrape> {
-    let mut stream = TcpStream::connect(server)
-        .with_context(|| format!("cannot connect to the metrics endpoint at {server} (is flit serve --metrics on?)"))?;
-    stream.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
-    stream.set_write_timeout(Some(SCRAPE_TIMEOUT))?;
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).context("reading the metrics response")?;
-    let (head, body) = response.split_once("\r\n\r\n").context("malformed HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("metrics endpoint answered: {}", head.lines().next().unwrap_or(""));
-    }
+    let body = get(server, "/metrics")?;
     Scrape::parse(body.lines().map(|line| Ok(line.to_string()))).context("parsing the metrics")
 }
 

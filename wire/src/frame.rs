@@ -207,6 +207,18 @@ pub enum Check {
 /// `frame_bytes_max` bounds the whole frame, header included; a larger length
 /// prefix is rejected at once.
 pub fn check(buffer: &[u8], frame_bytes_max: usize) -> Check {
+    check_framed(buffer, frame_bytes_max, |op| Op::from_u8(op).is_some(), |header| parse_header(header).map(drop))
+}
+
+/// [`check`] for any op family sharing the fixed header (client ops here,
+/// route ops in `route`): `op_known` refuses a foreign op from its 5th byte
+/// on, `parse` validates the whole header.
+pub(crate) fn check_framed(
+    buffer: &[u8],
+    frame_bytes_max: usize,
+    op_known: impl Fn(u8) -> bool,
+    parse: impl Fn(&[u8]) -> Result<(), WireError>,
+) -> Check {
     if buffer.len() < 4 {
         return Check::Incomplete;
     }
@@ -218,7 +230,7 @@ pub fn check(buffer: &[u8], frame_bytes_max: usize) -> Check {
             limit_bytes: frame_bytes_max as u64,
         });
     }
-    if buffer.len() > 4 && Op::from_u8(buffer[4]).is_none() {
+    if buffer.len() > 4 && !op_known(buffer[4]) {
         return Check::Invalid(WireError::UnknownOp(buffer[4]));
     }
     if buffer.len() > 5 && buffer[5] != 0 {
@@ -227,9 +239,9 @@ pub fn check(buffer: &[u8], frame_bytes_max: usize) -> Check {
     if buffer.len() < FRAME_HEADER_BYTES {
         return Check::Incomplete;
     }
-    match parse_header(buffer) {
-        Ok(_) if buffer.len() as u64 >= frame_len => Check::Complete(frame_len as usize),
-        Ok(_) => Check::Incomplete,
+    match parse(buffer) {
+        Ok(()) if buffer.len() as u64 >= frame_len => Check::Complete(frame_len as usize),
+        Ok(()) => Check::Incomplete,
         Err(error) => Check::Invalid(error),
     }
 }

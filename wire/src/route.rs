@@ -214,31 +214,7 @@ impl RouteHeader {
 /// frame at the front of `buffer`? Never allocates; rejects an oversized
 /// length prefix after 4 bytes and a non-route op after 5.
 pub fn check_route(buffer: &[u8], frame_bytes_max: usize) -> Check {
-    if buffer.len() < 4 {
-        return Check::Incomplete;
-    }
-    let body_len = u32::from_le_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
-    let frame_len = FRAME_HEADER_BYTES as u64 + u64::from(body_len);
-    if frame_len > frame_bytes_max as u64 {
-        return Check::Invalid(WireError::FrameTooLarge {
-            claimed_bytes: frame_len,
-            limit_bytes: frame_bytes_max as u64,
-        });
-    }
-    if buffer.len() > 4 && !is_route_op(buffer[4]) {
-        return Check::Invalid(WireError::UnknownOp(buffer[4]));
-    }
-    if buffer.len() > 5 && buffer[5] != 0 {
-        return Check::Invalid(WireError::MalformedFrame("flags byte must be 0"));
-    }
-    if buffer.len() < FRAME_HEADER_BYTES {
-        return Check::Incomplete;
-    }
-    match parse_route_header(buffer) {
-        Ok(_) if buffer.len() as u64 >= frame_len => Check::Complete(frame_len as usize),
-        Ok(_) => Check::Incomplete,
-        Err(error) => Check::Invalid(error),
-    }
+    crate::frame::check_framed(buffer, frame_bytes_max, is_route_op, |header| parse_route_header(header).map(drop))
 }
 
 /// Parses and validates the fixed header of a route frame at the front of

@@ -405,36 +405,7 @@ impl Shard {
 
     fn handle_completion(&mut self, completion: Completion) -> std::io::Result<()> {
         match completion.token {
-            Token::Listener => {
-                if completion.result >= 0 {
-                    self.listener_ready = true;
-                }
-                if !completion.more {
-                    if let Some(listener) = &self.listener {
-                        self.ring.poll_readable(listener.as_raw_fd(), Token::Listener)?;
-                    }
-                }
-            }
-            Token::RouteListener => {
-                if completion.result >= 0 {
-                    self.route_listener_ready = true;
-                }
-                if !completion.more {
-                    if let Some(listener) = &self.route_listener {
-                        self.ring.poll_readable(listener.as_raw_fd(), Token::RouteListener)?;
-                    }
-                }
-            }
-            Token::NatsListener => {
-                if completion.result >= 0 {
-                    self.nats_listener_ready = true;
-                }
-                if !completion.more {
-                    if let Some(listener) = &self.nats_listener {
-                        self.ring.poll_readable(listener.as_raw_fd(), Token::NatsListener)?;
-                    }
-                }
-            }
+            Token::Listener | Token::NatsListener | Token::RouteListener => self.on_listener_ready(completion)?,
             Token::WakePipe => {
                 self.drain_wake_pipe();
                 if !completion.more {
@@ -455,6 +426,25 @@ impl Shard {
                 }
             }
             Token::Cancel => {}
+        }
+        Ok(())
+    }
+
+    /// A listener's readiness: accept in this pass; arm its poll again if
+    /// the multishot poll ended.
+    fn on_listener_ready(&mut self, completion: Completion) -> std::io::Result<()> {
+        let (listener, ready) = match completion.token {
+            Token::NatsListener => (&self.nats_listener, &mut self.nats_listener_ready),
+            Token::RouteListener => (&self.route_listener, &mut self.route_listener_ready),
+            _ => (&self.listener, &mut self.listener_ready),
+        };
+        if completion.result >= 0 {
+            *ready = true;
+        }
+        if !completion.more {
+            if let Some(listener) = listener {
+                self.ring.poll_readable(listener.as_raw_fd(), completion.token)?;
+            }
         }
         Ok(())
     }

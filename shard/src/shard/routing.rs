@@ -48,13 +48,19 @@ impl Shard {
             }
             return;
         }
+        self.send_to_route_targets(&message);
+    }
+
+    /// Hands a message to every shard `self.route` targets: delivered here,
+    /// or one hop over the mesh, with the queue groups each target serves.
+    pub(super) fn send_to_route_targets(&mut self, message: &RoutedMessage) {
         let mut targets = self.route.targets;
         while targets != 0 {
             let target = targets.trailing_zeros() as usize;
             targets &= targets - 1;
             let queue_picks = self.route.picks_for(target);
             if target == self.id {
-                self.deliver_local(&message, &queue_picks);
+                self.deliver_local(message, &queue_picks);
             } else {
                 let message = MeshMessage::Publish { message: message.clone(), queue_picks };
                 self.send_to_shard(target, message);

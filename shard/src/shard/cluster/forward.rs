@@ -181,18 +181,7 @@ impl Shard {
         // Groups another node serves are not this node's to serve.
         let picks = routed.queue_picks;
         self.route.queue_picks.retain(|(_, group)| picks.contains(group));
-        let mut targets = self.route.targets;
-        while targets != 0 {
-            let target = targets.trailing_zeros() as usize;
-            targets &= targets - 1;
-            let queue_picks = self.route.picks_for(target);
-            if target == self.id {
-                self.deliver_local(&message, &queue_picks);
-            } else {
-                let forward = MeshMessage::Publish { message: message.clone(), queue_picks };
-                self.send_to_shard(target, forward);
-            }
-        }
+        self.send_to_route_targets(&message);
     }
 }
 
