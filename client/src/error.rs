@@ -48,6 +48,17 @@ pub enum ClientError {
     /// this client connected without ([`Options::tls`](crate::Options::tls)). Fatal (at connect).
     #[error("the server speaks TLS and this client connected without it (set Options::tls)")]
     ServerSpeaksTls,
+    /// A [`ClusterClient`](crate::ClusterClient) holds no connection now (it is
+    /// reconnecting) and the call cannot be buffered (a request, a flush that
+    /// waited `flush_timeout`), or the publish buffer is full. Recoverable: the
+    /// client keeps reconnecting.
+    #[error("not connected to any server: reconnecting")]
+    NotConnected,
+    /// A [`ClusterClient`](crate::ClusterClient) is reconnecting and its publish
+    /// buffer ([`Options::reconnect_buffer_bytes_max`](crate::Options::reconnect_buffer_bytes_max))
+    /// has no room for this publish; nothing was buffered. Recoverable.
+    #[error("reconnecting, and the publish buffer is full ({buffered_bytes} of {limit_bytes} bytes)")]
+    ReconnectBufferFull { buffered_bytes: usize, limit_bytes: usize },
     /// [`close`](crate::Client::close) was called. Fatal.
     #[error("the connection was closed by this client")]
     Closed,

@@ -90,7 +90,7 @@ pub mod stream;
 pub mod tls;
 
 pub use asynchronous::{AsyncClient, AsyncDurablePublish, AsyncSubscription};
-pub use blocking::{Client, DurablePublish, Messages, Subscription};
+pub use blocking::{Client, ClusterClient, ClusterSubscription, DurablePublish, Messages, Subscription};
 pub use dispatch::Statistics;
 pub use error::ClientError;
 pub use flit_wire::Welcome;

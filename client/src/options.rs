@@ -28,6 +28,17 @@ pub struct Options {
     pub write_buffer_bytes_max: usize,
     /// Speak TLS to the server (both clients).
     pub tls: Option<crate::tls::TlsOptions>,
+    /// [`ClusterClient`](crate::ClusterClient) only: bytes of publishes held
+    /// while no server is connected (subject, reply, headers and payload).
+    /// A publish that would go past it fails with
+    /// [`ClientError::ReconnectBufferFull`](crate::ClientError::ReconnectBufferFull).
+    pub reconnect_buffer_bytes_max: usize,
+    /// [`ClusterClient`](crate::ClusterClient) only: the first backoff between
+    /// failed reconnect attempts; it doubles per failure up to `reconnect_delay_max`,
+    /// and each wait is drawn uniformly from zero to it (full jitter).
+    pub reconnect_delay_min: Duration,
+    /// [`ClusterClient`](crate::ClusterClient) only: the longest backoff.
+    pub reconnect_delay_max: Duration,
 }
 
 impl Default for Options {
@@ -41,6 +52,9 @@ impl Default for Options {
             subscription_capacity: 65_536,
             write_buffer_bytes_max: 4 * 1024 * 1024,
             tls: None,
+            reconnect_buffer_bytes_max: 8 * 1024 * 1024,
+            reconnect_delay_min: Duration::from_millis(50),
+            reconnect_delay_max: Duration::from_secs(2),
         }
     }
 }

@@ -55,6 +55,14 @@ pub(crate) struct MessageSender {
     capacity: usize,
 }
 
+impl Clone for MessageSender {
+    /// Another handle on the same queue and the same count: a cluster client
+    /// hands a clone to each connection it subscribes on (see `cluster.rs`).
+    fn clone(&self) -> Self {
+        MessageSender { sender: self.sender.clone(), queued: Arc::clone(&self.queued), capacity: self.capacity }
+    }
+}
+
 /// The receiving half; every message taken frees one unit of capacity.
 pub(crate) struct MessageReceiver {
     receiver: Receiver<Message>,

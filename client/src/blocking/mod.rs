@@ -18,6 +18,7 @@
 //! After either, and after any fatal error, every call returns the error that
 //! ended the connection.
 
+mod cluster;
 mod io;
 mod shared;
 mod streams;
@@ -39,6 +40,7 @@ use crate::options::Options;
 pub(crate) use io::Blocking;
 #[cfg(test)]
 pub(crate) use io::{message_channel, MessageReceiver, MessageSender};
+pub use cluster::{ClusterClient, ClusterSubscription};
 pub use streams::{DurablePublish, Messages};
 pub use subscription::Subscription;
 
@@ -67,6 +69,15 @@ impl Client {
     /// Connects with default [`Options`].
     pub fn connect(address: impl ToSocketAddrs) -> Result<Client, ClientError> {
         Client::connect_with(address, Options::default())
+    }
+
+    /// Connects to the first of `servers` that answers and fails over to the
+    /// others when the connection is lost. See [`ClusterClient`].
+    pub fn connect_cluster<A: std::fmt::Display>(
+        servers: &[A],
+        options: Options,
+    ) -> Result<ClusterClient, ClientError> {
+        ClusterClient::connect(servers, options)
     }
 
     /// Connects, sends Hello and waits for the Welcome, all within
@@ -164,6 +175,34 @@ impl Client {
         self.shared.wake_background();
         self.sent(answer)?;
         Ok(subscription)
+    }
+
+    /// Subscribes with a queue the caller owns (a cluster client's, which
+    /// outlives this connection); no [`Subscription`] guard: the caller
+    /// releases it with [`Client::release_subscription`].
+    pub(crate) fn subscribe_sink(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+        sink: io::MessageSender,
+    ) -> Result<u64, ClientError> {
+        let (done, answer) = self.acknowledgement();
+        let id = self.shared.core.subscribe(pattern, queue, sink, done)?;
+        self.shared.wake_background();
+        self.sent(answer)?;
+        Ok(id)
+    }
+
+    /// Forgets subscription `id` locally and tells the server, without waiting.
+    pub(crate) fn release_subscription(&self, id: u64) {
+        if self.shared.core.release(id) {
+            let _ = self.shared.buffered();
+        }
+    }
+
+    /// `Err` with the error that ended this connection, if one did.
+    pub(crate) fn usable(&self) -> Result<(), ClientError> {
+        self.shared.core.usable()
     }
 
     pub(crate) fn unsubscribe(&self, id: u64, after_messages: u64) -> Result<(), ClientError> {

@@ -1,0 +1,591 @@
+//! A blocking client that knows several servers of one cluster and fails over.
+//!
+//! A [`ClusterClient`] holds at most one [`Client`] (a connection) at a time,
+//! the subscriptions the user opened (pattern, queue group and the queue the
+//! user reads), and a bounded buffer of publishes made while no connection is
+//! up. A supervisor thread checks the connection every [`HEALTH_CHECK`]; once
+//! it has ended (EOF, reset, an Error frame) or the server announced that it
+//! drains (a Draining frame), the supervisor drops it and connects to the next
+//! server of the list, round robin, waiting between failed attempts with
+//! exponential backoff and full jitter (`Options::reconnect_delay_min` doubling
+//! to `reconnect_delay_max`; the first attempt after a loss is immediate). On
+//! the new connection it re-subscribes every open subscription (the user's
+//! queues and [`ClusterSubscription::id`]s stay the same; the server-side ids
+//! are new), flushes so that the interest is in place on the new node (and,
+//! a round trip of the routes later, on the others), then sends the buffered
+//! publishes in order, and only then lets publishers through again.
+//!
+//! # What is lost
+//! At most once, as without failover:
+//! - Requests in flight when the connection ends fail with the error that
+//!   ended it ([`ClientError::Disconnected`], [`ClientError::Io`]); they are
+//!   never resent (the responder may have run). A request made while no
+//!   connection is up waits for one within its timeout, then fails with
+//!   [`ClientError::NotConnected`].
+//! - Publishes that returned `Ok` and were still in the dead connection's
+//!   buffers or in the network; messages delivered by the server while no
+//!   connection was up, or before the new node learned the interest.
+//! - Publishes beyond `Options::reconnect_buffer_bytes_max` while no server is
+//!   reachable: they fail with [`ClientError::ReconnectBufferFull`] (nothing
+//!   is buffered silently past the bound). Closing the client drops the buffer.
+//!
+//! # Draining
+//! On a Draining notice the client leaves at once: it closes the connection
+//! (flushing what it buffered, so nothing already published is lost) and
+//! connects to the next server; subscriptions see a gap of one reconnect.
+//!
+//! # Limits
+//! `unsubscribe_after` is not offered: a count cannot be carried over to a
+//! new connection exactly. The tokio client has no failover yet.
+//!
+//! # Lock order
+//! `link` before `subscriptions`. Neither is held while waiting for a
+//! reconnect backoff; the flush of a new connection runs with neither held.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::io::{message_channel, MessageReceiver, MessageSender};
+use super::{deadline_after, Client};
+use crate::connection::lock;
+use crate::error::ClientError;
+use crate::framing::{check_pattern, check_subject};
+use crate::message::Message;
+use crate::options::Options;
+
+/// How often the supervisor looks at the connection. Detection of a lost
+/// connection is this late at most (the connection itself notices EOF at once).
+pub(crate) const HEALTH_CHECK: Duration = Duration::from_millis(10);
+
+/// Bytes counted per buffered publish on top of its strings and payload.
+const BUFFERED_OVERHEAD_BYTES: usize = 64;
+
+/// A client for a cluster: see the module header. Clone it to share it.
+#[derive(Clone)]
+pub struct ClusterClient {
+    shared: Arc<ClusterShared>,
+}
+
+impl std::fmt::Debug for ClusterClient {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ClusterClient").field("servers", &self.shared.servers).finish_non_exhaustive()
+    }
+}
+
+struct ClusterShared {
+    servers: Vec<String>,
+    options: Options,
+    link: Mutex<Link>,
+    /// Signalled when a connection is installed or the client closes.
+    changed: Condvar,
+    subscriptions: Mutex<Subscriptions>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The current connection and what waits for the next one.
+struct Link {
+    /// `None` while reconnecting.
+    client: Option<Client>,
+    /// Which of `servers` the client is (or was last) connected to.
+    server_index: usize,
+    /// Bumped per connection; a subscription records the one it is on.
+    generation: u64,
+    /// Successful reconnects so far (the first connection not counted).
+    reconnects: u64,
+    buffer: VecDeque<BufferedPublish>,
+    buffered_bytes: usize,
+    closed: bool,
+}
+
+struct BufferedPublish {
+    subject: String,
+    reply: Option<String>,
+    headers: Vec<(String, String)>,
+    payload: Vec<u8>,
+}
+
+impl BufferedPublish {
+    fn bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+        BUFFERED_OVERHEAD_BYTES
+            + self.subject.len()
+            + self.reply.as_ref().map_or(0, String::len)
+            + headers
+            + self.payload.len()
+    }
+}
+
+#[derive(Default)]
+struct Subscriptions {
+    next_id: u64,
+    entries: BTreeMap<u64, Entry>,
+}
+
+struct Entry {
+    pattern: String,
+    queue: Option<String>,
+    sink: MessageSender,
+    /// `(generation, server-side id)` of the connection it is subscribed on.
+    inner: Option<(u64, u64)>,
+}
+
+/// What the supervisor found.
+enum Health {
+    Healthy,
+    Closed,
+    /// The connection ended or is draining; reconnect starting after `from`.
+    Lost {
+        from: usize,
+    },
+}
+
+impl ClusterClient {
+    /// Connects to the first of `servers` (`host:port`) that answers, trying
+    /// them in order, each within `options.connect_timeout`; `Err` with the
+    /// last error if none does. Later losses are handled in the background.
+    pub fn connect<A: std::fmt::Display>(servers: &[A], options: Options) -> Result<ClusterClient, ClientError> {
+        let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        assert!(options.reconnect_delay_min <= options.reconnect_delay_max);
+        if servers.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no server given").into());
+        }
+        let mut last_error = ClientError::NotConnected;
+        let mut connected = None;
+        for (index, server) in servers.iter().enumerate() {
+            match Client::connect_with(server.as_str(), options.clone()) {
+                Ok(client) => {
+                    connected = Some((index, client));
+                    break;
+                }
+                Err(error) => last_error = error,
+            }
+        }
+        let Some((server_index, client)) = connected else { return Err(last_error) };
+        let link = Link {
+            client: Some(client),
+            server_index,
+            generation: 1,
+            reconnects: 0,
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            closed: false,
+        };
+        let shared = Arc::new(ClusterShared {
+            servers,
+            options,
+            link: Mutex::new(link),
+            changed: Condvar::new(),
+            subscriptions: Mutex::new(Subscriptions::default()),
+            supervisor: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&shared);
+        let supervisor =
+            std::thread::Builder::new().name("flit-client-failover".to_owned()).spawn(move || supervise(&weak))?;
+        *lock(&shared.supervisor) = Some(supervisor);
+        Ok(ClusterClient { shared })
+    }
+
+    /// The server connected now (`None` while reconnecting).
+    pub fn connected_server(&self) -> Option<String> {
+        let link = lock(&self.shared.link);
+        link.client.as_ref().map(|_| self.shared.servers[link.server_index].clone())
+    }
+
+    /// How many times the client reconnected after a loss.
+    pub fn reconnects(&self) -> u64 {
+        lock(&self.shared.link).reconnects
+    }
+
+    /// Bytes of publishes waiting for a connection.
+    pub fn buffered_bytes(&self) -> usize {
+        lock(&self.shared.link).buffered_bytes
+    }
+
+    /// Publishes `payload` to `subject`. While reconnecting the publish is
+    /// buffered (sent in order after the reconnect), or refused with
+    /// [`ClientError::ReconnectBufferFull`] once the buffer is full.
+    pub fn publish(&self, subject: &str, payload: &[u8]) -> Result<(), ClientError> {
+        self.publish_with(subject, None, &[], payload)
+    }
+
+    /// [`ClusterClient::publish`] with a reply subject and headers.
+    pub fn publish_with(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        let mut link = lock(&self.shared.link);
+        if link.closed {
+            return Err(ClientError::Closed);
+        }
+        if let Some(client) = &link.client {
+            match client.publish_with(subject, reply, headers, payload) {
+                Ok(()) => return Ok(()),
+                Err(error) if !error.is_fatal() => return Err(error),
+                // The connection just ended: the supervisor replaces it; buffer.
+                Err(_) => {}
+            }
+        }
+        check_subject(subject)?;
+        let publish = BufferedPublish {
+            subject: subject.to_owned(),
+            reply: reply.map(str::to_owned),
+            headers: headers.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect(),
+            payload: payload.to_vec(),
+        };
+        let bytes = publish.bytes();
+        let limit_bytes = self.shared.options.reconnect_buffer_bytes_max;
+        if link.buffered_bytes + bytes > limit_bytes {
+            return Err(ClientError::ReconnectBufferFull { buffered_bytes: link.buffered_bytes, limit_bytes });
+        }
+        link.buffered_bytes += bytes;
+        link.buffer.push_back(publish);
+        debug_assert!(link.buffered_bytes <= limit_bytes);
+        Ok(())
+    }
+
+    /// Subscribes to `pattern`; the subscription survives failovers.
+    pub fn subscribe(&self, pattern: &str) -> Result<ClusterSubscription, ClientError> {
+        self.subscribe_inner(pattern, None)
+    }
+
+    /// Subscribes as a member of queue group `queue`; survives failovers.
+    pub fn queue_subscribe(&self, pattern: &str, queue: &str) -> Result<ClusterSubscription, ClientError> {
+        self.subscribe_inner(pattern, Some(queue))
+    }
+
+    fn subscribe_inner(&self, pattern: &str, queue: Option<&str>) -> Result<ClusterSubscription, ClientError> {
+        check_pattern(pattern)?;
+        let (sink, receiver) = message_channel(self.shared.options.subscription_capacity);
+        let link = lock(&self.shared.link);
+        if link.closed {
+            return Err(ClientError::Closed);
+        }
+        let mut subscriptions = lock(&self.shared.subscriptions);
+        let mut inner = None;
+        if let Some(client) = &link.client {
+            match client.subscribe_sink(pattern, queue, sink.clone()) {
+                Ok(id) => inner = Some((link.generation, id)),
+                Err(error) if !error.is_fatal() => return Err(error),
+                // Subscribed on the next connection by the supervisor.
+                Err(_) => {}
+            }
+        }
+        subscriptions.next_id += 1;
+        let id = subscriptions.next_id;
+        let entry = Entry { pattern: pattern.to_owned(), queue: queue.map(str::to_owned), sink, inner };
+        subscriptions.entries.insert(id, entry);
+        Ok(ClusterSubscription { id, receiver, shared: Arc::clone(&self.shared) })
+    }
+
+    /// Sends a request on the current connection, waiting for one (within
+    /// `timeout`) while reconnecting. A request in flight when the connection
+    /// ends fails with that connection's error; it is not resent.
+    pub fn request(&self, subject: &str, payload: &[u8], timeout: Duration) -> Result<Message, ClientError> {
+        self.request_with(subject, &[], payload, timeout)
+    }
+
+    /// [`ClusterClient::request`] with headers.
+    pub fn request_with(
+        &self,
+        subject: &str,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Message, ClientError> {
+        let deadline = deadline_after(timeout);
+        let client = self.shared.connected_within(deadline)?;
+        client.request_with(subject, headers, payload, left(deadline))
+    }
+
+    /// Round trip to the current server within `Options::flush_timeout`,
+    /// waiting for a connection while reconnecting (inside the same bound).
+    /// After it returns `Ok`, the publish buffer has been sent.
+    pub fn flush(&self) -> Result<(), ClientError> {
+        let deadline = deadline_after(self.shared.options.flush_timeout);
+        let client = self.shared.connected_within(deadline)?;
+        client.flush_timeout(left(deadline))
+    }
+
+    /// Stops reconnecting, flushes the current connection (best effort) and
+    /// closes it; buffered publishes are dropped; subscriptions end.
+    pub fn close(&self) -> Result<(), ClientError> {
+        let client = {
+            let mut link = lock(&self.shared.link);
+            link.closed = true;
+            link.buffer.clear();
+            link.buffered_bytes = 0;
+            lock(&self.shared.subscriptions).entries.clear();
+            link.client.take()
+        };
+        self.shared.changed.notify_all();
+        let supervisor = lock(&self.shared.supervisor).take();
+        if let Some(supervisor) = supervisor {
+            if supervisor.thread().id() != std::thread::current().id() {
+                let _ = supervisor.join();
+            }
+        }
+        match client {
+            Some(client) => client.close(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The time until `deadline` (zero once it passed).
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+impl ClusterShared {
+    /// The current connection, waiting for one until `deadline`.
+    fn connected_within(&self, deadline: Instant) -> Result<Client, ClientError> {
+        let mut link = lock(&self.link);
+        loop {
+            if link.closed {
+                return Err(ClientError::Closed);
+            }
+            if let Some(client) = &link.client {
+                return Ok(client.clone());
+            }
+            let wait = left(deadline);
+            if wait.is_zero() {
+                return Err(ClientError::NotConnected);
+            }
+            link = self.changed.wait_timeout(link, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+        }
+    }
+
+    fn health(&self) -> Health {
+        let mut link = lock(&self.link);
+        if link.closed {
+            return Health::Closed;
+        }
+        let Some(client) = &link.client else { return Health::Lost { from: link.server_index } };
+        let draining = client.statistics().server_draining_within_ms.is_some();
+        if client.usable().is_ok() && !draining {
+            return Health::Healthy;
+        }
+        let client = link.client.take();
+        let from = link.server_index;
+        drop(link);
+        if let Some(client) = client {
+            // A draining server is still up: flush what was published to it.
+            let _ = client.close();
+        }
+        Health::Lost { from }
+    }
+
+    /// One reconnect attempt to `servers[index]`: connect, re-subscribe,
+    /// flush, send the buffer, install. `Err`: try the next server later.
+    fn reconnect(&self, index: usize) -> Result<(), ClientError> {
+        let client = Client::connect_with(self.servers[index].as_str(), self.options.clone())?;
+        let generation = lock(&self.link).generation + 1;
+        let subscribed = match self.resubscribe(&client, generation) {
+            Ok(subscribed) => subscribed,
+            Err(error) => {
+                let _ = client.close();
+                return Err(error);
+            }
+        };
+        if let Err(error) = client.flush() {
+            let _ = client.close();
+            return Err(error);
+        }
+        let mut link = lock(&self.link);
+        if link.closed {
+            drop(link);
+            let _ = client.close();
+            return Err(ClientError::Closed);
+        }
+        // Subscriptions opened or closed since `resubscribe`.
+        let late = self.resubscribe(&client, generation);
+        {
+            let subscriptions = lock(&self.subscriptions);
+            for (id, inner_id) in subscribed {
+                if !subscriptions.entries.contains_key(&id) {
+                    client.release_subscription(inner_id);
+                }
+            }
+        }
+        if let Err(error) = late.and_then(|_| send_buffer(&mut link, &client)) {
+            drop(link);
+            let _ = client.close();
+            return Err(error);
+        }
+        link.client = Some(client);
+        link.server_index = index;
+        link.generation = generation;
+        link.reconnects += 1;
+        drop(link);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Subscribes every subscription not yet on `generation` on `client`;
+    /// returns `(id, server-side id)` of those it subscribed.
+    fn resubscribe(&self, client: &Client, generation: u64) -> Result<Vec<(u64, u64)>, ClientError> {
+        let mut subscriptions = lock(&self.subscriptions);
+        let mut subscribed = Vec::new();
+        for (id, entry) in &mut subscriptions.entries {
+            if entry.inner.is_some_and(|(on, _)| on == generation) {
+                continue;
+            }
+            match client.subscribe_sink(&entry.pattern, entry.queue.as_deref(), entry.sink.clone()) {
+                Ok(inner_id) => {
+                    entry.inner = Some((generation, inner_id));
+                    subscribed.push((*id, inner_id));
+                }
+                Err(error) if error.is_fatal() => return Err(error),
+                // Refused (permission): the user learns it from check_refusals-like
+                // errors on the connection; the subscription stays without interest.
+                Err(_) => entry.inner = None,
+            }
+        }
+        Ok(subscribed)
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        let link = lock(&self.link);
+        let entry = lock(&self.subscriptions).entries.remove(&id);
+        let Some(Entry { inner: Some((generation, inner_id)), .. }) = entry else { return };
+        if let Some(client) = &link.client {
+            if generation == link.generation {
+                client.release_subscription(inner_id);
+            }
+        }
+    }
+}
+
+/// Sends the buffered publishes on `client`, in order. A publish the new
+/// server refuses for itself (too large for its limits) is dropped; a fatal
+/// error leaves the rest buffered.
+fn send_buffer(link: &mut Link, client: &Client) -> Result<(), ClientError> {
+    while let Some(publish) = link.buffer.front() {
+        let headers: Vec<(&str, &str)> =
+            publish.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        match client.publish_with(&publish.subject, publish.reply.as_deref(), &headers, &publish.payload) {
+            Err(error) if error.is_fatal() => return Err(error),
+            Ok(()) | Err(_) => {}
+        }
+        let bytes = publish.bytes();
+        link.buffer.pop_front();
+        link.buffered_bytes -= bytes;
+    }
+    debug_assert_eq!(link.buffered_bytes, 0);
+    Ok(())
+}
+
+/// The full-jitter backoff after `failures` failed attempts in a row.
+fn backoff(options: &Options, failures: u32) -> Duration {
+    let ceiling = options.reconnect_delay_min.saturating_mul(1 << failures.min(20)).min(options.reconnect_delay_max);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+/// The supervisor thread's body: it holds the client only while it works,
+/// so dropping the last handle ends it.
+fn supervise(weak: &Weak<ClusterShared>) {
+    let mut failures = 0u32;
+    let mut next: Option<usize> = None;
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        let wait = match (next, shared.health()) {
+            (_, Health::Closed) => return,
+            (None, Health::Healthy) => HEALTH_CHECK,
+            (Some(index), _) | (None, Health::Lost { from: index }) => {
+                let index = if next.is_some() { index } else { (index + 1) % shared.servers.len() };
+                match shared.reconnect(index) {
+                    Ok(()) => {
+                        failures = 0;
+                        next = None;
+                        HEALTH_CHECK
+                    }
+                    Err(_) => {
+                        failures = failures.saturating_add(1);
+                        next = Some((index + 1) % shared.servers.len());
+                        backoff(&shared.options, failures)
+                    }
+                }
+            }
+        };
+        let closed = lock(&shared.link).closed;
+        drop(shared);
+        if closed {
+            return;
+        }
+        std::thread::sleep(wait);
+    }
+}
+
+/// Messages for one subscription of a [`ClusterClient`]; it survives
+/// failovers (see the module header for the gap). Dropping it unsubscribes.
+pub struct ClusterSubscription {
+    id: u64,
+    receiver: MessageReceiver,
+    shared: Arc<ClusterShared>,
+}
+
+impl std::fmt::Debug for ClusterSubscription {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ClusterSubscription").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl ClusterSubscription {
+    /// This client's id for the subscription; the same across failovers.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Waits up to `timeout`. `Ok(None)`: no message in time. `Err`: the
+    /// subscription (or the client) is closed and drained.
+    pub fn next_timeout(&self, timeout: Duration) -> Result<Option<Message>, ClientError> {
+        match self.receiver.recv_timeout(timeout) {
+            Ok(message) => Ok(Some(message)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(ClientError::SubscriptionClosed),
+        }
+    }
+
+    /// Waits for the next message; `None` once closed and drained.
+    pub fn next(&self) -> Option<Message> {
+        self.receiver.recv().ok()
+    }
+
+    /// Stops the subscription now. Messages already received stay readable.
+    pub fn unsubscribe(&self) {
+        self.shared.unsubscribe(self.id);
+    }
+}
+
+impl Drop for ClusterSubscription {
+    fn drop(&mut self) {
+        self.shared.unsubscribe(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_below_a_doubling_ceiling() {
+        let options = Options::default();
+        for failures in 0..40 {
+            let ceiling =
+                options.reconnect_delay_min.saturating_mul(1 << failures.min(20)).min(options.reconnect_delay_max);
+            for _ in 0..20 {
+                assert!(backoff(&options, failures) <= ceiling);
+            }
+        }
+        assert!((0..50).any(|_| backoff(&options, 10) > Duration::from_millis(50)), "the ceiling grows");
+    }
+}
