@@ -7,102 +7,17 @@
 //! killed with SIGKILL does not disturb the others and is meshed again when
 //! it restarts with its node id, and a node with another secret is refused.
 
+mod cluster_support;
 mod common;
 mod nats_support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cluster_support::{start_node, start_node_with, Cluster, SECRET};
 use common::FlitServer;
 use flit_client::Client;
 
-const SECRET: &str = "8c0b1f5e2d4a6978c3e1b0f9a8d7c6b5e4f3a2b1c0d9e8f7";
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Cluster {
-    directory: PathBuf,
-    nodes: Vec<Option<FlitServer>>,
-    routes: Vec<String>,
-}
-
-fn secret_file(directory: &Path, secret: &str) -> PathBuf {
-    let path = directory.join(format!("secret-{}", &secret[..8]));
-    std::fs::write(&path, format!("{secret}\n")).expect("write secret");
-    path
-}
-
-fn start_node(
-    directory: &Path,
-    node_id: u32,
-    shards: usize,
-    seeds: &[String],
-    secret: &str,
-    listen: &str,
-) -> FlitServer {
-    start_node_with(directory, node_id, shards, seeds, secret, listen, &[])
-}
-
-fn start_node_with(
-    directory: &Path,
-    node_id: u32,
-    shards: usize,
-    seeds: &[String],
-    secret: &str,
-    listen: &str,
-    extra: &[&str],
-) -> FlitServer {
-    let secret = secret_file(directory, secret);
-    let seeds = seeds.join(",");
-    let node = node_id.to_string();
-    let mut arguments = vec![
-        "--cluster-name",
-        "test",
-        "--cluster-listen",
-        listen,
-        "--node-id",
-        &node,
-        "--cluster-secret-file",
-        secret.to_str().expect("utf-8"),
-        "--metrics",
-        "127.0.0.1:0",
-    ];
-    if !seeds.is_empty() {
-        arguments.extend(["--cluster-seeds", &seeds]);
-    }
-    arguments.extend_from_slice(extra);
-    FlitServer::start(shards, &arguments)
-}
-
-impl Cluster {
-    /// `count` nodes of `shards` shards each, node ids 1.., each seeded with
-    /// the routes of the nodes started before it.
-    fn start(count: usize, shards: usize) -> Cluster {
-        let directory = std::env::temp_dir().join(format!("flit-cluster-{}-{count}-{shards}", std::process::id()));
-        std::fs::create_dir_all(&directory).expect("temporary directory");
-        let mut cluster = Cluster { directory, nodes: Vec::new(), routes: Vec::new() };
-        for index in 0..count {
-            let node = start_node(&cluster.directory, index as u32 + 1, shards, &cluster.routes, SECRET, "127.0.0.1:0");
-            cluster.routes.push(node.cluster_address.expect("the ready line names the route listener").to_string());
-            cluster.nodes.push(Some(node));
-        }
-        cluster
-    }
-
-    fn node(&self, index: usize) -> &FlitServer {
-        self.nodes[index].as_ref().expect("running")
-    }
-
-    fn client(&self, index: usize) -> Client {
-        self.node(index).ack_client()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.nodes.clear();
-        std::fs::remove_dir_all(&self.directory).ok();
-    }
-}
 
 /// Publishes on `subject` from `publisher` until `subscription` gets one:
 /// interest from another node becomes visible after its announcement

@@ -1,0 +1,149 @@
+//! A cluster of `flit` processes on loopback for the integration tests:
+//! nodes meshed by routes, each started with the earlier ones as seeds (the
+//! earlier ones learn the later ones from their handshakes). Killing a node
+//! is dropping its [`FlitServer`] (SIGKILL). Used by `cluster.rs` and
+//! `client_failover.rs`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use flit_client::Client;
+
+use crate::common::FlitServer;
+
+pub const SECRET: &str = "8c0b1f5e2d4a6978c3e1b0f9a8d7c6b5e4f3a2b1c0d9e8f7";
+
+pub struct Cluster {
+    pub directory: PathBuf,
+    /// `None` once killed (dropping a [`FlitServer`] kills it with SIGKILL).
+    pub nodes: Vec<Option<FlitServer>>,
+    /// Each node's route listener, by index.
+    pub routes: Vec<String>,
+}
+
+pub fn secret_file(directory: &Path, secret: &str) -> PathBuf {
+    let path = directory.join(format!("secret-{}", &secret[..8]));
+    std::fs::write(&path, format!("{secret}\n")).expect("write secret");
+    path
+}
+
+pub fn start_node(
+    directory: &Path,
+    node_id: u32,
+    shards: usize,
+    seeds: &[String],
+    secret: &str,
+    listen: &str,
+) -> FlitServer {
+    start_node_with(directory, node_id, shards, seeds, secret, listen, &[])
+}
+
+pub fn start_node_with(
+    directory: &Path,
+    node_id: u32,
+    shards: usize,
+    seeds: &[String],
+    secret: &str,
+    listen: &str,
+    extra: &[&str],
+) -> FlitServer {
+    let secret = secret_file(directory, secret);
+    let seeds = seeds.join(",");
+    let node = node_id.to_string();
+    let mut arguments = vec![
+        "--cluster-name",
+        "test",
+        "--cluster-listen",
+        listen,
+        "--node-id",
+        &node,
+        "--cluster-secret-file",
+        secret.to_str().expect("utf-8"),
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    if !seeds.is_empty() {
+        arguments.extend(["--cluster-seeds", &seeds]);
+    }
+    arguments.extend_from_slice(extra);
+    FlitServer::start(shards, &arguments)
+}
+
+impl Cluster {
+    /// `count` nodes of `shards` shards each, node ids 1.., each seeded with
+    /// the routes of the nodes started before it.
+    pub fn start(count: usize, shards: usize) -> Cluster {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let started = STARTED.fetch_add(1, Ordering::Relaxed);
+        let directory = std::env::temp_dir().join(format!("flit-cluster-{}-{started}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("temporary directory");
+        let mut cluster = Cluster { directory, nodes: Vec::new(), routes: Vec::new() };
+        for index in 0..count {
+            let node = start_node(&cluster.directory, index as u32 + 1, shards, &cluster.routes, SECRET, "127.0.0.1:0");
+            cluster.routes.push(node.cluster_address.expect("the ready line names the route listener").to_string());
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    pub fn node(&self, index: usize) -> &FlitServer {
+        self.nodes[index].as_ref().expect("running")
+    }
+
+    pub fn client(&self, index: usize) -> Client {
+        self.node(index).ack_client()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        std::fs::remove_dir_all(&self.directory).ok();
+    }
+}
+
+/// A TCP forwarder to `target` that refuses connections (accepts and closes
+/// them) until [`Gate::open`]: a server that is down, then comes back, at a
+/// fixed address. Its listener thread lives as long as the test process.
+pub struct Gate {
+    pub address: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gate {
+    pub fn closed_to(target: std::net::SocketAddr) -> Gate {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the gate");
+        let address = listener.local_addr().expect("gate address");
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&open);
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if !flag.load(Ordering::Acquire) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(outbound) = TcpStream::connect(target) else { continue };
+                let (Ok(inbound_copy), Ok(outbound_copy)) = (inbound.try_clone(), outbound.try_clone()) else {
+                    continue;
+                };
+                pipe(inbound, outbound);
+                pipe(outbound_copy, inbound_copy);
+            }
+        });
+        Gate { address, open }
+    }
+
+    /// From now on, connections are forwarded to the target.
+    pub fn open(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+}
+
+fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
