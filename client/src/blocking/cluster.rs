@@ -190,10 +190,12 @@ impl ClusterClient {
         Ok(ClusterClient { shared })
     }
 
-    /// The server connected now (`None` while reconnecting).
+    /// The server connected now (`None` while reconnecting, or once the
+    /// connection ended and before the supervisor replaced it).
     pub fn connected_server(&self) -> Option<String> {
         let link = lock(&self.shared.link);
-        link.client.as_ref().map(|_| self.shared.servers[link.server_index].clone())
+        let client = link.client.as_ref().filter(|client| client.usable().is_ok());
+        client.map(|_| self.shared.servers[link.server_index].clone())
     }
 
     /// How many times the client reconnected after a loss.
@@ -314,6 +316,13 @@ impl ClusterClient {
         client.flush_timeout(left(deadline))
     }
 
+    /// [`Client::check_refusals`] on the current connection (`Ok` while
+    /// reconnecting: refusals of a connection that ended are lost with it).
+    pub fn check_refusals(&self) -> Result<(), ClientError> {
+        let client = lock(&self.shared.link).client.clone();
+        client.map_or(Ok(()), |client| client.check_refusals())
+    }
+
     /// Stops reconnecting, flushes the current connection (best effort) and
     /// closes it; buffered publishes are dropped; subscriptions end.
     pub fn close(&self) -> Result<(), ClientError> {
@@ -352,13 +361,16 @@ impl ClusterShared {
             if link.closed {
                 return Err(ClientError::Closed);
             }
-            if let Some(client) = &link.client {
+            // A connection that ended is about to be replaced: wait for that.
+            if let Some(client) = link.client.as_ref().filter(|client| client.usable().is_ok()) {
                 return Ok(client.clone());
             }
             let wait = left(deadline);
             if wait.is_zero() {
                 return Err(ClientError::NotConnected);
             }
+            // Nobody signals when the supervisor takes a dead connection out.
+            let wait = wait.min(HEALTH_CHECK);
             link = self.changed.wait_timeout(link, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         }
     }
