@@ -265,7 +265,9 @@ pub struct StatsArguments {
 
 #[derive(Debug, Args)]
 pub struct ServerArgument {
-    /// The router's address.
+    /// The router's address, or several of one cluster comma-separated
+    /// (`a:4224,b:4224`): commands connect to the first that answers; `sub`
+    /// and `reply` fail over to the others (re-subscribing) when it is lost.
     #[arg(long, default_value = DEFAULT_ADDRESS)]
     pub server: String,
     /// Speak TLS, trusting this CA (PEM) for the server's certificate.

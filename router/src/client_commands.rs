@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use flit_client::{Client, ClientError, Options, Subscription, TlsOptions};
+use flit_client::{Client, ClientError, ClusterClient, ClusterSubscription, Options, Subscription, TlsOptions};
 
 use crate::cli::{PublishArguments, ReplyArguments, RequestArguments, ServerArgument, SubscribeArguments};
 
@@ -30,7 +30,7 @@ pub fn exit(result: Result<()>) -> ExitCode {
     }
 }
 
-pub(crate) fn connect(server: &ServerArgument) -> Result<Client> {
+fn options(server: &ServerArgument) -> Result<Options> {
     let tls = match &server.tls_ca {
         None => None,
         Some(ca) => {
@@ -46,9 +46,29 @@ pub(crate) fn connect(server: &ServerArgument) -> Result<Client> {
             text.lines().next().map(str::to_owned)
         }
     };
-    let options = Options { auth_token: token, tls, ..Options::default() };
-    let address = &server.server;
-    match Client::connect_with(address.as_str(), options) {
+    Ok(Options { auth_token: token, tls, ..Options::default() })
+}
+
+/// `--server a,b,c`: the addresses in order, blanks dropped.
+fn addresses(server: &ServerArgument) -> Vec<&str> {
+    server.server.split(',').map(str::trim).filter(|address| !address.is_empty()).collect()
+}
+
+/// Connects to the first address of `--server` that answers.
+pub(crate) fn connect(server: &ServerArgument) -> Result<Client> {
+    let options = options(server)?;
+    let addresses = addresses(server);
+    let Some((last, others)) = addresses.split_last() else { bail!("--server names no address") };
+    for address in others {
+        if let Ok(client) = Client::connect_with(*address, options.clone()) {
+            return Ok(client);
+        }
+    }
+    connect_error(last, Client::connect_with(*last, options))
+}
+
+fn connect_error<T>(address: &str, result: Result<T, ClientError>) -> Result<T> {
+    match result {
         Ok(client) => Ok(client),
         Err(ClientError::ServerSpeaksTls) => {
             bail!("the server at {address} speaks TLS: pass --tls-ca FILE, the CA (PEM) that signed its certificate")
@@ -61,10 +81,52 @@ pub(crate) fn connect(server: &ServerArgument) -> Result<Client> {
     }
 }
 
+/// A subscriber for `sub` and `reply`: with one address a plain client; with
+/// several a [`ClusterClient`] that fails over between them, re-subscribing.
+enum Subscriber {
+    Single(Client, Subscription),
+    Cluster(ClusterClient, ClusterSubscription),
+}
+
+impl Subscriber {
+    fn next(&self) -> Option<flit_client::Message> {
+        match self {
+            Subscriber::Single(_, subscription) => subscription.next(),
+            Subscriber::Cluster(_, subscription) => subscription.next(),
+        }
+    }
+
+    fn publish(&self, subject: &str, payload: &[u8]) -> Result<(), ClientError> {
+        match self {
+            Subscriber::Single(client, _) => client.publish(subject, payload),
+            Subscriber::Cluster(client, _) => client.publish(subject, payload),
+        }
+    }
+
+    fn flush(&self) -> Result<(), ClientError> {
+        match self {
+            Subscriber::Single(client, _) => client.flush(),
+            Subscriber::Cluster(client, _) => client.flush(),
+        }
+    }
+
+    fn check_refusals(&self, what: impl FnOnce(u64) -> String) -> Result<()> {
+        let refusals = match self {
+            Subscriber::Single(client, _) => client.check_refusals(),
+            Subscriber::Cluster(client, _) => client.check_refusals(),
+        };
+        refusals_result(refusals, what)
+    }
+}
+
 /// After a flush: `Err` naming the refusals the server sent for earlier
 /// frames, `what` saying what those frames were.
 fn check_refusals(client: &Client, what: impl FnOnce(u64) -> String) -> Result<()> {
-    match client.check_refusals() {
+    refusals_result(client.check_refusals(), what)
+}
+
+fn refusals_result(refusals: Result<(), ClientError>, what: impl FnOnce(u64) -> String) -> Result<()> {
+    match refusals {
         Ok(()) => Ok(()),
         Err(ClientError::Refused { count, code, message, .. }) => {
             bail!("the server refused {}: error {code}{}: {message}", what(count), code_name(code))
@@ -80,16 +142,27 @@ fn code_name(code: u16) -> String {
 
 /// Connects and subscribes (in a queue group if given); the flush makes the
 /// subscription visible on every shard before the command goes on.
-fn subscribed(server: &ServerArgument, subject: &str, queue: Option<&str>) -> Result<(Client, Subscription)> {
-    let client = connect(server)?;
-    let subscription = match queue {
-        Some(queue) => client.queue_subscribe(subject, queue)?,
-        None => client.subscribe(subject)?,
+fn subscribed(server: &ServerArgument, subject: &str, queue: Option<&str>) -> Result<Subscriber> {
+    let addresses = addresses(server);
+    let subscriber = if addresses.len() > 1 {
+        let client = connect_error(&server.server, ClusterClient::connect(&addresses, options(server)?))?;
+        let subscription = match queue {
+            Some(queue) => client.queue_subscribe(subject, queue)?,
+            None => client.subscribe(subject)?,
+        };
+        Subscriber::Cluster(client, subscription)
+    } else {
+        let client = connect(server)?;
+        let subscription = match queue {
+            Some(queue) => client.queue_subscribe(subject, queue)?,
+            None => client.subscribe(subject)?,
+        };
+        Subscriber::Single(client, subscription)
     };
-    client.flush()?;
+    subscriber.flush()?;
     // Without this a refused subscription would wait forever for nothing.
-    check_refusals(&client, |_| format!("the subscription to `{subject}`"))?;
-    Ok((client, subscription))
+    subscriber.check_refusals(|_| format!("the subscription to `{subject}`"))?;
+    Ok(subscriber)
 }
 
 pub fn publish(arguments: PublishArguments) -> Result<()> {
@@ -118,7 +191,7 @@ pub fn publish(arguments: PublishArguments) -> Result<()> {
 }
 
 pub fn subscribe(arguments: SubscribeArguments) -> Result<()> {
-    let (_client, subscription) = subscribed(&arguments.server, &arguments.subject, arguments.queue.as_deref())?;
+    let subscription = subscribed(&arguments.server, &arguments.subject, arguments.queue.as_deref())?;
     let mut stdout = std::io::stdout().lock();
     let mut received = 0u64;
     while arguments.count.is_none_or(|count| received < count) {
@@ -149,7 +222,7 @@ pub fn request(arguments: RequestArguments) -> Result<()> {
 }
 
 pub fn reply(arguments: ReplyArguments) -> Result<()> {
-    let (client, subscription) = subscribed(&arguments.server, &arguments.subject, arguments.queue.as_deref())?;
+    let subscription = subscribed(&arguments.server, &arguments.subject, arguments.queue.as_deref())?;
     eprintln!("flit: answering requests on `{}`", arguments.subject);
     let mut answered = 0u64;
     while arguments.count.is_none_or(|count| answered < count) {
@@ -162,17 +235,17 @@ pub fn reply(arguments: ReplyArguments) -> Result<()> {
             (None, _) => &request.payload,
         };
         // The client's writer sends it at once; no flush round trip per reply.
-        client.publish(reply_subject, payload)?;
+        subscription.publish(reply_subject, payload)?;
         answered += 1;
         // Refusals of earlier replies have arrived by now or will be seen
         // later; a responder keeps serving the requests it may answer.
-        if let Err(error) = check_refusals(&client, |refused| format!("{refused} earlier replies")) {
+        if let Err(error) = subscription.check_refusals(|refused| format!("{refused} earlier replies")) {
             eprintln!("flit: warning: {error:#}");
         }
     }
     // With --count, make sure the last reply left before the process exits.
-    client.flush()?;
-    check_refusals(&client, |refused| format!("{refused} of the {answered} replies; the first"))
+    subscription.flush()?;
+    subscription.check_refusals(|refused| format!("{refused} of the {answered} replies; the first"))
 }
 
 /// Writes a payload and a newline: as is with `raw`, else escaped (see
