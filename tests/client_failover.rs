@@ -159,3 +159,75 @@ fn the_publish_buffer_is_bounded_and_nothing_waits_forever() {
     assert!(matches!(flushed, Err(ClientError::NotConnected)), "{flushed:?}");
     assert!(started.elapsed() < Duration::from_secs(2), "bounded waits: {:?}", started.elapsed());
 }
+
+#[test]
+fn a_request_in_flight_when_its_node_dies_fails_at_once_and_is_not_resent() {
+    let mut cluster = Cluster::start(2, 1);
+    let servers = [cluster.node(0).address, cluster.node(1).address];
+    let requester = ClusterClient::connect(&servers, options()).expect("connect");
+    // A responder on the same node that never answers: the request stays in flight.
+    let silent = cluster.client(0);
+    let _silent_subscription = silent.subscribe("slow.service").expect("subscribe");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let in_flight = requester.clone();
+    std::thread::spawn(move || {
+        let _ = sender.send(in_flight.request("slow.service", b"", Duration::from_secs(20)));
+    });
+    std::thread::sleep(Duration::from_millis(300)); // sent and waiting
+    let killed = Instant::now();
+    drop(cluster.nodes[0].take()); // SIGKILL
+    let outcome = receiver.recv_timeout(FAILOVER_BOUND).expect("the request ends well before its timeout");
+    assert!(
+        matches!(outcome, Err(ClientError::Disconnected | ClientError::Io(_))),
+        "the lost connection's error: {outcome:?}"
+    );
+    assert!(killed.elapsed() < FAILOVER_BOUND);
+    // The next request goes to the survivor (nobody serves it there).
+    wait_for("the client reconnects", || requester.connected_server().is_some());
+    let next = requester.request("slow.service", b"", Duration::from_secs(2));
+    assert!(matches!(next, Err(ClientError::NoResponders)), "{next:?}");
+}
+
+/// `flit sub --server a,b` fails over like the library: after node 1 dies it
+/// prints messages published on node 2 without being restarted.
+#[test]
+fn the_cli_subscriber_given_a_server_list_fails_over() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut cluster = Cluster::start(2, 1);
+    let list = format!("{},{}", cluster.node(0).address, cluster.node(1).address);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flit"))
+        .args(["sub", "cli.failover", "--server", &list])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn flit sub");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let publisher = cluster.client(1);
+    until_routed(
+        || publisher.publish("cli.failover", b"probe").expect("publish"),
+        || lines.recv_timeout(Duration::from_millis(100)).is_ok(),
+    );
+    drop(cluster.nodes[0].take()); // SIGKILL the node `flit sub` is connected to
+    while lines.recv_timeout(Duration::from_millis(200)).is_ok() {}
+    let killed = Instant::now();
+    let line = loop {
+        publisher.publish("cli.failover", b"after").expect("publish");
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(50)) {
+            break line;
+        }
+        assert!(killed.elapsed() < FAILOVER_BOUND, "flit sub printed nothing within {FAILOVER_BOUND:?} of the kill");
+    };
+    assert_eq!(line, "cli.failover after");
+    let _ = child.kill();
+    let _ = child.wait();
+}
