@@ -231,3 +231,40 @@ fn the_cli_subscriber_given_a_server_list_fails_over() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// On a Draining notice the client moves at once, while the draining node is
+/// still up (kept in its drain by deliveries queued for a subscriber that does
+/// not read), and its subscription follows it.
+#[test]
+fn a_draining_notice_moves_the_client_before_the_node_closes() {
+    let cluster =
+        Cluster::start_with(2, 1, &["--pending-bytes-max", "67108864", "--shutdown-flush-timeout-ms", "20000"]);
+    let servers = [cluster.node(0).address, cluster.node(1).address];
+    let client = ClusterClient::connect(&servers, options()).expect("connect");
+    let subscription = client.subscribe("drain.moves").expect("subscribe");
+    client.flush().expect("flush");
+    // Deliveries the router must keep writing during the drain.
+    let mut stuck = common::RawConnection::connect_on_shard(cluster.node(0).address, 0);
+    stuck.subscribe_and_flush("drain.stuck", 1);
+    let filler = cluster.node(0).client();
+    let payload = vec![b'f'; 16 * 1024];
+    for _ in 0..1_500 {
+        filler.publish("drain.stuck", &payload).expect("publish");
+    }
+    filler.flush().expect("flush");
+    let metrics = cluster.node(0).metrics_address.expect("metrics");
+    wait_for("deliveries are queued on node 1", || {
+        common::metric_sum(&common::scrape(metrics), "flit_shard_pending_bytes", &[]) > 0.0
+    });
+    cluster.node(0).terminate();
+    let signalled = Instant::now();
+    wait_for("the client moves to node 2", || client.connected_server() == Some(servers[1].to_string()));
+    assert!(signalled.elapsed() < FAILOVER_BOUND, "moved {:?} after the signal", signalled.elapsed());
+    assert_eq!(common::http_get(metrics, "/healthz").0, 200, "node 1 is still draining: the client did not wait");
+    let publisher = cluster.client(1);
+    publisher.publish("drain.moves", b"on node 2").expect("publish");
+    let message = subscription.next_timeout(WAIT).expect("receive").expect("the subscription followed");
+    assert_eq!(&message.payload[..], b"on node 2");
+    assert_eq!(client.reconnects(), 1);
+    drop(stuck);
+}

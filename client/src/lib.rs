@@ -19,6 +19,27 @@
 //! subscribes and unsubscribes are visible on every shard. Request/reply uses
 //! one wildcard inbox subscription per client (see [`inbox`]).
 //!
+//! # Failing over between the nodes of a cluster
+//! [`Client`] talks to one server and ends with its connection.
+//! [`ClusterClient`] (`Client::connect_cluster(&[a, b, c], options)`) is the
+//! blocking client for a cluster: it connects to the first server that
+//! answers and, when the connection is lost (EOF, reset, an Error frame) or
+//! the server sends a Draining notice, connects to the next one (round robin;
+//! backoff with full jitter between failed attempts, `reconnect_delay_min`
+//! doubling to `reconnect_delay_max`), re-subscribes every open subscription
+//! (same [`ClusterSubscription`], same id; a subscription gets nothing
+//! between the loss and the re-subscribe), flushes, then sends the publishes
+//! it buffered meanwhile, in order. While no server is connected, publishes
+//! are buffered up to `Options::reconnect_buffer_bytes_max` (default 8 MiB)
+//! and then refused with [`ClientError::ReconnectBufferFull`]; requests and
+//! flushes wait for a connection within their own timeout, then fail with
+//! [`ClientError::NotConnected`]. Still at most once: a request in flight
+//! when the connection ends fails with that connection's error and is never
+//! resent; publishes that had already returned `Ok` on the dead connection
+//! may be lost; so are deliveries during the gap. Not yet: failover in
+//! [`AsyncClient`], `unsubscribe_after` on a [`ClusterSubscription`], and
+//! learning the other nodes from the server. See `blocking/cluster.rs`.
+//!
 //! # Layout
 //! - `dispatch`: what whoever reads does with each decoded frame, the routing
 //!   table and the waiter queues. No IO and no runtime; channel types are a

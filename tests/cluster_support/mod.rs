@@ -74,13 +74,20 @@ impl Cluster {
     /// `count` nodes of `shards` shards each, node ids 1.., each seeded with
     /// the routes of the nodes started before it.
     pub fn start(count: usize, shards: usize) -> Cluster {
+        Cluster::start_with(count, shards, &[])
+    }
+
+    /// [`Cluster::start`] with `extra` arguments for every node.
+    pub fn start_with(count: usize, shards: usize, extra: &[&str]) -> Cluster {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let started = STARTED.fetch_add(1, Ordering::Relaxed);
         let directory = std::env::temp_dir().join(format!("flit-cluster-{}-{started}", std::process::id()));
         std::fs::create_dir_all(&directory).expect("temporary directory");
         let mut cluster = Cluster { directory, nodes: Vec::new(), routes: Vec::new() };
         for index in 0..count {
-            let node = start_node(&cluster.directory, index as u32 + 1, shards, &cluster.routes, SECRET, "127.0.0.1:0");
+            let node_id = index as u32 + 1;
+            let node =
+                start_node_with(&cluster.directory, node_id, shards, &cluster.routes, SECRET, "127.0.0.1:0", extra);
             cluster.routes.push(node.cluster_address.expect("the ready line names the route listener").to_string());
             cluster.nodes.push(Some(node));
         }

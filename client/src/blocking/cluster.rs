@@ -30,9 +30,10 @@
 //!   is buffered silently past the bound). Closing the client drops the buffer.
 //!
 //! # Draining
-//! On a Draining notice the client leaves at once: it closes the connection
-//! (flushing what it buffered, so nothing already published is lost) and
-//! connects to the next server; subscriptions see a gap of one reconnect.
+//! On a Draining notice the client leaves at once, without waiting for the
+//! server to close: it closes the connection (no flush: a draining server
+//! stops reading, so what it had not read is lost either way) and connects to
+//! the next server; subscriptions see a gap of one reconnect.
 //!
 //! # Limits
 //! `unsubscribe_after` is not offered: a count cannot be carried over to a
@@ -388,10 +389,9 @@ impl ClusterShared {
         let client = link.client.take();
         let from = link.server_index;
         drop(link);
-        if let Some(client) = client {
-            // A draining server is still up: flush what was published to it.
-            let _ = client.close();
-        }
+        // No flush: a draining server no longer reads (a flush would wait
+        // for its timeout), and one that ended cannot answer.
+        drop(client);
         Health::Lost { from }
     }
 

@@ -37,10 +37,10 @@ use crate::error::ClientError;
 use crate::message::Message;
 use crate::options::Options;
 
+pub use cluster::{ClusterClient, ClusterSubscription};
 pub(crate) use io::Blocking;
 #[cfg(test)]
 pub(crate) use io::{message_channel, MessageReceiver, MessageSender};
-pub use cluster::{ClusterClient, ClusterSubscription};
 pub use streams::{DurablePublish, Messages};
 pub use subscription::Subscription;
 
