@@ -268,3 +268,29 @@ fn a_draining_notice_moves_the_client_before_the_node_closes() {
     assert_eq!(client.reconnects(), 1);
     drop(stuck);
 }
+
+/// `--server a,b`: a command connects to the first address that answers, and
+/// a single address works as before.
+#[test]
+fn cli_commands_take_a_server_list_and_skip_a_dead_address() {
+    let cluster = Cluster::start(1, 1);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
+    let live = cluster.node(0).address;
+    let subscriber = cluster.client(0);
+    let subscription = subscriber.subscribe("cli.list").expect("subscribe");
+    for servers in [format!("{dead},{live}"), live.to_string()] {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_flit"))
+            .args(["pub", "cli.list", "hi", "--server", &servers])
+            .status()
+            .expect("run flit pub");
+        assert!(status.success(), "flit pub --server {servers}: {status:?}");
+        let message = subscription.next_timeout(WAIT).expect("receive").expect("published");
+        assert_eq!(&message.payload[..], b"hi");
+    }
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_flit"))
+        .args(["pub", "cli.list", "hi", "--server", &dead.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run flit pub");
+    assert_eq!(status.code(), Some(1), "only a dead address: exit 1");
+}
