@@ -338,6 +338,7 @@ impl ClusterClient {
         self.shared.changed.notify_all();
         let supervisor = lock(&self.shared.supervisor).take();
         if let Some(supervisor) = supervisor {
+            supervisor.thread().unpark();
             if supervisor.thread().id() != std::thread::current().id() {
                 let _ = supervisor.join();
             }
@@ -456,8 +457,9 @@ impl ClusterShared {
                     subscribed.push((*id, inner_id));
                 }
                 Err(error) if error.is_fatal() => return Err(error),
-                // Refused (permission): the user learns it from check_refusals-like
-                // errors on the connection; the subscription stays without interest.
+                // Refused by this server (permission, in ack mode): the
+                // subscription stays open without interest here, as it would
+                // on a plain client; the next connection tries again.
                 Err(_) => entry.inner = None,
             }
         }
@@ -533,7 +535,8 @@ fn supervise(weak: &Weak<ClusterShared>) {
         if closed {
             return;
         }
-        std::thread::sleep(wait);
+        // `close` unparks it, so closing never waits out a backoff.
+        std::thread::park_timeout(wait);
     }
 }
 
