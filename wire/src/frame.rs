@@ -246,14 +246,21 @@ pub(crate) fn check_framed(
     }
 }
 
-/// Parses and validates the fixed header at the front of `buffer`, which must
-/// hold at least [`FRAME_HEADER_BYTES`].
-pub fn parse_header(buffer: &[u8]) -> Result<FrameHeader, WireError> {
+/// The fixed header's fields before the op is known to one op family.
+pub(crate) struct FixedFields {
+    pub body_len: u32,
+    pub op: u8,
+    pub meta_len: u16,
+    pub tag: u64,
+}
+
+/// Reads the fixed header (client and route frames share it): at least
+/// [`FRAME_HEADER_BYTES`], a zero flags byte, meta no longer than the body.
+pub(crate) fn parse_fixed_fields(buffer: &[u8]) -> Result<FixedFields, WireError> {
     if buffer.len() < FRAME_HEADER_BYTES {
         return Err(WireError::MalformedFrame("shorter than the fixed header"));
     }
     let body_len = u32::from_le_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
-    let op = Op::from_u8(buffer[4]).ok_or(WireError::UnknownOp(buffer[4]))?;
     if buffer[5] != 0 {
         return Err(WireError::MalformedFrame("flags byte must be 0"));
     }
@@ -264,15 +271,32 @@ pub fn parse_header(buffer: &[u8]) -> Result<FrameHeader, WireError> {
     if u32::from(meta_len) > body_len {
         return Err(WireError::MalformedFrame("meta_len is larger than body_len"));
     }
-    if !op.has_meta() && meta_len != 0 {
-        return Err(WireError::MalformedFrame("this op carries no meta"));
+    Ok(FixedFields { body_len, op: buffer[4], meta_len, tag })
+}
+
+impl FixedFields {
+    /// The op's rules for its parts: a meta part or none, a payload or none.
+    pub(crate) fn check_parts(&self, has_meta: bool, has_payload: bool) -> Result<(), WireError> {
+        if !has_meta && self.meta_len != 0 {
+            return Err(WireError::MalformedFrame("this op carries no meta"));
+        }
+        if has_meta && self.meta_len == 0 {
+            return Err(WireError::MalformedFrame("this op needs a meta part"));
+        }
+        if !has_payload && u32::from(self.meta_len) != self.body_len {
+            return Err(WireError::MalformedFrame("this op carries no payload"));
+        }
+        Ok(())
     }
-    if op.has_meta() && meta_len == 0 {
-        return Err(WireError::MalformedFrame("this op needs a meta part"));
-    }
-    if !op.has_payload() && u32::from(meta_len) != body_len {
-        return Err(WireError::MalformedFrame("this op carries no payload"));
-    }
+}
+
+/// Parses and validates the fixed header at the front of `buffer`, which must
+/// hold at least [`FRAME_HEADER_BYTES`].
+pub fn parse_header(buffer: &[u8]) -> Result<FrameHeader, WireError> {
+    let fields = parse_fixed_fields(buffer)?;
+    let op = Op::from_u8(fields.op).ok_or(WireError::UnknownOp(fields.op))?;
+    fields.check_parts(op.has_meta(), op.has_payload())?;
+    let FixedFields { body_len, meta_len, tag, .. } = fields;
     match op.tag_rule() {
         TagRule::Zero if tag != 0 => return Err(WireError::MalformedFrame("tag must be 0 for this op")),
         TagRule::NonZero if tag == 0 => {

@@ -220,30 +220,10 @@ pub fn check_route(buffer: &[u8], frame_bytes_max: usize) -> Check {
 /// Parses and validates the fixed header of a route frame at the front of
 /// `buffer`. A client op is `unknown_op`.
 pub fn parse_route_header(buffer: &[u8]) -> Result<RouteHeader, WireError> {
-    if buffer.len() < FRAME_HEADER_BYTES {
-        return Err(WireError::MalformedFrame("shorter than the fixed header"));
-    }
-    let body_len = u32::from_le_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
-    let op = RouteOp::from_u8(buffer[4]).ok_or(WireError::UnknownOp(buffer[4]))?;
-    if buffer[5] != 0 {
-        return Err(WireError::MalformedFrame("flags byte must be 0"));
-    }
-    let meta_len = u16::from_le_bytes([buffer[6], buffer[7]]);
-    let mut tag_bytes = [0u8; 8];
-    tag_bytes.copy_from_slice(&buffer[8..16]);
-    let tag = u64::from_le_bytes(tag_bytes);
-    if u32::from(meta_len) > body_len {
-        return Err(WireError::MalformedFrame("meta_len is larger than body_len"));
-    }
-    if !op.has_meta() && meta_len != 0 {
-        return Err(WireError::MalformedFrame("this op carries no meta"));
-    }
-    if op.has_meta() && meta_len == 0 {
-        return Err(WireError::MalformedFrame("this op needs a meta part"));
-    }
-    if !op.has_payload() && u32::from(meta_len) != body_len {
-        return Err(WireError::MalformedFrame("this op carries no payload"));
-    }
+    let fields = crate::frame::parse_fixed_fields(buffer)?;
+    let op = RouteOp::from_u8(fields.op).ok_or(WireError::UnknownOp(fields.op))?;
+    fields.check_parts(op.has_meta(), op.has_payload())?;
+    let crate::frame::FixedFields { body_len, meta_len, tag, .. } = fields;
     if !op.tag_is_free() && tag != 0 {
         return Err(WireError::MalformedFrame("tag must be 0 for this op"));
     }
