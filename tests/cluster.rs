@@ -344,3 +344,62 @@ fn cluster_ls_lists_the_nodes_with_their_state_and_round_trip() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn hex(bytes: [u8; 32]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Routes deliver through the receiving node's subscriptions, so the
+/// subscriber's delivery filter applies there: a restricted identity's
+/// wildcard and queue-group subscriptions on node 2 get nothing it may not
+/// read, whatever node 1 forwards (node 1 counts node 2's interest without
+/// filters), and its publishes stay refused on the node it is connected to.
+#[test]
+fn permissions_hold_across_nodes_for_wildcards_queue_groups_and_replies() {
+    let directory = std::env::temp_dir().join(format!("flit-cluster-permissions-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temporary directory");
+    let identities = directory.join("identities.toml");
+    let text = format!(
+        "[[identity]]\nname = \"writer\"\ntoken_sha256 = \"{}\"\n\
+         [[identity]]\nname = \"reader\"\ntoken_sha256 = \"{}\"\n\
+         subscribe = {{ allow = [\">\"], deny = [\"secret.>\"] }}\npublish = {{ allow = [\"public.>\", \"_INBOX.>\"] }}\n",
+        hex(flit_shard::auth::token_sha256("writer-token-93ac0d")),
+        hex(flit_shard::auth::token_sha256("reader-token-5e71b2")),
+    );
+    std::fs::write(&identities, text).expect("write identities");
+    let cluster = Cluster::start_with(2, 1, &["--identities", identities.to_str().expect("utf-8")]);
+    let connect = |node: usize, token: &str| {
+        let options = flit_client::Options {
+            auth_token: Some(token.to_owned()),
+            ack_mode: true,
+            ..flit_client::Options::default()
+        };
+        Client::connect_with(cluster.node(node).address, options).expect("connect")
+    };
+    let (writer, reader) = (connect(0, "writer-token-93ac0d"), connect(1, "reader-token-5e71b2"));
+    let everything = reader.subscribe(">").expect("a wildcard overlapping a denied subject is allowed, filtered");
+    let grouped = reader.queue_subscribe(">", "readers").expect("the same in a queue group");
+    wait_until_routed(&writer, "public.probe", &everything);
+    while grouped.next_timeout(Duration::from_millis(200)).expect("receive").is_some() {}
+    for number in 0..50u32 {
+        writer.publish("secret.plans", &number.to_le_bytes()).expect("publish");
+        writer.publish_with("public.news", Some("secret.replies"), &[], &number.to_le_bytes()).expect("publish");
+    }
+    writer.flush().expect("flush");
+    for subscription in [&everything, &grouped] {
+        let mut subjects = Vec::new();
+        while let Some(message) = subscription.next_timeout(Duration::from_millis(500)).expect("receive") {
+            subjects.push(message.subject);
+        }
+        assert_eq!(subjects.len(), 50, "every public message, nothing else: {subjects:?}");
+        assert!(subjects.iter().all(|subject| subject == "public.news"), "{subjects:?}");
+    }
+    // The reader may not publish to secret subjects, nor name one as a reply
+    // subject, on its own node: refused there, never forwarded.
+    let spy = writer.subscribe("secret.>").expect("subscribe");
+    wait_until_routed(&reader, "public.ping", &writer.subscribe("public.ping").expect("subscribe"));
+    assert!(reader.publish("secret.plans", b"x").is_err(), "publish refused");
+    assert!(reader.publish_with("public.ask", Some("secret.inbox"), &[], b"x").is_err(), "reply subject refused");
+    assert!(spy.next_timeout(Duration::from_millis(500)).expect("receive").is_none(), "nothing crossed");
+    std::fs::remove_dir_all(&directory).ok();
+}
