@@ -162,7 +162,7 @@ impl Shard {
             if !identity.permissions.publish.permits(subject) {
                 let message = format!("{} may not publish to {}", identity.name, String::from_utf8_lossy(subject));
                 let nats = flit_nats::ProtocolError::PublishPermission { subject: subject.to_vec() };
-                self.refuse_as(key, ErrorCode::PermissionDenied, &message, Some(nats));
+                self.refuse_as(key, ErrorCode::PermissionDenied, &message, 0, Some(nats));
                 return Err(());
             }
             // Remembered until the next different subject (or a reload).
@@ -181,7 +181,7 @@ impl Shard {
                     String::from_utf8_lossy(reply)
                 );
                 let nats = flit_nats::ProtocolError::ReplyPermission { reply: reply.to_vec() };
-                self.refuse_as(key, ErrorCode::PermissionDenied, &message, Some(nats));
+                self.refuse_as(key, ErrorCode::PermissionDenied, &message, 0, Some(nats));
                 return Err(());
             }
         }
@@ -265,10 +265,7 @@ impl Shard {
     /// ack mode it takes the place of the frame's Ok). It keeps its place
     /// behind replies still waiting for the interest barrier.
     pub(super) fn refuse(&mut self, key: ConnectionKey, code: ErrorCode, message: &str, retry_after_ms: u32) {
-        if self.connections.get(key).is_some_and(|connection| connection.nats.is_some()) {
-            return self.refuse_as(key, code, message, None);
-        }
-        self.refuse_native(key, code, message, retry_after_ms);
+        self.refuse_as(key, code, message, retry_after_ms, None);
     }
 
     /// `refuse`, with the NATS error a NATS client gets (None: the one
@@ -280,39 +277,30 @@ impl Shard {
         key: ConnectionKey,
         code: ErrorCode,
         message: &str,
+        retry_after_ms: u32,
         nats: Option<flit_nats::ProtocolError>,
     ) {
-        let Some(connection) = self.connections.get_mut(key) else { return };
-        if connection.nats.is_none() {
-            return self.refuse_native(key, code, message, 0);
-        }
         self.metrics.count_error(code);
         if let Some(suppressed) = self.log_limits.client_errors.admit(std::time::Instant::now()) {
             tracing::info!(shard = self.id, connection = key, code = code.name(), suppressed, "refused: {message}");
         }
-        let line = match nats {
-            Some(error) => error.err_line(),
-            None => super::nats::nats_line_for(code, message),
-        };
-        connection.write_buffer.extend_from_slice(line.as_bytes());
+        let Some(connection) = self.connections.get_mut(key) else { return };
+        if connection.nats.is_some() {
+            let line = match nats {
+                Some(error) => error.err_line(),
+                None => super::nats::nats_line_for(code, message),
+            };
+            connection.write_buffer.extend_from_slice(line.as_bytes());
+        } else if connection.deferred_replies.is_empty() {
+            // (NATS refuses with codes a native connection is closed for,
+            // e.g. an invalid subject; a native refusal never closes.)
+            debug_assert!(!code.closes_connection());
+            let _ = self.encoder.error_with_retry(&mut connection.write_buffer, code.as_u16(), message, retry_after_ms);
+        } else {
+            return self.reply(key, DeferredReply::Refused(code, retry_after_ms), false);
+        }
         self.mark_dirty(key);
         self.enforce_pending_limit(key);
-    }
-
-    fn refuse_native(&mut self, key: ConnectionKey, code: ErrorCode, message: &str, retry_after_ms: u32) {
-        debug_assert!(!code.closes_connection());
-        self.metrics.count_error(code);
-        if let Some(suppressed) = self.log_limits.client_errors.admit(std::time::Instant::now()) {
-            tracing::info!(shard = self.id, connection = key, code = code.name(), suppressed, "refused: {message}");
-        }
-        let Some(connection) = self.connections.get_mut(key) else { return };
-        if connection.deferred_replies.is_empty() {
-            let _ = self.encoder.error_with_retry(&mut connection.write_buffer, code.as_u16(), message, retry_after_ms);
-            self.mark_dirty(key);
-            self.enforce_pending_limit(key);
-        } else {
-            self.reply(key, DeferredReply::Refused(code, retry_after_ms), false);
-        }
     }
 
     /// In ack mode, one Ok per publish, subscribe and unsubscribe.

@@ -358,11 +358,10 @@ impl Shard {
     /// handled; returns true when it stopped for the budget with more left
     /// (fairness: the connection waits for the next pass).
     pub(super) fn handle_buffered_frames_within(&mut self, key: ConnectionKey, bytes_budget: usize) -> bool {
-        if self.connections.get(key).is_some_and(|connection| connection.nats.is_some()) {
-            return self.handle_nats_input(key, bytes_budget);
-        }
-        if self.connections.get(key).is_some_and(|connection| connection.route.is_some()) {
-            return self.handle_lane_input(key, bytes_budget);
+        match self.connections.get(key) {
+            Some(connection) if connection.nats.is_some() => return self.handle_nats_input(key, bytes_budget),
+            Some(connection) if connection.route.is_some() => return self.handle_lane_input(key, bytes_budget),
+            _ => {}
         }
         let frame_bytes_max = self.limits.frame_bytes_max();
         let mut bytes_handled = 0;

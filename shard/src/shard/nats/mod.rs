@@ -265,11 +265,8 @@ impl Shard {
             self.begin_close_with_line(key, code, &line);
             return;
         }
-        self.metrics.count_error(flit_code_of(&error));
-        let Some(connection) = self.connections.get_mut(key) else { return };
-        connection.write_buffer.extend_from_slice(error.err_line().as_bytes());
-        self.mark_dirty(key);
-        self.enforce_pending_limit(key);
+        let text = error.err_text();
+        self.refuse_as(key, flit_code_of(&error), &text, 0, Some(error));
     }
 }
 
