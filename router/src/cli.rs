@@ -137,6 +137,9 @@ pub struct ServeArguments {
     /// Where this node accepts routes from the other nodes (IP:PORT or HOST:PORT).
     #[arg(long = "cluster-listen", value_parser = resolve_address)]
     pub cluster_listen: Option<SocketAddr>,
+    /// The route address the other nodes are told to dial (IP:PORT) [default: the bound --cluster-listen]; set it behind a wildcard listen (0.0.0.0), NAT or a proxy.
+    #[arg(long = "cluster-advertise", value_parser = resolve_address)]
+    pub cluster_advertise: Option<SocketAddr>,
     /// The other nodes' route addresses, comma-separated (this node's own may be listed).
     #[arg(long = "cluster-seeds", value_delimiter = ',')]
     pub cluster_seeds: Option<Vec<String>>,
@@ -205,6 +208,7 @@ impl ServeArguments {
         layer.nats.listen = self.nats_listen;
         layer.cluster.name = self.cluster_name.clone();
         layer.cluster.listen = self.cluster_listen;
+        layer.cluster.advertise = self.cluster_advertise;
         layer.cluster.seeds = self.cluster_seeds.clone();
         layer.cluster.node_id = self.node_id;
         layer.cluster.secret_file = self.cluster_secret_file.clone();

@@ -197,6 +197,10 @@ pub struct ClusterSection {
     /// Where this node accepts routes from the other nodes.
     #[serde(default, deserialize_with = "deserialize_address")]
     pub listen: Option<SocketAddr>,
+    /// The route address the other nodes are told to dial (default: the
+    /// bound `listen` address); needed behind a wildcard listen or a proxy.
+    #[serde(default, deserialize_with = "deserialize_address")]
+    pub advertise: Option<SocketAddr>,
     /// The other nodes' route addresses (`IP:PORT` or `HOST:PORT`).
     pub seeds: Option<Vec<String>>,
     /// Stable across restarts; unique in the cluster.
@@ -385,6 +389,7 @@ impl FileSettings {
             cluster: ClusterSection {
                 name: pick(base.cluster.name, over.cluster.name),
                 listen: pick(base.cluster.listen, over.cluster.listen),
+                advertise: pick(base.cluster.advertise, over.cluster.advertise),
                 seeds: pick(base.cluster.seeds, over.cluster.seeds),
                 node_id: pick(base.cluster.node_id, over.cluster.node_id),
                 secret_file: pick(base.cluster.secret_file, over.cluster.secret_file),
@@ -439,7 +444,14 @@ fn cluster_config(section: &ClusterSection) -> Result<Option<flit_shard::config:
         .flatten()
         .map(|seed| resolve_address(seed).map_err(|error| format!("cluster.seeds (--cluster-seeds): {error}")))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(flit_shard::config::ClusterConfig { name, listen, seeds, node_id, secret: secret.into() }))
+    Ok(Some(flit_shard::config::ClusterConfig {
+        name,
+        listen,
+        advertise: section.advertise,
+        seeds,
+        node_id,
+        secret: secret.into(),
+    }))
 }
 
 /// The default `tracing` filter.

@@ -132,6 +132,10 @@ pub struct ClusterConfig {
     pub name: String,
     /// Where this node accepts routes (one SO_REUSEPORT socket per shard).
     pub listen: SocketAddr,
+    /// The route address other nodes are told to dial (in each Hello): the
+    /// pod IP behind a wildcard `listen`, or a proxy in front of this node.
+    /// None: the address `listen` bound.
+    pub advertise: Option<SocketAddr>,
     /// Route addresses of the other nodes (this node's own may be listed:
     /// it is recognised at the handshake and skipped).
     pub seeds: Vec<SocketAddr>,
@@ -148,6 +152,7 @@ impl std::fmt::Debug for ClusterConfig {
             .debug_struct("ClusterConfig")
             .field("name", &self.name)
             .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
             .field("seeds", &self.seeds)
             .field("node_id", &self.node_id)
             .field("secret", &"<redacted>")

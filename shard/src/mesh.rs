@@ -280,6 +280,9 @@ pub struct SharedState {
     pub cluster_nodes: crate::cluster::NodeDirectory,
     pub generation: u64,
     pub route_address: Option<std::net::SocketAddr>,
+    /// The route address named in this node's Hellos: `[cluster] advertise`,
+    /// else `route_address`.
+    pub route_advertised_address: Option<std::net::SocketAddr>,
     /// Where this node takes clients (native, NATS), for the other nodes'
     /// Hellos; and what the other nodes said of theirs (NATS INFO
     /// `connect_urls`). Read at accept and at handshakes only.
@@ -317,6 +320,7 @@ impl SharedState {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_nanos() as u64),
             route_address: None,
+            route_advertised_address: None,
             client_address: None,
             nats_address: None,
             peer_urls: Default::default(),

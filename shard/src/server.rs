@@ -127,6 +127,8 @@ impl Server {
         }
         let mut shared_state = SharedState::new(wakers, config.identities.clone());
         shared_state.route_address = route_address;
+        shared_state.route_advertised_address =
+            config.cluster.as_ref().and_then(|cluster| cluster.advertise).or(route_address);
         shared_state.client_address = Some(local_address);
         shared_state.nats_address = nats_address;
         let shared = Arc::new(shared_state);

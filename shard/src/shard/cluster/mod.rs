@@ -174,7 +174,7 @@ impl Shard {
             shard_count: self.shard_count as u16,
             lane_shard: self.id as u16,
             nonce,
-            route_address: self.shared.route_address.map(|address| address.to_string()).unwrap_or_default(),
+            route_address: self.shared.route_advertised_address.map(|address| address.to_string()).unwrap_or_default(),
             client_urls: self.shared.client_address.iter().map(|address| address.to_string()).collect(),
             nats_urls: self.shared.nats_address.iter().map(|address| address.to_string()).collect(),
         };
