@@ -57,6 +57,9 @@ pub enum DeferredReply {
     /// An Error frame that refuses one frame and leaves the connection open
     /// (code, retry-after milliseconds).
     Refused(flit_wire::ErrorCode, u32),
+    /// A lane's answer to a RouteBarrier with this epoch (cluster/ module):
+    /// sent once every shard of this node applied the interest before it.
+    RouteBarrierAck(u64),
 }
 
 /// An empty buffer larger than this is released rather than kept.

@@ -10,11 +10,15 @@
 //! | 65 | RouteAuth    | both, second frame   | [`RouteAuth`] (an HMAC-SHA256); tag 0       |
 //! | 66 | RouteInterest| dialer → acceptor    | [`RouteInterest`]; tag 0                    |
 //! | 67 | (reserved: RouteSnapshot, end of the full state after a (re)connect) |  |
-//! | 68 | RouteMessage | dialer → acceptor    | [`RouteMessage`], payload after the meta; tag 0 |
+//! | 68 | RouteMessage | dialer → acceptor    | [`RouteMessage`], payload after the meta; tag = store request (0: none) |
 //! | 69 | RoutePing    | either               | no meta; tag = token                        |
 //! | 70 | RoutePong    | answer to a ping     | no meta; tag = the ping's token             |
+//! | 71 | RouteCapture | dialer → acceptor    | [`RouteInterest`] without queue: a stream on the sender's node captures `pattern` (add/remove); tag 0 |
+//! | 72 | RouteBarrier | dialer → acceptor    | no meta; tag = the sender's interest epoch   |
+//! | 73 | RouteBarrierAck | acceptor → dialer | no meta; tag = the barrier's epoch, once every shard of the acceptor's node applied what came before it |
+//! | 74 | RouteStoreAck | acceptor → dialer   | a client `PublishAck` meta ([`crate::PublishAck`]); tag = the RouteMessage's store request |
 //!
-//! Ops 71 to 127 are kept for later route frames. The route protocol has its
+//! Ops 75 to 127 are kept for later route frames. The route protocol has its
 //! own version, [`ROUTE_PROTOCOL_VERSION`], negotiated in the Hellos like
 //! the client protocol's ([`negotiate_route_version`]).
 //!
@@ -56,9 +60,11 @@ use crate::frame::{Check, FRAME_HEADER_BYTES};
 
 /// The route protocol version this crate speaks (separate from the client
 /// protocol's [`crate::PROTOCOL_VERSION`]).
-pub const ROUTE_PROTOCOL_VERSION: u16 = 1;
-/// The lowest route protocol version this crate still speaks.
-pub const ROUTE_PROTOCOL_VERSION_MIN: u16 = 1;
+pub const ROUTE_PROTOCOL_VERSION: u16 = 2;
+/// The lowest route protocol version this crate still speaks (version 1,
+/// without captures, barriers and store acknowledgements, was never
+/// released).
+pub const ROUTE_PROTOCOL_VERSION_MIN: u16 = 2;
 /// Longest cluster name, in bytes.
 pub const CLUSTER_NAME_BYTES_MAX: usize = 128;
 /// Most URLs in each of a RouteHello's URL lists.
@@ -93,6 +99,10 @@ pub enum RouteOp {
     Message = 68,
     Ping = 69,
     Pong = 70,
+    Capture = 71,
+    Barrier = 72,
+    BarrierAck = 73,
+    StoreAck = 74,
 }
 
 impl RouteOp {
@@ -105,13 +115,17 @@ impl RouteOp {
             68 => RouteOp::Message,
             69 => RouteOp::Ping,
             70 => RouteOp::Pong,
+            71 => RouteOp::Capture,
+            72 => RouteOp::Barrier,
+            73 => RouteOp::BarrierAck,
+            74 => RouteOp::StoreAck,
             _ => return None,
         })
     }
 
     /// Whether frames of this op carry a flatbuffer meta part.
     pub fn has_meta(self) -> bool {
-        !matches!(self, RouteOp::Ping | RouteOp::Pong)
+        !matches!(self, RouteOp::Ping | RouteOp::Pong | RouteOp::Barrier | RouteOp::BarrierAck)
     }
 
     /// Whether frames of this op may carry a payload after the meta.
@@ -119,9 +133,18 @@ impl RouteOp {
         self == RouteOp::Message
     }
 
-    /// Whether the header's tag may be non-zero (the ping token).
+    /// Whether the header's tag may be non-zero (a ping token, an epoch, a
+    /// store request).
     pub fn tag_is_free(self) -> bool {
-        matches!(self, RouteOp::Ping | RouteOp::Pong)
+        matches!(
+            self,
+            RouteOp::Ping
+                | RouteOp::Pong
+                | RouteOp::Barrier
+                | RouteOp::BarrierAck
+                | RouteOp::Message
+                | RouteOp::StoreAck
+        )
     }
 
     /// The op's name as in docs/PROTOCOL.md.
@@ -133,6 +156,10 @@ impl RouteOp {
             RouteOp::Message => "RouteMessage",
             RouteOp::Ping => "RoutePing",
             RouteOp::Pong => "RoutePong",
+            RouteOp::Capture => "RouteCapture",
+            RouteOp::Barrier => "RouteBarrier",
+            RouteOp::BarrierAck => "RouteBarrierAck",
+            RouteOp::StoreAck => "RouteStoreAck",
         }
     }
 }
@@ -162,6 +189,15 @@ pub enum RouteFrame {
     Ping(u64),
     /// The token of the ping it answers.
     Pong(u64),
+    /// A stream on the sender's node captures (or stopped capturing) a
+    /// pattern; `queue` is always None.
+    Capture(RouteInterest),
+    /// The sender's interest epoch: answer with a BarrierAck once this node
+    /// applied everything the lane carried before it.
+    Barrier(u64),
+    BarrierAck(u64),
+    /// The outcome of a RouteMessage's store request (`ack_id` = the request).
+    StoreAck(crate::PublishAck),
 }
 
 impl RouteFrame {
@@ -174,6 +210,10 @@ impl RouteFrame {
             RouteFrame::Message(_) => RouteOp::Message,
             RouteFrame::Ping(_) => RouteOp::Ping,
             RouteFrame::Pong(_) => RouteOp::Pong,
+            RouteFrame::Capture(_) => RouteOp::Capture,
+            RouteFrame::Barrier(_) => RouteOp::Barrier,
+            RouteFrame::BarrierAck(_) => RouteOp::BarrierAck,
+            RouteFrame::StoreAck(_) => RouteOp::StoreAck,
         }
     }
 
@@ -254,8 +294,9 @@ mod tests {
 
     #[test]
     fn negotiation_picks_the_highest_common_version() {
-        assert_eq!(negotiate_route_version(1, 1), Some(1));
+        assert_eq!(negotiate_route_version(2, 2), Some(2));
         assert_eq!(negotiate_route_version(1, 9), Some(ROUTE_PROTOCOL_VERSION));
-        assert_eq!(negotiate_route_version(2, 9), None);
+        assert_eq!(negotiate_route_version(1, 1), None);
+        assert_eq!(negotiate_route_version(3, 9), None);
     }
 }

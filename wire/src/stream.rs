@@ -36,7 +36,7 @@
 //!   `META_BYTES_MAX`.
 
 pub mod code;
-mod decode;
+pub(crate) mod decode;
 pub(crate) use decode::decode_stream_op;
 mod encode;
 pub mod types;

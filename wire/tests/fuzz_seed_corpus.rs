@@ -249,20 +249,29 @@ fn route_frames() -> Vec<(RouteOp, BytesMut)> {
     });
     frame(RouteOp::Message, &mut |encoder, out| {
         let picks = [0x1234_5678_9abc_def0, 7];
-        encoder.route_message(out, b"orders.eu", Some(b"_INBOX.a.1"), Some(&headers), b"{}", &picks).expect("encodes")
+        encoder
+            .route_message(out, b"orders.eu", Some(b"_INBOX.a.1"), Some(&headers), b"{}", &picks, 0)
+            .expect("encodes")
     });
     frame(RouteOp::Message, &mut |encoder, out| {
-        encoder.route_message(out, b"a", None, None, b"", &[]).expect("encodes")
+        encoder.route_message(out, b"a", None, None, b"", &[], 42).expect("encodes")
     });
     frame(RouteOp::Ping, &mut |_, out| Encoder::route_ping(out, 99));
     frame(RouteOp::Pong, &mut |_, out| Encoder::route_pong(out, 99));
+    frame(RouteOp::Capture, &mut |encoder, out| encoder.route_capture(out, true, b"orders.>").expect("encodes"));
+    frame(RouteOp::Barrier, &mut |_, out| Encoder::route_barrier(out, 3));
+    frame(RouteOp::BarrierAck, &mut |_, out| Encoder::route_barrier_ack(out, 3));
+    frame(RouteOp::StoreAck, &mut |encoder, out| {
+        encoder.route_store_ack(out, &flit_wire::PublishAck::stored(42, "orders", 7, false)).expect("encodes")
+    });
     frames
 }
 
 #[test]
 fn route_seeds_are_whole_route_frames_and_are_written_when_asked() {
     let frame_bytes_max = Limits::default().frame_bytes_max();
-    let meta_ops = [RouteOp::Hello, RouteOp::Auth, RouteOp::Interest, RouteOp::Message];
+    let meta_ops =
+        [RouteOp::Hello, RouteOp::Auth, RouteOp::Interest, RouteOp::Message, RouteOp::Capture, RouteOp::StoreAck];
     let mut seeds: Vec<(String, Vec<u8>)> = Vec::new();
     let mut all = vec![0xff];
     for (index, (op, out)) in route_frames().iter().enumerate() {

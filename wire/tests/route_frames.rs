@@ -118,10 +118,16 @@ fn every_route_frame() -> Vec<(RouteOp, Bytes)> {
         encoder.route_interest(out, true, b"orders.*", Some(b"workers")).expect("encodes")
     });
     push(RouteOp::Message, &mut |encoder, out| {
-        encoder.route_message(out, b"orders.eu", Some(b"_INBOX.a.1"), None, b"{}", &[5, 6]).expect("encodes")
+        encoder.route_message(out, b"orders.eu", Some(b"_INBOX.a.1"), None, b"{}", &[5, 6], 9).expect("encodes")
     });
     push(RouteOp::Ping, &mut |_, out| Encoder::route_ping(out, 41));
     push(RouteOp::Pong, &mut |_, out| Encoder::route_pong(out, 41));
+    push(RouteOp::Capture, &mut |encoder, out| encoder.route_capture(out, true, b"orders.>").expect("encodes"));
+    push(RouteOp::Barrier, &mut |_, out| Encoder::route_barrier(out, 12));
+    push(RouteOp::BarrierAck, &mut |_, out| Encoder::route_barrier_ack(out, 12));
+    push(RouteOp::StoreAck, &mut |encoder, out| {
+        encoder.route_store_ack(out, &flit_wire::PublishAck::stored(9, "orders", 3, false)).expect("encodes")
+    });
     frames
 }
 
@@ -205,7 +211,7 @@ fn ping_and_pong_carry_their_token_in_the_tag() {
 fn a_route_message_is_the_received_frame_and_ranges_into_it() {
     let headers = encode_headers(&[("trace", "7f3a")]).expect("one entry");
     let mut out = BytesMut::new();
-    let write = Encoder::default().route_message(&mut out, b"a.b", Some(b"r.1"), Some(&headers), b"hi", &[1, 2, 3]);
+    let write = Encoder::default().route_message(&mut out, b"a.b", Some(b"r.1"), Some(&headers), b"hi", &[1, 2, 3], 0);
     write.expect("encodes");
     let frame = out.freeze();
     let Ok(RouteFrame::Message(message)) = decode_route(frame.clone(), &limits()) else { panic!("a message") };
@@ -285,7 +291,7 @@ fn nonce_and_mac_must_be_exactly_32_bytes() {
 #[test]
 fn more_than_64_queue_picks_are_refused() {
     let picks = vec![1u64; QUEUE_PICKS_MAX + 1];
-    let from_encoder = Encoder::default().route_message(&mut BytesMut::new(), b"a.b", None, None, b"", &picks);
+    let from_encoder = Encoder::default().route_message(&mut BytesMut::new(), b"a.b", None, None, b"", &picks, 0);
     let from_decoder = decode_route(raw(68, 0, &message_meta("a.b", None, None, &picks), &[]), &limits());
     for result in [from_encoder.map(|_| ()), from_decoder.map(|_| ())] {
         let error = result.expect_err("65 picks");
@@ -322,7 +328,7 @@ fn subjects_patterns_queues_and_headers_follow_the_client_rules() {
     }
     let mut encoder = Encoder::default();
     let mut out = BytesMut::new();
-    assert!(encoder.route_message(&mut out, b"a.*", None, None, b"", &[]).is_err());
+    assert!(encoder.route_message(&mut out, b"a.*", None, None, b"", &[], 0).is_err());
     assert!(encoder.route_interest(&mut out, true, b"a.b", Some(b"")).is_err());
     assert!(out.is_empty(), "nothing is written for a refused frame");
     let interest = decode_route(raw(66, 0, &interest_meta("a.*.>", Some("q")), &[]), &limits());
@@ -395,20 +401,42 @@ fn header_rules_tag_meta_payload_flags_and_size() {
     let huge = RouteHeader { body_len: u32::MAX, op: RouteOp::Message, meta_len: 8, tag: 0 }.to_bytes();
     let answer = check_route(&huge[..4], limits().frame_bytes_max());
     assert!(matches!(answer, Check::Invalid(WireError::FrameTooLarge { .. })));
-    for unknown in [63u8, 67, 71, 127, 255] {
+    for unknown in [63u8, 67, 75, 127, 255] {
         assert_eq!(check_route(&[0, 0, 0, 0, unknown], 1 << 20), Check::Invalid(WireError::UnknownOp(unknown)));
     }
 }
 
 #[test]
 fn route_version_is_negotiated_apart_from_the_client_version() {
-    assert_eq!(ROUTE_PROTOCOL_VERSION, 1);
-    assert_eq!(negotiate_route_version(ROUTE_PROTOCOL_VERSION_MIN, ROUTE_PROTOCOL_VERSION), Some(1));
+    assert_eq!(ROUTE_PROTOCOL_VERSION, 2);
+    assert_eq!(negotiate_route_version(ROUTE_PROTOCOL_VERSION_MIN, ROUTE_PROTOCOL_VERSION), Some(2));
     assert_eq!(negotiate_route_version(1, 5), Some(ROUTE_PROTOCOL_VERSION));
-    assert_eq!(negotiate_route_version(2, 5), None);
+    // Version 1 (never released) is no longer spoken.
+    assert_eq!(negotiate_route_version(1, 1), None);
+    assert_eq!(negotiate_route_version(3, 5), None);
     // A hello offering only future versions still decodes: refusing it is the
     // node's decision (unsupported_version), not a malformed frame.
     let mut hello = a_hello();
-    (hello.version_min, hello.version_max) = (2, 3);
+    (hello.version_min, hello.version_max) = (3, 4);
     assert!(decode_hello(&hello).is_ok());
+}
+
+#[test]
+fn a_capture_names_no_queue_group_and_a_store_ack_carries_its_request() {
+    let meta = interest_meta("orders.>", Some("workers"));
+    let error = decode_route(raw(71, 0, &meta, &[]), &limits()).expect_err("queue on a capture");
+    assert!(matches!(error, WireError::InvalidField { field: "queue", .. }), "{error:?}");
+    let meta = interest_meta("orders.>", None);
+    let decoded = decode_route(raw(71, 0, &meta, &[]), &limits()).expect("a capture");
+    assert!(matches!(decoded, RouteFrame::Capture(ref capture) if &capture.pattern[..] == b"orders.>" && capture.add));
+    let mut out = BytesMut::new();
+    let refused = flit_wire::PublishAck::refused(77, flit_wire::StreamCode::Unavailable, "owner down");
+    Encoder::default().route_store_ack(&mut out, &refused).expect("encodes");
+    assert_eq!(decode_route(out.freeze(), &limits()), Ok(RouteFrame::StoreAck(refused)));
+    let mut out = BytesMut::new();
+    Encoder::default().route_message(&mut out, b"a.b", None, None, b"x", &[], 5).expect("encodes");
+    match decode_route(out.freeze(), &limits()) {
+        Ok(RouteFrame::Message(message)) => assert_eq!(message.store_request, 5),
+        other => panic!("{other:?}"),
+    }
 }

@@ -63,24 +63,26 @@ fn hello() -> impl Strategy<Value = RouteHello> {
 fn message() -> impl Strategy<Value = RouteMessage> {
     let headers = prop::option::of(prop::collection::vec(("[a-z-]{1,12}", "[ -~]{0,24}"), 0..4));
     let parts = (subject(), prop::option::of(subject()), headers, prop::collection::vec(any::<u8>(), 0..512));
-    (parts, prop::collection::vec(any::<u64>(), 0..=64)).prop_map(|((subject, reply, headers, payload), picks)| {
-        let headers = headers.map(|entries| {
-            let entries: Vec<(&str, &str)> =
-                entries.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
-            encode_headers(&entries).expect("few entries")
-        });
-        let mut frame = BytesMut::new();
-        let mut part = |bytes: &[u8]| {
-            let start = frame.len();
-            frame.extend_from_slice(bytes);
-            start..frame.len()
-        };
-        let subject = part(subject.as_bytes());
-        let reply = reply.map(|reply| part(reply.as_bytes()));
-        let headers = headers.map(|block| part(&block));
-        let payload = part(&payload);
-        RouteMessage { frame: frame.freeze(), subject, reply, headers, payload, queue_picks: picks }
-    })
+    (parts, prop::collection::vec(any::<u64>(), 0..=64), any::<u64>()).prop_map(
+        |((subject, reply, headers, payload), picks, store_request)| {
+            let headers = headers.map(|entries| {
+                let entries: Vec<(&str, &str)> =
+                    entries.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+                encode_headers(&entries).expect("few entries")
+            });
+            let mut frame = BytesMut::new();
+            let mut part = |bytes: &[u8]| {
+                let start = frame.len();
+                frame.extend_from_slice(bytes);
+                start..frame.len()
+            };
+            let subject = part(subject.as_bytes());
+            let reply = reply.map(|reply| part(reply.as_bytes()));
+            let headers = headers.map(|block| part(&block));
+            let payload = part(&payload);
+            RouteMessage { frame: frame.freeze(), subject, reply, headers, payload, queue_picks: picks, store_request }
+        },
+    )
 }
 
 fn frame() -> impl Strategy<Value = RouteFrame> {
@@ -93,6 +95,14 @@ fn frame() -> impl Strategy<Value = RouteFrame> {
         message().prop_map(RouteFrame::Message),
         any::<u64>().prop_map(RouteFrame::Ping),
         any::<u64>().prop_map(RouteFrame::Pong),
+        (any::<bool>(), pattern()).prop_map(|(add, pattern)| {
+            RouteFrame::Capture(RouteInterest { add, pattern: Bytes::from(pattern), queue: None })
+        }),
+        any::<u64>().prop_map(RouteFrame::Barrier),
+        any::<u64>().prop_map(RouteFrame::BarrierAck),
+        (1u64.., "[a-z]{1,16}", 1u64.., any::<bool>()).prop_map(|(id, stream, sequence, duplicate)| {
+            RouteFrame::StoreAck(flit_wire::PublishAck::stored(id, stream, sequence, duplicate))
+        }),
     ]
 }
 

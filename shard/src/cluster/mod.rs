@@ -26,13 +26,15 @@
 //! Failure: a lane whose socket ends is down at once; one silent for
 //! `ROUTE_SILENCE_MAX` is closed; a dialer retries with backoff. A message for
 //! a node whose lane is down is dropped and counted (core delivery is at most
-//! once). Not in this slice (see the issue 13 note): membership by a library
-//! (foca), a cluster-wide subscribe barrier, `flit cluster ls`, durable
-//! publishes forwarded to a stream's owner node, client failover.
+//! once).
+//!
+//! Barrier: a client's Pong waits for every node the shard announced an
+//! interest change to ([`barrier`]), so a flush covers the cluster.
 //!
 //! Shutdown: lanes are closed with the other connections; peers see the
 //! socket end and withdraw this node's interest.
 
+pub mod barrier;
 pub mod proof;
 pub mod remote_interest;
 
@@ -42,6 +44,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use barrier::RouteBarriers;
 pub use remote_interest::{NodeMask, RemoteInterest, RemoteRoute, CLUSTER_NODES_MAX};
 
 /// How often a dialer pings its lane, and how long a lane may stay silent

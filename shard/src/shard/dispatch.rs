@@ -315,15 +315,25 @@ impl Shard {
 
     /// Sends Pong or Ok now, or queues it behind the interest barrier: the
     /// reply goes out only once every shard has applied every interest change
-    /// this shard broadcast before it, so a client that saw the reply knows
-    /// its subscriptions are visible to publishers on all shards.
+    /// this shard broadcast before it, and every node this shard announced
+    /// them to has acknowledged them on all its shards (a RouteBarrierAck),
+    /// so a client that saw the reply knows its subscriptions are visible to
+    /// publishers on all shards of all reachable nodes.
     ///
     /// Replies count against `pending_bytes_max` like deliveries (a client
     /// that pipelines pings and never reads is a slow consumer too), and at
     /// most `DEFERRED_REPLIES_MAX` may wait behind a barrier.
     pub(super) fn reply(&mut self, key: ConnectionKey, reply: DeferredReply, needs_barrier: bool) {
         let epoch_needed = if needs_barrier { self.interest_epoch } else { 0 };
-        let barrier_passed = epoch_needed <= self.acknowledged_epoch_min();
+        // A lane's acknowledgement waits for this node's shards only: were it
+        // to wait for this shard's own barriers on other nodes too, two nodes
+        // subscribing at once would wait for each other forever.
+        let passed = match reply {
+            DeferredReply::RouteBarrierAck(_) => self.local_acknowledged_epoch_min(),
+            _ if epoch_needed == 0 => 0,
+            _ => self.acknowledged_epoch_min(),
+        };
+        let barrier_passed = epoch_needed <= passed;
         let Some(connection) = self.connections.get_mut(key) else { return };
         if connection.error_sent {
             // Nothing follows an Error frame.
@@ -347,16 +357,25 @@ impl Shard {
         connection.deferred_replies.push_back((epoch_needed, reply));
     }
 
+    /// The highest interest epoch that every shard of this node, and every
+    /// node a barrier is outstanding on, has acknowledged.
     pub(super) fn acknowledged_epoch_min(&self) -> u64 {
+        self.local_acknowledged_epoch_min().min(self.route_barriers.acknowledged_min())
+    }
+
+    /// The highest interest epoch every shard of this node acknowledged.
+    fn local_acknowledged_epoch_min(&self) -> u64 {
         self.acknowledged_epochs.iter().copied().min().unwrap_or(u64::MAX)
     }
 
     /// Sends the deferred replies whose barrier has now passed.
     pub(super) fn release_barrier_waiters(&mut self) {
-        let passed = self.acknowledged_epoch_min();
+        let (passed_for_clients, passed_for_lanes) =
+            (self.acknowledged_epoch_min(), self.local_acknowledged_epoch_min());
         let mut waiters = std::mem::take(&mut self.barrier_waiters);
         waiters.retain(|key| {
             let Some(connection) = self.connections.get_mut(*key) else { return false };
+            let passed = if connection.route.is_some() { passed_for_lanes } else { passed_for_clients };
             let mut released = false;
             while let Some((epoch_needed, reply)) = connection.deferred_replies.front().copied() {
                 if epoch_needed > passed {
@@ -414,6 +433,10 @@ pub(super) fn subscribe_decision(
 }
 
 fn write_reply(encoder: &mut Encoder, buffer: &mut bytes::BytesMut, reply: DeferredReply, nats: bool) {
+    if let DeferredReply::RouteBarrierAck(epoch) = reply {
+        Encoder::route_barrier_ack(buffer, epoch);
+        return;
+    }
     if nats {
         match reply {
             DeferredReply::Pong => flit_nats::encode_pong(buffer),
@@ -421,6 +444,7 @@ fn write_reply(encoder: &mut Encoder, buffer: &mut bytes::BytesMut, reply: Defer
             DeferredReply::Refused(code, _) => {
                 buffer.extend_from_slice(super::nats::nats_line_for(code, "refused").as_bytes())
             }
+            DeferredReply::RouteBarrierAck(_) => {}
         }
         return;
     }
@@ -431,6 +455,7 @@ fn write_reply(encoder: &mut Encoder, buffer: &mut bytes::BytesMut, reply: Defer
             let message = "refused (the frame's details were logged by the server)";
             let _ = encoder.error_with_retry(buffer, code.as_u16(), message, retry_after_ms);
         }
+        DeferredReply::RouteBarrierAck(_) => {}
     }
 }
 

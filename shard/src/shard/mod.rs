@@ -92,6 +92,8 @@ pub struct Shard {
     /// Boxed: a kilobyte the single-host message path never touches stays
     /// out of the shard's own cache lines.
     lanes_by_node: Box<[Option<ConnectionKey>; crate::cluster::CLUSTER_NODES_MAX]>,
+    /// Nodes that owe this shard a RouteBarrierAck (the subscribe barrier).
+    route_barriers: Box<crate::cluster::RouteBarriers>,
     remote_interest: crate::cluster::RemoteInterest,
     remote_route: crate::cluster::RemoteRoute,
     node_cursors: HashMap<GroupKey, u32>,
@@ -209,6 +211,7 @@ impl Shard {
                 .flat_map(|cluster| cluster.seeds.iter().map(|seed| cluster::RoutePeer::new(*seed)))
                 .collect(),
             lanes_by_node: Box::new([None; crate::cluster::CLUSTER_NODES_MAX]),
+            route_barriers: Box::default(),
             remote_interest: Default::default(),
             remote_route: Default::default(),
             node_cursors: HashMap::new(),

@@ -283,7 +283,6 @@ impl Shard {
         filter: Option<DeliveryFilter>,
         gained: bool,
     ) {
-        self.announce_interest(&pattern, queue.as_deref(), gained);
         if gained {
             self.interest.add(&pattern, queue.as_ref(), filter.as_ref(), self.id);
             self.broadcast_interest(|| MeshMessage::InterestAdd {
@@ -299,6 +298,8 @@ impl Shard {
                 filter: filter.clone(),
             });
         }
+        // After the local broadcast, so its barrier names this change's epoch.
+        self.announce_interest(&pattern, queue.as_deref(), gained);
     }
 
     pub(super) fn remove_connection_subscriptions(&mut self, key: ConnectionKey) {
@@ -309,11 +310,14 @@ impl Shard {
         }
     }
 
-    fn broadcast_interest(&mut self, make: impl Fn() -> MeshMessage) {
+    /// Sends an interest change to every other shard; each acknowledges it
+    /// (`InterestAck`), which is what the barrier counts. The epoch grows
+    /// even on a single shard: lanes' barriers name it.
+    pub(super) fn broadcast_interest(&mut self, make: impl Fn() -> MeshMessage) {
+        self.interest_epoch += 1;
         if self.shard_count == 1 {
             return;
         }
-        self.interest_epoch += 1;
         for target in 0..self.shard_count {
             if target != self.id {
                 self.send_to_shard(target, make());
@@ -410,7 +414,8 @@ impl Shard {
                 self.run_owner_command(stream, command, reply_to);
             }
             MeshMessage::RemoteInterest { node, pattern, queue, added } => {
-                self.remote_interest.apply(usize::from(node), &pattern, queue.as_deref(), added)
+                self.remote_interest.apply(usize::from(node), &pattern, queue.as_deref(), added);
+                self.send_to_shard(source, MeshMessage::InterestAck);
             }
             MeshMessage::PeerAddress(address) => self.learn_peer_address(address, false),
         }

@@ -1,8 +1,8 @@
-//! Fuzz target: the route decoder (node-to-node frames, ops 64 to 70).
+//! Fuzz target: the route decoder (node-to-node frames, ops 64 to 74).
 //!
 //! Input: the first byte chooses the mode.
-//! - 0 to 3: the rest is a raw meta for RouteHello, RouteAuth, RouteInterest
-//!   or RouteMessage, wrapped in a correct header (tag 0, no payload), so the
+//! - 0 to 5: the rest is a raw meta for RouteHello, RouteAuth, RouteInterest,
+//!   RouteMessage, RouteCapture or RouteStoreAck, wrapped in a correct header (tag 0, no payload), so the
 //!   fuzzer explores metas without having to keep `body_len` and `meta_len`
 //!   consistent.
 //! - anything else: the rest is a byte stream arriving on a route; frames
@@ -22,7 +22,8 @@ use libfuzzer_sys::fuzz_target;
 
 /// Frames split off one input at most; bounds the work per input.
 const FRAMES_PER_INPUT_MAX: usize = 1024;
-const META_OPS: [RouteOp; 4] = [RouteOp::Hello, RouteOp::Auth, RouteOp::Interest, RouteOp::Message];
+const META_OPS: [RouteOp; 6] =
+    [RouteOp::Hello, RouteOp::Auth, RouteOp::Interest, RouteOp::Message, RouteOp::Capture, RouteOp::StoreAck];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };

@@ -33,6 +33,9 @@ pub(crate) fn decode_route_op(header: &RouteHeader, frame: Bytes, limits: &Limit
     let decoded = match header.op {
         RouteOp::Ping => RouteFrame::Ping(header.tag),
         RouteOp::Pong => RouteFrame::Pong(header.tag),
+        RouteOp::Barrier => RouteFrame::Barrier(header.tag),
+        RouteOp::BarrierAck => RouteFrame::BarrierAck(header.tag),
+        RouteOp::StoreAck => RouteFrame::StoreAck(crate::stream::decode::publish_ack(header.tag, meta)?),
         RouteOp::Hello => {
             let hello = flatbuffers::root_with_opts::<schema::RouteHello>(&options, meta)
                 .map_err(|error| invalid("RouteHello", error))?;
@@ -44,13 +47,24 @@ pub(crate) fn decode_route_op(header: &RouteHeader, frame: Bytes, limits: &Limit
             let mac = fixed_bytes::<ROUTE_MAC_BYTES>(auth.mac(), "RouteAuth", "mac")?;
             RouteFrame::Auth(RouteAuth { mac })
         }
-        RouteOp::Interest => {
+        RouteOp::Interest | RouteOp::Capture => {
             let interest = flatbuffers::root_with_opts::<schema::RouteInterest>(&options, meta)
                 .map_err(|error| invalid("RouteInterest", error))?;
             let pattern = sub_bytes(&frame, interest.pattern());
             let queue = interest.queue().map(|queue| sub_bytes(&frame, queue));
             validate_interest(&pattern, queue.as_deref())?;
-            RouteFrame::Interest(RouteInterest { add: interest.add(), pattern, queue })
+            let interest = RouteInterest { add: interest.add(), pattern, queue };
+            if header.op == RouteOp::Interest {
+                RouteFrame::Interest(interest)
+            } else if interest.queue.is_some() {
+                return Err(WireError::InvalidField {
+                    table: "RouteInterest",
+                    field: "queue",
+                    reason: "a RouteCapture names no queue group",
+                });
+            } else {
+                RouteFrame::Capture(interest)
+            }
         }
         RouteOp::Message => {
             let payload_bytes = frame.len() - meta_end;
@@ -79,7 +93,8 @@ pub(crate) fn decode_route_op(header: &RouteHeader, frame: Bytes, limits: &Limit
             let reply = reply.map(|reply| range_in(&frame, reply));
             let headers = headers.map(|block| range_in(&frame, block));
             let payload = meta_end..frame.len();
-            RouteFrame::Message(RouteMessage { frame, subject, reply, headers, payload, queue_picks })
+            let store_request = header.tag;
+            RouteFrame::Message(RouteMessage { frame, subject, reply, headers, payload, queue_picks, store_request })
         }
     };
     Ok(decoded)

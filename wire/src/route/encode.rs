@@ -111,6 +111,7 @@ impl Encoder {
         headers: Option<&[u8]>,
         payload: &[u8],
         queue_picks: &[u64],
+        store_request: u64,
     ) -> Result<(), WireError> {
         validate_message(subject, reply, headers, queue_picks.len())?;
         self.builder.reset();
@@ -124,7 +125,36 @@ impl Encoder {
         let args = schema::RouteMessageArgs { subject, reply, headers, queue_picks };
         let root = schema::RouteMessage::create(&mut self.builder, &args);
         let meta = self.finish(root);
-        put_route_frame(out, RouteOp::Message, 0, meta, payload)
+        put_route_frame(out, RouteOp::Message, store_request, meta, payload)
+    }
+
+    /// A RouteCapture (op 71): a stream on this node now captures (`add`) or
+    /// no longer captures `pattern`.
+    pub fn route_capture(&mut self, out: &mut BytesMut, add: bool, pattern: &[u8]) -> Result<(), WireError> {
+        validate_interest(pattern, None)?;
+        self.builder.reset();
+        let pattern = Some(self.builder.create_string(text(pattern)?));
+        let root =
+            schema::RouteInterest::create(&mut self.builder, &schema::RouteInterestArgs { add, pattern, queue: None });
+        let meta = self.finish(root);
+        put_route_frame(out, RouteOp::Capture, 0, meta, &[])
+    }
+
+    /// A RouteBarrier (op 72) for interest epoch `epoch`.
+    pub fn route_barrier(out: &mut BytesMut, epoch: u64) {
+        put_bare(out, RouteOp::Barrier, epoch);
+    }
+
+    /// A RouteBarrierAck (op 73) answering the barrier for `epoch`.
+    pub fn route_barrier_ack(out: &mut BytesMut, epoch: u64) {
+        put_bare(out, RouteOp::BarrierAck, epoch);
+    }
+
+    /// A RouteStoreAck (op 74): `ack.ack_id` is the store request it answers.
+    pub fn route_store_ack(&mut self, out: &mut BytesMut, ack: &crate::PublishAck) -> Result<(), WireError> {
+        let tag = ack.ack_id;
+        let meta = self.publish_ack_meta(ack)?;
+        put_route_frame(out, RouteOp::StoreAck, tag, meta, &[])
     }
 
     /// A RoutePing (op 69); the token comes back in the RoutePong.
@@ -153,6 +183,7 @@ impl Encoder {
                 message.headers(),
                 message.payload(),
                 &message.queue_picks,
+                message.store_request,
             ),
             RouteFrame::Ping(token) => {
                 Encoder::route_ping(out, *token);
@@ -162,6 +193,16 @@ impl Encoder {
                 Encoder::route_pong(out, *token);
                 Ok(())
             }
+            RouteFrame::Capture(capture) => self.route_capture(out, capture.add, &capture.pattern),
+            RouteFrame::Barrier(epoch) => {
+                Encoder::route_barrier(out, *epoch);
+                Ok(())
+            }
+            RouteFrame::BarrierAck(epoch) => {
+                Encoder::route_barrier_ack(out, *epoch);
+                Ok(())
+            }
+            RouteFrame::StoreAck(ack) => self.route_store_ack(out, ack),
         }
     }
 }

@@ -88,6 +88,9 @@ pub struct RouteMessage {
     /// agree on); at most [`QUEUE_PICKS_MAX`]. Empty (no allocation) for a
     /// message without queue groups.
     pub queue_picks: Vec<u64>,
+    /// Non-zero: the sender asks for a RouteStoreAck with this id once a
+    /// stream on the receiving node stored the message (the header's tag).
+    pub store_request: u64,
 }
 
 impl RouteMessage {
@@ -120,6 +123,7 @@ impl PartialEq for RouteMessage {
             && self.headers() == other.headers()
             && self.payload() == other.payload()
             && self.queue_picks == other.queue_picks
+            && self.store_request == other.store_request
     }
 }
 

@@ -58,20 +58,7 @@ pub(crate) fn decode_stream_op(
             reply.validate()?;
             StreamFrame::Reply(reply)
         }
-        Op::PublishAck => {
-            let ack = flatbuffers::root_with_opts::<schema::PublishAck>(&options, meta)
-                .map_err(|error| invalid("PublishAck", error))?;
-            let ack = PublishAck {
-                ack_id: header.tag,
-                stream: ack.stream().unwrap_or_default().to_owned(),
-                sequence: ack.sequence(),
-                duplicate: ack.duplicate(),
-                code: ack.code(),
-                message: ack.message().unwrap_or_default().to_owned(),
-            };
-            ack.validate()?;
-            StreamFrame::PublishAck(ack)
-        }
+        Op::PublishAck => StreamFrame::PublishAck(publish_ack(header.tag, meta)?),
         Op::Fetch => {
             let fetch = flatbuffers::root_with_opts::<schema::Fetch>(&options, meta)
                 .map_err(|error| invalid("Fetch", error))?;
@@ -286,4 +273,21 @@ fn stream_reply(request_id: u64, reply: schema::StreamReply<'_>) -> Result<Strea
         delivered: reply.delivered(),
         streams_omitted: reply.streams_omitted(),
     })
+}
+
+/// A PublishAck meta (also the body of a route's RouteStoreAck), verified
+/// and validated; `ack_id` comes from the frame header's tag.
+pub(crate) fn publish_ack(ack_id: u64, meta: &[u8]) -> Result<PublishAck, WireError> {
+    let ack = flatbuffers::root_with_opts::<schema::PublishAck>(&verifier_options(), meta)
+        .map_err(|error| invalid("PublishAck", error))?;
+    let ack = PublishAck {
+        ack_id,
+        stream: ack.stream().unwrap_or_default().to_owned(),
+        sequence: ack.sequence(),
+        duplicate: ack.duplicate(),
+        code: ack.code(),
+        message: ack.message().unwrap_or_default().to_owned(),
+    };
+    ack.validate()?;
+    Ok(ack)
 }

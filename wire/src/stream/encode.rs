@@ -243,6 +243,13 @@ impl Encoder {
     /// Writes a PublishAck (op 14); the tag is `ack.ack_id` (not 0), the
     /// Publish's.
     pub fn publish_ack(&mut self, out: &mut BytesMut, ack: &PublishAck) -> Result<(), WireError> {
+        let meta = self.publish_ack_meta(ack)?;
+        put_frame(out, Op::PublishAck, ack.ack_id, meta, &[])
+    }
+
+    /// The flatbuffer of a PublishAck (a client frame's meta, or a route's
+    /// RouteStoreAck).
+    pub(crate) fn publish_ack_meta(&mut self, ack: &PublishAck) -> Result<&[u8], WireError> {
         ack.validate()?;
         let builder = &mut self.builder;
         builder.reset();
@@ -256,8 +263,7 @@ impl Encoder {
             message,
         };
         let root = schema::PublishAck::create(builder, &args);
-        let meta = self.finish(root);
-        put_frame(out, Op::PublishAck, ack.ack_id, meta, &[])
+        Ok(self.finish(root))
     }
 
     /// Writes a Fetch (op 15); the tag is `fetch.request_id` (not 0).

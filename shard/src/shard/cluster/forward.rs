@@ -32,16 +32,37 @@ impl Shard {
     }
 
     /// This shard gained or lost interest in (pattern, queue): every lane it
-    /// dialed hears of it.
+    /// dialed hears of it, followed by a barrier for the epoch of the change
+    /// (see `crate::cluster::barrier`).
     pub(in crate::shard) fn announce_interest(&mut self, pattern: &[u8], queue: Option<&[u8]>, gained: bool) {
         if self.config.cluster.is_none() {
             return;
         }
+        let epoch = self.interest_epoch;
         for node in 0..self.lanes_by_node.len() {
             let Some(key) = self.lanes_by_node[node] else { continue };
             if let Some(connection) = self.connections.get_mut(key) {
                 let _ = self.encoder.route_interest(&mut connection.write_buffer, gained, pattern, queue);
+                flit_wire::Encoder::route_barrier(&mut connection.write_buffer, epoch);
+                self.route_barriers.sent(node, epoch);
                 self.mark_dirty(key);
+            }
+        }
+    }
+
+    /// A peer's barrier: answered once every shard of this node applied what
+    /// the lane carried before it (the local barrier, as for a client Pong).
+    pub(super) fn on_route_barrier(&mut self, key: ConnectionKey, epoch: u64) {
+        self.reply(key, crate::connection::DeferredReply::RouteBarrierAck(epoch), true);
+    }
+
+    /// A node acknowledged this shard's barrier: replies waiting for it may go.
+    pub(super) fn on_route_barrier_ack(&mut self, key: ConnectionKey, epoch: u64) {
+        let peer = self.connections.get(key).and_then(|c| c.route.as_ref()).and_then(|lane| lane.peer);
+        if let Some((_, node)) = peer {
+            if self.lanes_by_node[node] == Some(key) {
+                self.route_barriers.acknowledged(node, epoch);
+                self.release_barrier_waiters();
             }
         }
     }
@@ -78,22 +99,17 @@ impl Shard {
         }
     }
 
+    /// Applies a peer's interest here and on every other shard, each of
+    /// which acknowledges it like a local interest change (so a
+    /// RouteBarrier behind it waits for all of them).
     fn apply_remote_interest(&mut self, node: usize, pattern: Bytes, queue: Option<Bytes>, added: bool) {
         self.remote_interest.apply(node, &pattern, queue.as_deref(), added);
-        if self.shard_count == 1 {
-            return;
-        }
-        for target in 0..self.shard_count {
-            if target != self.id {
-                let message = MeshMessage::RemoteInterest {
-                    node: node as u8,
-                    pattern: pattern.clone(),
-                    queue: queue.clone(),
-                    added,
-                };
-                self.send_to_shard(target, message);
-            }
-        }
+        self.broadcast_interest(|| MeshMessage::RemoteInterest {
+            node: node as u8,
+            pattern: pattern.clone(),
+            queue: queue.clone(),
+            added,
+        });
     }
 
     /// After local routing of a message published on this node: which other
@@ -162,6 +178,7 @@ impl Shard {
             message.headers(),
             message.payload(),
             picks,
+            0,
         );
         if encoded.is_ok() {
             self.metrics.route_messages_sent.add(1);

@@ -250,6 +250,8 @@ impl Shard {
                 }
             }
             (LaneStage::Up, RouteFrame::Interest(interest)) => self.on_remote_interest(key, interest),
+            (LaneStage::Up, RouteFrame::Barrier(epoch)) => self.on_route_barrier(key, epoch),
+            (LaneStage::Up, RouteFrame::BarrierAck(epoch)) => self.on_route_barrier_ack(key, epoch),
             (LaneStage::Up, RouteFrame::Message(message)) => self.on_route_message(key, message),
             (stage, _) => self.close_lane(key, &format!("unexpected route frame while {stage:?}")),
         }
@@ -376,6 +378,8 @@ impl Shard {
                 self.lanes_by_node[index] = None;
                 self.metrics.routes_up.set(self.lanes_by_node.iter().flatten().count() as u64);
                 self.shared.cluster_view.lane_down(node_id);
+                self.route_barriers.lane_gone(index);
+                self.release_barrier_waiters();
             }
         }
         if lane.role == Role::Acceptor {

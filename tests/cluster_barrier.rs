@@ -1,0 +1,105 @@
+//! The cluster-wide subscribe barrier (issue 13): once a subscriber's flush
+//! returns (or, in ack mode, its subscribe's Ok), a message published on any
+//! other reachable node right afterwards reaches it; once an unsubscribe's
+//! flush returns, a request from another node gets "no responders" at once.
+//! Nodes of two shards each, so the barrier covers the subscriber's shards,
+//! the route, and every shard of the publishing node.
+
+mod cluster_support;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cluster_support::Cluster;
+use flit_client::Client;
+
+const WAIT: Duration = Duration::from_secs(10);
+const ROUNDS: usize = 200;
+
+/// A client that waits for no acknowledgement: its flush (a Ping) is the
+/// barrier under test.
+fn plain_client(node: &common::FlitServer) -> Client {
+    Client::connect(node.address).expect("connect")
+}
+
+/// Publishes a probe from `publisher` until `subscription` sees one, so the
+/// mesh is whole before the barrier is tested.
+fn wait_until_meshed(publisher: &Client, subscriber: &Client) {
+    let subscription = subscriber.subscribe("mesh.probe").expect("subscribe");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher.publish("mesh.probe", b"probe").expect("publish");
+        if subscription.next_timeout(Duration::from_millis(50)).expect("receive").is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the nodes did not mesh within {WAIT:?}");
+    }
+}
+
+#[test]
+fn a_publish_right_after_the_subscribers_flush_is_never_lost() {
+    let cluster = Cluster::start(3, 2);
+    let (a, b, c) = (plain_client(cluster.node(0)), plain_client(cluster.node(1)), plain_client(cluster.node(2)));
+    wait_until_meshed(&a, &c);
+    wait_until_meshed(&b, &c);
+    let mut lost = Vec::new();
+    for round in 0..ROUNDS {
+        // A subject nobody on any node had interest in before: the first
+        // subscriber, so the interest must cross the routes.
+        let subject = format!("fresh.{round}");
+        let subscription = c.subscribe(&subject).expect("subscribe");
+        c.flush().expect("flush");
+        let publisher = if round % 2 == 0 { &a } else { &b };
+        publisher.publish(&subject, b"first").expect("publish");
+        publisher.flush().expect("flush");
+        match subscription.next_timeout(Duration::from_secs(2)).expect("receive") {
+            Some(message) => assert_eq!(&message.payload[..], b"first"),
+            None => lost.push(round),
+        }
+    }
+    assert!(lost.is_empty(), "publishes right after the subscriber's flush were lost in rounds {lost:?}");
+}
+
+#[test]
+fn an_ack_mode_subscribe_returns_only_once_every_node_sees_it() {
+    let cluster = Cluster::start(3, 2);
+    let (a, c) = (cluster.client(0), cluster.client(2));
+    wait_until_meshed(&a, &c);
+    for round in 0..ROUNDS {
+        let subject = format!("acked.{round}");
+        let subscription = c.queue_subscribe(&subject, "workers").expect("subscribe");
+        a.publish(&subject, b"first").expect("publish");
+        let message = subscription.next_timeout(Duration::from_secs(2)).expect("receive");
+        assert!(message.is_some(), "round {round}: the publish right after the subscribe's Ok was lost");
+    }
+}
+
+#[test]
+fn after_the_last_responder_leaves_and_flushes_requests_get_no_responders() {
+    let cluster = Cluster::start(3, 2);
+    let (a, c) = (plain_client(cluster.node(0)), plain_client(cluster.node(2)));
+    wait_until_meshed(&a, &c);
+    for round in 0..50 {
+        let subject = format!("service.{round}");
+        let service = c.subscribe(&subject).expect("subscribe");
+        c.flush().expect("flush");
+        let responder = c.clone();
+        let answering = std::thread::spawn(move || {
+            let request = service.next_timeout(WAIT).expect("receive").expect("the request crossed");
+            responder.publish(request.reply.as_deref().expect("reply subject"), b"yes").expect("reply");
+            // The last responder leaves; its flush is the barrier.
+            service.unsubscribe().expect("unsubscribe");
+            responder.flush().expect("flush");
+        });
+        let answered = a.request(&subject, b"?", WAIT).expect("answer");
+        assert_eq!(&answered.payload[..], b"yes");
+        answering.join().expect("responder");
+        let started = Instant::now();
+        let error = a.request(&subject, b"?", WAIT).expect_err("nobody is subscribed any more");
+        assert!(
+            matches!(error, flit_client::ClientError::NoResponders),
+            "round {round}: expected no responders, got {error:?} after {:?}",
+            started.elapsed()
+        );
+    }
+}
