@@ -598,6 +598,7 @@ mod tests {
         everything.cluster = ClusterSection {
             name: Some("prod".into()),
             listen: Some("127.0.0.1:7422".parse().unwrap()),
+            advertise: Some("10.0.0.1:7422".parse().unwrap()),
             seeds: Some(vec!["10.0.0.2:7422".into()]),
             node_id: Some(1),
             secret_file: Some("/etc/flit/cluster.secret".into()),
@@ -612,6 +613,7 @@ mod tests {
             "nats.listen",
             "cluster.name",
             "cluster.listen",
+            "cluster.advertise",
             "cluster.seeds",
             "cluster.node_id",
             "cluster.secret_file",

@@ -168,6 +168,9 @@ pub enum MeshMessage {
     /// Another node (dense index `node`) announced or withdrew interest, on
     /// a route the sending shard accepted (cluster/).
     RemoteInterest { node: u8, pattern: Bytes, queue: Option<Bytes>, added: bool },
+    /// Another node (dense index `node`) announced or withdrew a stream's
+    /// capture of `pattern` (cluster/store.rs).
+    RemoteCapture { node: u8, pattern: Bytes, added: bool },
     /// A peer's route address, proven by its handshake: dial it too.
     PeerAddress(std::net::SocketAddr),
 }

@@ -52,6 +52,7 @@ pub mod types;
 
 use bytes::Bytes;
 
+pub use encode::OutgoingRouteMessage;
 pub use types::{RouteAuth, RouteHello, RouteInterest, RouteMessage};
 
 use crate::codec::{Limits, META_BYTES_MAX};

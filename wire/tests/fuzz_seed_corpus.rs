@@ -250,11 +250,33 @@ fn route_frames() -> Vec<(RouteOp, BytesMut)> {
     frame(RouteOp::Message, &mut |encoder, out| {
         let picks = [0x1234_5678_9abc_def0, 7];
         encoder
-            .route_message(out, b"orders.eu", Some(b"_INBOX.a.1"), Some(&headers), b"{}", &picks, 0)
+            .route_message(
+                out,
+                &flit_wire::route::OutgoingRouteMessage {
+                    subject: b"orders.eu",
+                    reply: Some(b"_INBOX.a.1"),
+                    headers: Some(&headers),
+                    payload: b"{}",
+                    queue_picks: &picks,
+                    store_request: 0,
+                },
+            )
             .expect("encodes")
     });
     frame(RouteOp::Message, &mut |encoder, out| {
-        encoder.route_message(out, b"a", None, None, b"", &[], 42).expect("encodes")
+        encoder
+            .route_message(
+                out,
+                &flit_wire::route::OutgoingRouteMessage {
+                    subject: b"a",
+                    reply: None,
+                    headers: None,
+                    payload: b"",
+                    queue_picks: &[],
+                    store_request: 42,
+                },
+            )
+            .expect("encodes")
     });
     frame(RouteOp::Ping, &mut |_, out| Encoder::route_ping(out, 99));
     frame(RouteOp::Pong, &mut |_, out| Encoder::route_pong(out, 99));

@@ -118,7 +118,19 @@ fn every_route_frame() -> Vec<(RouteOp, Bytes)> {
         encoder.route_interest(out, true, b"orders.*", Some(b"workers")).expect("encodes")
     });
     push(RouteOp::Message, &mut |encoder, out| {
-        encoder.route_message(out, b"orders.eu", Some(b"_INBOX.a.1"), None, b"{}", &[5, 6], 9).expect("encodes")
+        encoder
+            .route_message(
+                out,
+                &flit_wire::route::OutgoingRouteMessage {
+                    subject: b"orders.eu",
+                    reply: Some(b"_INBOX.a.1"),
+                    headers: None,
+                    payload: b"{}",
+                    queue_picks: &[5, 6],
+                    store_request: 9,
+                },
+            )
+            .expect("encodes")
     });
     push(RouteOp::Ping, &mut |_, out| Encoder::route_ping(out, 41));
     push(RouteOp::Pong, &mut |_, out| Encoder::route_pong(out, 41));
@@ -211,7 +223,17 @@ fn ping_and_pong_carry_their_token_in_the_tag() {
 fn a_route_message_is_the_received_frame_and_ranges_into_it() {
     let headers = encode_headers(&[("trace", "7f3a")]).expect("one entry");
     let mut out = BytesMut::new();
-    let write = Encoder::default().route_message(&mut out, b"a.b", Some(b"r.1"), Some(&headers), b"hi", &[1, 2, 3], 0);
+    let write = Encoder::default().route_message(
+        &mut out,
+        &flit_wire::route::OutgoingRouteMessage {
+            subject: b"a.b",
+            reply: Some(b"r.1"),
+            headers: Some(&headers),
+            payload: b"hi",
+            queue_picks: &[1, 2, 3],
+            store_request: 0,
+        },
+    );
     write.expect("encodes");
     let frame = out.freeze();
     let Ok(RouteFrame::Message(message)) = decode_route(frame.clone(), &limits()) else { panic!("a message") };
@@ -291,7 +313,17 @@ fn nonce_and_mac_must_be_exactly_32_bytes() {
 #[test]
 fn more_than_64_queue_picks_are_refused() {
     let picks = vec![1u64; QUEUE_PICKS_MAX + 1];
-    let from_encoder = Encoder::default().route_message(&mut BytesMut::new(), b"a.b", None, None, b"", &picks, 0);
+    let from_encoder = Encoder::default().route_message(
+        &mut BytesMut::new(),
+        &flit_wire::route::OutgoingRouteMessage {
+            subject: b"a.b",
+            reply: None,
+            headers: None,
+            payload: b"",
+            queue_picks: &picks,
+            store_request: 0,
+        },
+    );
     let from_decoder = decode_route(raw(68, 0, &message_meta("a.b", None, None, &picks), &[]), &limits());
     for result in [from_encoder.map(|_| ()), from_decoder.map(|_| ())] {
         let error = result.expect_err("65 picks");
@@ -328,7 +360,19 @@ fn subjects_patterns_queues_and_headers_follow_the_client_rules() {
     }
     let mut encoder = Encoder::default();
     let mut out = BytesMut::new();
-    assert!(encoder.route_message(&mut out, b"a.*", None, None, b"", &[], 0).is_err());
+    assert!(encoder
+        .route_message(
+            &mut out,
+            &flit_wire::route::OutgoingRouteMessage {
+                subject: b"a.*",
+                reply: None,
+                headers: None,
+                payload: b"",
+                queue_picks: &[],
+                store_request: 0
+            }
+        )
+        .is_err());
     assert!(encoder.route_interest(&mut out, true, b"a.b", Some(b"")).is_err());
     assert!(out.is_empty(), "nothing is written for a refused frame");
     let interest = decode_route(raw(66, 0, &interest_meta("a.*.>", Some("q")), &[]), &limits());
@@ -434,7 +478,19 @@ fn a_capture_names_no_queue_group_and_a_store_ack_carries_its_request() {
     Encoder::default().route_store_ack(&mut out, &refused).expect("encodes");
     assert_eq!(decode_route(out.freeze(), &limits()), Ok(RouteFrame::StoreAck(refused)));
     let mut out = BytesMut::new();
-    Encoder::default().route_message(&mut out, b"a.b", None, None, b"x", &[], 5).expect("encodes");
+    Encoder::default()
+        .route_message(
+            &mut out,
+            &flit_wire::route::OutgoingRouteMessage {
+                subject: b"a.b",
+                reply: None,
+                headers: None,
+                payload: b"x",
+                queue_picks: &[],
+                store_request: 5,
+            },
+        )
+        .expect("encodes");
     match decode_route(out.freeze(), &limits()) {
         Ok(RouteFrame::Message(message)) => assert_eq!(message.store_request, 5),
         other => panic!("{other:?}"),

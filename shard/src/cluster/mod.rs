@@ -190,6 +190,9 @@ pub struct LaneSession {
     /// Acceptor: what the peer announced on this lane, with counts, so that
     /// it is all withdrawn when the lane closes.
     pub announced: HashMap<(Bytes, Option<Bytes>), u32>,
+    /// Acceptor: the patterns the peer's streams capture (RouteCapture),
+    /// with counts, withdrawn when the lane closes.
+    pub captured: HashMap<Bytes, u32>,
     /// The route address the peer's Hello named (dialed once proven), and
     /// its NATS URLs (recorded once proven).
     pub peer_route_address: Option<std::net::SocketAddr>,
@@ -206,6 +209,7 @@ impl LaneSession {
             peer: None,
             seed,
             announced: HashMap::new(),
+            captured: HashMap::new(),
             peer_route_address: None,
             peer_nats_urls: Vec::new(),
         }

@@ -96,6 +96,17 @@ pub struct Shard {
     route_barriers: Box<crate::cluster::RouteBarriers>,
     remote_interest: crate::cluster::RemoteInterest,
     remote_route: crate::cluster::RemoteRoute,
+    /// Which other nodes' streams capture which patterns (RouteCapture),
+    /// what this shard announced of its own node's, and its store requests
+    /// waiting for other nodes (cluster/store.rs).
+    remote_captures: Box<crate::cluster::RemoteInterest>,
+    remote_capture_route: crate::cluster::RemoteRoute,
+    announced_captures: Vec<bytes::Bytes>,
+    store_requests: std::collections::HashMap<u64, cluster::PendingStore>,
+    next_store_request: u64,
+    /// Set by `request_remote_store` for the publish being routed: the node
+    /// and id its RouteMessage carries (taken by `forward_to_nodes`).
+    outgoing_store: Option<(usize, u64)>,
     node_cursors: HashMap<GroupKey, u32>,
     /// After a failed accept: when to try the listener again.
     accept_retry_at: Option<Instant>,
@@ -214,6 +225,12 @@ impl Shard {
             route_barriers: Box::default(),
             remote_interest: Default::default(),
             remote_route: Default::default(),
+            remote_captures: Box::default(),
+            remote_capture_route: Default::default(),
+            announced_captures: Vec::new(),
+            store_requests: Default::default(),
+            next_store_request: 0,
+            outgoing_store: None,
             node_cursors: HashMap::new(),
             accept_retry_at: None,
             wake_pipe: parts.wake_pipe,

@@ -417,6 +417,9 @@ impl Shard {
                 self.remote_interest.apply(usize::from(node), &pattern, queue.as_deref(), added);
                 self.send_to_shard(source, MeshMessage::InterestAck);
             }
+            MeshMessage::RemoteCapture { node, pattern, added } => {
+                self.remote_captures.apply(usize::from(node), &pattern, None, added)
+            }
             MeshMessage::PeerAddress(address) => self.learn_peer_address(address, false),
         }
     }

@@ -47,34 +47,62 @@ impl Shard {
         }
         self.owned_stream_ids = owned_now.iter().map(|entry| entry.id).collect();
         self.stream_capture = StreamCapture::from_directory(&directory, generation);
+        self.announce_capture_changes();
         true
     }
 
-    /// A publish: if a stream captures its subject, hand it to the owner;
-    /// a publish that asked for an acknowledgement (`tag != 0`) and that no
-    /// stream captures is answered "no stream" at once.
+    /// A client's publish: if a stream on this node captures its subject,
+    /// hand it to the owner; a publish that asked for an acknowledgement
+    /// (`tag != 0`) and that no stream here captures becomes a store request
+    /// to the node whose stream does (cluster/store.rs), or is answered
+    /// "no stream" at once.
     pub(super) fn capture_publish(&mut self, message: &RoutedMessage, origin: ConnectionKey, tag: u64) {
         let reply_to = (tag != 0).then_some(ReplyTo { shard: self.id, connection: origin, tag });
-        let Some(entry) = self.stream_capture.capture(message.subject()) else {
-            if let Some(reply_to) = reply_to {
-                let subject = String::from_utf8_lossy(message.subject()).into_owned();
-                self.stream_outcomes.push(PublishOutcome {
-                    reply_to,
-                    stream: std::sync::Arc::from(""),
-                    sequence: 0,
-                    duplicate: false,
-                    code: codes::NOT_FOUND,
-                    message: format!("no stream captures {subject}"),
-                });
-            }
+        if self.capture_here(message, reply_to) {
             return;
-        };
+        }
+        if let Some(reply_to) = reply_to {
+            if !self.request_remote_store(message, reply_to) {
+                self.answer_no_stream(message, reply_to);
+            }
+        }
+    }
+
+    /// A message another node forwarded: captured by this node's streams
+    /// like a local publish; a store request no stream here captures (any
+    /// more) is answered "no stream", never sent on to a third node.
+    pub(super) fn capture_routed(&mut self, message: &RoutedMessage, lane: ConnectionKey, store_request: u64) {
+        let reply_to = (store_request != 0).then_some(ReplyTo { shard: self.id, connection: lane, tag: store_request });
+        if !self.capture_here(message, reply_to) {
+            if let Some(reply_to) = reply_to {
+                self.answer_no_stream(message, reply_to);
+            }
+        }
+    }
+
+    /// Hands the message to the owner shard of the stream on this node that
+    /// captures it; false when none does.
+    fn capture_here(&mut self, message: &RoutedMessage, reply_to: Option<ReplyTo>) -> bool {
+        let Some(entry) = self.stream_capture.capture(message.subject()) else { return false };
         if entry.owner == self.id {
             self.owned_streams.append(entry.id, message, reply_to);
         } else {
             let append = MeshMessage::Append { stream: entry.id, message: message.clone(), reply_to };
             self.send_to_shard(entry.owner, append);
         }
+        true
+    }
+
+    fn answer_no_stream(&mut self, message: &RoutedMessage, reply_to: ReplyTo) {
+        let subject = String::from_utf8_lossy(message.subject()).into_owned();
+        self.stream_outcomes.push(PublishOutcome {
+            reply_to,
+            stream: std::sync::Arc::from(""),
+            sequence: 0,
+            duplicate: false,
+            code: codes::NOT_FOUND,
+            message: format!("no stream captures {subject}"),
+        });
     }
 
     /// An append from another shard for a stream this shard owns.
@@ -91,6 +119,11 @@ impl Shard {
     pub(super) fn write_frames(&mut self, connection: ConnectionKey, frames: &[u8]) {
         let Some(target) = self.connections.get_mut(connection) else { return };
         if target.state == crate::connection::ConnectionState::Closing {
+            return;
+        }
+        if target.route.is_some() {
+            // A stream here answered another node's store request.
+            self.store_ack_to_lane(connection, frames);
             return;
         }
         if target.nats.is_some() {

@@ -16,6 +16,19 @@ use crate::error::WireError;
 use crate::frame::FRAME_HEADER_BYTES;
 use crate::schema;
 
+/// The parts of a RouteMessage to write (borrowed from wherever the message
+/// lives): see [`super::RouteMessage`] for what each means.
+#[derive(Clone, Copy, Debug)]
+pub struct OutgoingRouteMessage<'a> {
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    pub headers: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub queue_picks: &'a [u64],
+    /// Non-zero: answer with a RouteStoreAck carrying it (the frame's tag).
+    pub store_request: u64,
+}
+
 /// Appends one route frame: header, meta, payload.
 fn put_route_frame(out: &mut BytesMut, op: RouteOp, tag: u64, meta: &[u8], payload: &[u8]) -> Result<(), WireError> {
     debug_assert!(op.has_meta() && (op.has_payload() || payload.is_empty()));
@@ -102,17 +115,9 @@ impl Encoder {
     }
 
     /// A RouteMessage (op 68): the message's parts as a Publish carries them,
-    /// and the queue groups picked for the receiving node.
-    pub fn route_message(
-        &mut self,
-        out: &mut BytesMut,
-        subject: &[u8],
-        reply: Option<&[u8]>,
-        headers: Option<&[u8]>,
-        payload: &[u8],
-        queue_picks: &[u64],
-        store_request: u64,
-    ) -> Result<(), WireError> {
+    /// the queue groups picked for the receiving node, and its store request.
+    pub fn route_message(&mut self, out: &mut BytesMut, message: &OutgoingRouteMessage<'_>) -> Result<(), WireError> {
+        let OutgoingRouteMessage { subject, reply, headers, payload, queue_picks, store_request } = *message;
         validate_message(subject, reply, headers, queue_picks.len())?;
         self.builder.reset();
         let subject = Some(self.builder.create_string(text(subject)?));
@@ -178,12 +183,14 @@ impl Encoder {
             }
             RouteFrame::Message(message) => self.route_message(
                 out,
-                message.subject(),
-                message.reply(),
-                message.headers(),
-                message.payload(),
-                &message.queue_picks,
-                message.store_request,
+                &OutgoingRouteMessage {
+                    subject: message.subject(),
+                    reply: message.reply(),
+                    headers: message.headers(),
+                    payload: message.payload(),
+                    queue_picks: &message.queue_picks,
+                    store_request: message.store_request,
+                },
             ),
             RouteFrame::Ping(token) => {
                 Encoder::route_ping(out, *token);

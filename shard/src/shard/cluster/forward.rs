@@ -117,13 +117,15 @@ impl Shard {
     /// true if any node will. `local_groups` are the groups a local member
     /// serves.
     pub(in crate::shard) fn forward_to_nodes(&mut self, message: &RoutedMessage, local_groups: &[GroupKey]) -> bool {
-        if self.remote_interest.is_empty() {
+        if self.remote_interest.is_empty() && self.remote_captures.is_empty() {
             return false;
         }
         let mut remote = std::mem::take(&mut self.remote_route);
         self.remote_interest.route(message.subject(), &mut remote);
         let mut picks: SmallVec<[(usize, GroupKey); 4]> = SmallVec::new();
-        let mut nodes: NodeMask = remote.nodes;
+        // Nodes with subscribers, and nodes whose streams capture it.
+        let mut nodes: NodeMask = remote.nodes | self.capturing_nodes(message.subject());
+        let store = self.outgoing_store.take();
         for (group, members) in &remote.groups {
             if local_groups.contains(group) {
                 continue;
@@ -145,7 +147,8 @@ impl Shard {
             nodes &= nodes - 1;
             let node_picks: SmallVec<[GroupKey; 4]> =
                 picks.iter().filter(|(picked, _)| *picked == node).map(|(_, group)| *group).collect();
-            self.send_to_node(node, message, &node_picks);
+            let store_request = store.filter(|(store_node, _)| *store_node == node).map_or(0, |(_, id)| id);
+            self.send_to_node(node, message, &node_picks, store_request);
         }
         self.remote_route = remote;
         forwarded
@@ -161,24 +164,26 @@ impl Shard {
 
     /// One RouteMessage on this shard's lane to `node`; dropped and counted
     /// when the lane is down or its queue is full (at most once).
-    fn send_to_node(&mut self, node: usize, message: &RoutedMessage, picks: &[GroupKey]) {
+    fn send_to_node(&mut self, node: usize, message: &RoutedMessage, picks: &[GroupKey], store_request: u64) {
         let Some(key) = self.lanes_by_node[node] else {
             self.metrics.route_messages_dropped.add(1);
-            return;
+            return self.fail_store_request(store_request, "the route to the stream's node is down");
         };
         let Some(connection) = self.connections.get_mut(key) else { return };
         if connection.queued_output_bytes() > ROUTE_PENDING_BYTES_MAX {
             self.metrics.route_messages_dropped.add(1);
-            return;
+            return self.fail_store_request(store_request, "the route to the stream's node is full (not stored)");
         }
         let encoded = self.encoder.route_message(
             &mut connection.write_buffer,
-            message.subject(),
-            message.reply(),
-            message.headers(),
-            message.payload(),
-            picks,
-            0,
+            &flit_wire::route::OutgoingRouteMessage {
+                subject: message.subject(),
+                reply: message.reply(),
+                headers: message.headers(),
+                payload: message.payload(),
+                queue_picks: picks,
+                store_request,
+            },
         );
         if encoded.is_ok() {
             self.metrics.route_messages_sent.add(1);
@@ -187,13 +192,16 @@ impl Shard {
     }
 
     /// A message another node forwarded: delivered on this node only (its
-    /// shards, its members of the picked groups), never forwarded again and
-    /// never captured by a stream (capture happened where it was published).
-    pub(super) fn on_route_message(&mut self, _key: ConnectionKey, routed: flit_wire::route::RouteMessage) {
+    /// shards, its members of the picked groups), never forwarded again;
+    /// captured by this node's streams (store.rs).
+    pub(super) fn on_route_message(&mut self, key: ConnectionKey, routed: flit_wire::route::RouteMessage) {
         self.metrics.route_messages_received.add(1);
         let mut message =
             RoutedMessage::from_parts(routed.frame, routed.subject, routed.reply, routed.headers, routed.payload);
         message.received_at_nanos = self.read_pass_nanos;
+        if routed.store_request != 0 || !self.stream_capture.is_empty() {
+            self.capture_routed(&message, key, routed.store_request);
+        }
         self.interest.route(message.subject(), &mut self.route);
         // Groups another node serves are not this node's to serve.
         let picks = routed.queue_picks;

@@ -10,6 +10,9 @@
 //! against `connections_max`, get no client timeouts and no error frames.
 
 mod forward;
+mod store;
+
+pub(crate) use store::PendingStore;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -252,6 +255,8 @@ impl Shard {
             (LaneStage::Up, RouteFrame::Interest(interest)) => self.on_remote_interest(key, interest),
             (LaneStage::Up, RouteFrame::Barrier(epoch)) => self.on_route_barrier(key, epoch),
             (LaneStage::Up, RouteFrame::BarrierAck(epoch)) => self.on_route_barrier_ack(key, epoch),
+            (LaneStage::Up, RouteFrame::Capture(capture)) => self.on_remote_capture(key, capture),
+            (LaneStage::Up, RouteFrame::StoreAck(ack)) => self.on_route_store_ack(key, ack),
             (LaneStage::Up, RouteFrame::Message(message)) => self.on_route_message(key, message),
             (stage, _) => self.close_lane(key, &format!("unexpected route frame while {stage:?}")),
         }
@@ -343,6 +348,7 @@ impl Shard {
             let address = seed.map(|seed| self.route_peers[seed].address.to_string()).unwrap_or_default();
             self.shared.cluster_view.lane_up(node_id, address);
             self.announce_all_interest(key);
+            self.announce_all_captures(key);
         }
     }
 
@@ -380,10 +386,12 @@ impl Shard {
                 self.shared.cluster_view.lane_down(node_id);
                 self.route_barriers.lane_gone(index);
                 self.release_barrier_waiters();
+                self.fail_store_requests(index);
             }
         }
         if lane.role == Role::Acceptor {
             self.withdraw_announced(lane);
+            self.withdraw_captured(lane);
         }
         if let Some(seed) = lane.seed {
             if self.route_peers[seed].lane == Some(key) {
