@@ -43,6 +43,8 @@ GAUGES = [
     "flit_stream_consumers", "flit_stream_storage_failed",
     "flit_consumer_lag", "flit_consumer_ack_pending", "flit_consumer_stalled",
     "flit_data_filesystem_size_bytes", "flit_data_filesystem_available_bytes", "flit_routes_up",
+    "flit_route_node_up", "flit_route_node_routes_up", "flit_route_node_round_trip_seconds",
+    "flit_route_node_queued_bytes",
 ]
 COUNTERS = [
     "flit_shard_connections_accepted_total", "flit_shard_connections_refused_total",
@@ -58,6 +60,8 @@ COUNTERS = [
     "flit_consumer_redeliveries_total", "flit_consumer_dead_letters_total",
     "flit_route_messages_sent_total", "flit_route_messages_received_total", "flit_route_messages_dropped_total",
     "flit_route_authentication_failures_total",
+    "flit_route_node_messages_sent_total", "flit_route_node_messages_received_total",
+    "flit_route_node_messages_dropped_total", "flit_route_node_bytes_sent_total", "flit_route_node_bytes_received_total",
 ]
 HISTOGRAMS = ["flit_in_router_latency_seconds", "flit_stream_sync_latency_seconds"]
 # Series Prometheus itself adds for every scrape target.

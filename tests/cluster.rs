@@ -403,3 +403,38 @@ fn permissions_hold_across_nodes_for_wildcards_queue_groups_and_replies() {
     assert!(spy.next_timeout(Duration::from_millis(500)).expect("receive").is_none(), "nothing crossed");
     std::fs::remove_dir_all(&directory).ok();
 }
+
+#[test]
+fn route_metrics_count_each_nodes_traffic_and_state() {
+    let mut cluster = Cluster::start(3, 2);
+    let (a, c) = (cluster.client(0), cluster.client(2));
+    let on_c = c.subscribe("metered.>").expect("subscribe");
+    wait_until_routed(&a, "metered.probe", &on_c);
+    let before = common::scrape(cluster.node(0).metrics_address.expect("metrics"));
+    let sent_before = common::metric_sum(&before, "flit_route_node_messages_sent_total", &[("node", "3")]);
+    for number in 0..500u32 {
+        a.publish("metered.x", &number.to_le_bytes()).expect("publish");
+    }
+    for _ in 0..500 {
+        on_c.next_timeout(WAIT).expect("receive").expect("message");
+    }
+    let on_a = common::scrape(cluster.node(0).metrics_address.expect("metrics"));
+    let sent = common::metric_sum(&on_a, "flit_route_node_messages_sent_total", &[("node", "3")]) - sent_before;
+    assert_eq!(sent, 500.0, "node 1 counts what it forwarded to node 3");
+    assert!(common::metric_sum(&on_a, "flit_route_node_bytes_sent_total", &[("node", "3")]) > 500.0 * 16.0);
+    assert_eq!(common::metric_sum(&on_a, "flit_route_node_up", &[("node", "3")]), 1.0);
+    assert_eq!(common::metric_sum(&on_a, "flit_route_node_routes_up", &[("node", "3")]), 2.0, "one per shard");
+    let on_c_metrics = common::scrape(cluster.node(2).metrics_address.expect("metrics"));
+    assert!(common::metric_sum(&on_c_metrics, "flit_route_node_messages_received_total", &[("node", "1")]) >= 500.0);
+    // Node 3 dies: node 1 shows it down.
+    drop(cluster.nodes[2].take());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let scrape = common::scrape(cluster.node(0).metrics_address.expect("metrics"));
+        if common::metric_sum(&scrape, "flit_route_node_up", &[("node", "3")]) == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 3 never shown down");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -34,7 +34,7 @@ fn flit_names(text: &str) -> BTreeSet<String> {
 }
 
 /// Series names a live router serves (with one stream, so the per-stream
-/// series exist).
+/// series exist, and one peer node, so the per-node route series exist).
 fn served_names() -> BTreeSet<String> {
     let data = std::env::temp_dir().join(format!("flit-deploy-files-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
@@ -43,10 +43,29 @@ fn served_names() -> BTreeSet<String> {
     std::fs::write(&config, "[[stream]]\nname = \"DEPLOY\"\nsubjects = [\"deploy.>\"]\n").expect("config");
     let data_argument = data.to_str().expect("utf-8").to_string();
     let config_argument = config.to_str().expect("utf-8").to_string();
-    let server = common::FlitServer::start(
-        2,
-        &["--metrics", "127.0.0.1:0", "--data-dir", &data_argument, "--config", &config_argument],
-    );
+    let secret = data.join("cluster.secret");
+    std::fs::write(&secret, "5f0e7d6c5b4a39281706f5e4d3c2b1a0ffeeddccbbaa9988").expect("secret");
+    let secret_argument = secret.to_str().expect("utf-8").to_string();
+    let cluster = |node_id: &'static str| {
+        ["--cluster-name", "deploy", "--cluster-listen", "127.0.0.1:0", "--node-id", node_id, "--cluster-secret-file"]
+    };
+    let mut arguments = vec!["--metrics", "127.0.0.1:0", "--data-dir", &data_argument, "--config", &config_argument];
+    arguments.extend(cluster("1"));
+    arguments.push(&secret_argument);
+    let server = common::FlitServer::start(2, &arguments);
+    let seed = server.cluster_address.expect("route listener").to_string();
+    let peer_data = data.join("peer");
+    std::fs::create_dir_all(&peer_data).expect("peer data dir");
+    let peer_data_argument = peer_data.to_str().expect("utf-8").to_string();
+    let mut peer_arguments = vec!["--data-dir", &peer_data_argument, "--cluster-seeds", &seed];
+    peer_arguments.extend(cluster("2"));
+    peer_arguments.push(&secret_argument);
+    let peer = common::FlitServer::start(1, &peer_arguments);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !common::http_get(server.metrics_address.expect("metrics"), "/metrics").1.contains("flit_route_node_up{") {
+        assert!(std::time::Instant::now() < deadline, "the peer node never meshed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // One durable consumer, so the per-consumer series exist too (the owner
     // publishes a consumer's numbers when it adds it, before it answers).
     let client = server.client();
@@ -66,6 +85,7 @@ fn served_names() -> BTreeSet<String> {
         }
     }
     drop(server);
+    drop(peer);
     let _ = std::fs::remove_dir_all(&data);
     names
 }

@@ -19,6 +19,7 @@ mod cli;
 mod client_commands;
 mod identities_file;
 mod logging;
+mod metrics_cluster;
 mod metrics_http;
 mod nats_monitoring;
 mod nats_query;

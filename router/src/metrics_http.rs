@@ -716,6 +716,7 @@ impl Collector for FlitCollector {
             HistogramSnapshot { sum: seconds(histogram.sum_nanos()), count: histogram.count(), buckets }
                 .encode(family)?;
         }
+        crate::metrics_cluster::encode_route_nodes(&mut encoder, observed)?;
         let streams = observed.shared.streams.snapshot();
         encode_streams(&mut encoder, &streams)?;
         if !streams.entries.is_empty() {

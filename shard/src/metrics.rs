@@ -164,6 +164,9 @@ pub struct ShardMetrics {
     pub route_messages_dropped: Counter,
     pub routes_up: Gauge,
     pub route_authentication_failures: Counter,
+    /// The same per other node (by dense node index), with bytes and the
+    /// lane's queued bytes (`flit_route_node_*`).
+    pub route_nodes: RouteNodeMetrics,
     /// Error frames sent, indexed like [`ErrorCode::ALL`].
     pub errors_by_code: [Counter; ErrorCode::ALL.len()],
     /// Time in passes that did work, and time spinning or parked without any,
@@ -179,6 +182,38 @@ pub struct ShardMetrics {
     pub in_router_latency: LatencyHistogram,
     /// Per-connection snapshots for `/connz`, built only when asked for.
     pub connection_monitor: crate::monitoring::ConnectionMonitor,
+}
+
+/// One shard's traffic with each other node, indexed by the dense node
+/// index of `crate::cluster::NodeDirectory` (`CLUSTER_NODES_MAX` entries).
+#[derive(Debug)]
+pub struct RouteNodeMetrics(Box<[RouteNodeCounters]>);
+
+/// What one shard's lanes carried to and from one node.
+#[derive(Debug, Default)]
+pub struct RouteNodeCounters {
+    pub messages_sent: Counter,
+    pub bytes_sent: Counter,
+    pub messages_received: Counter,
+    pub bytes_received: Counter,
+    /// Messages for the node dropped: its lane down or its queue full.
+    pub dropped: Counter,
+    /// Bytes waiting in this shard's lane to the node (sampled each sweep).
+    pub queued_bytes: Gauge,
+}
+
+impl Default for RouteNodeMetrics {
+    fn default() -> Self {
+        RouteNodeMetrics((0..crate::cluster::CLUSTER_NODES_MAX).map(|_| RouteNodeCounters::default()).collect())
+    }
+}
+
+impl std::ops::Index<usize> for RouteNodeMetrics {
+    type Output = RouteNodeCounters;
+
+    fn index(&self, node: usize) -> &RouteNodeCounters {
+        &self.0[node]
+    }
 }
 
 impl ShardMetrics {

@@ -79,6 +79,11 @@ impl NodeDirectory {
         ids.push(node_id);
         Some(ids.len() - 1)
     }
+
+    /// Every node id seen, by dense index.
+    pub fn ids(&self) -> Vec<u32> {
+        self.ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
 }
 
 /// The client URLs other nodes announced in their Hellos, by node id: NATS
@@ -143,6 +148,11 @@ impl ClusterView {
                 node.round_trip_micros = micros;
             }
         });
+    }
+
+    /// Per node id: up (any lane), lanes up, last round trip in microseconds.
+    pub fn nodes(&self) -> Vec<(u32, u32, u64)> {
+        self.with(|nodes| nodes.iter().map(|(id, node)| (*id, node.lanes_up, node.round_trip_micros)).collect())
     }
 
     /// One line per node, `NODE_ID ADDR up|down RTT_US`, this node first

@@ -167,13 +167,16 @@ impl Shard {
     fn send_to_node(&mut self, node: usize, message: &RoutedMessage, picks: &[GroupKey], store_request: u64) {
         let Some(key) = self.lanes_by_node[node] else {
             self.metrics.route_messages_dropped.add(1);
+            self.metrics.route_nodes[node].dropped.add(1);
             return self.fail_store_request(store_request, "the route to the stream's node is down");
         };
         let Some(connection) = self.connections.get_mut(key) else { return };
         if connection.queued_output_bytes() > ROUTE_PENDING_BYTES_MAX {
             self.metrics.route_messages_dropped.add(1);
+            self.metrics.route_nodes[node].dropped.add(1);
             return self.fail_store_request(store_request, "the route to the stream's node is full (not stored)");
         }
+        let length_before = connection.write_buffer.len();
         let encoded = self.encoder.route_message(
             &mut connection.write_buffer,
             &flit_wire::route::OutgoingRouteMessage {
@@ -186,6 +189,9 @@ impl Shard {
             },
         );
         if encoded.is_ok() {
+            let counters = &self.metrics.route_nodes[node];
+            counters.messages_sent.add(1);
+            counters.bytes_sent.add((connection.write_buffer.len() - length_before) as u64);
             self.metrics.route_messages_sent.add(1);
             self.mark_dirty(key);
         }
@@ -196,6 +202,12 @@ impl Shard {
     /// captured by this node's streams (store.rs).
     pub(super) fn on_route_message(&mut self, key: ConnectionKey, routed: flit_wire::route::RouteMessage) {
         self.metrics.route_messages_received.add(1);
+        let peer = self.connections.get(key).and_then(|c| c.route.as_ref()).and_then(|lane| lane.peer);
+        if let Some((_, node)) = peer {
+            let counters = &self.metrics.route_nodes[node];
+            counters.messages_received.add(1);
+            counters.bytes_received.add(routed.frame.len() as u64);
+        }
         let mut message =
             RoutedMessage::from_parts(routed.frame, routed.subject, routed.reply, routed.headers, routed.payload);
         message.received_at_nanos = self.read_pass_nanos;

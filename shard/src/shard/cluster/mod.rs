@@ -387,6 +387,7 @@ impl Shard {
                 self.route_barriers.lane_gone(index);
                 self.release_barrier_waiters();
                 self.fail_store_requests(index);
+                self.metrics.route_nodes[index].queued_bytes.set(0);
             }
         }
         if lane.role == Role::Acceptor {
@@ -428,6 +429,9 @@ impl Shard {
                 to_close.push((connection.key, "silent for too long"));
             } else if lane.stage == LaneStage::Up && lane.role == Role::Dialer {
                 to_ping.push(connection.key);
+                if let Some((_, node)) = lane.peer {
+                    self.metrics.route_nodes[node].queued_bytes.set(connection.queued_output_bytes() as u64);
+                }
             }
         }
         for (key, reason) in to_close {
