@@ -438,3 +438,32 @@ fn route_metrics_count_each_nodes_traffic_and_state() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn nats_clients_that_take_info_updates_hear_of_a_node_that_joins() {
+    let cluster = Cluster::start(0, 1);
+    let nats = ["--nats-listen", "127.0.0.1:0"];
+    let first = start_node_with(&cluster.directory, 1, 1, &[], SECRET, "127.0.0.1:0", &nats);
+    let first_route = first.cluster_address.expect("route listener").to_string();
+    let first_nats = first.nats_address.expect("NATS");
+    let mut updated = nats_support::RawNats::connect_with(first_nats, r#"{"verbose":false,"protocol":1}"#);
+    let mut original = nats_support::RawNats::connect_with(first_nats, r#"{"verbose":false,"protocol":0}"#);
+    let second = start_node_with(&cluster.directory, 2, 1, &[first_route], SECRET, "127.0.0.1:0", &nats);
+    let second_nats = second.nats_address.expect("NATS").to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = updated.try_line(Duration::from_millis(200));
+        if let Ok(line) = &line {
+            let json = line.strip_prefix("INFO ").unwrap_or_else(|| panic!("only INFO is expected, got {line:?}"));
+            let info: serde_json::Value = serde_json::from_str(json).expect("INFO carries JSON");
+            let urls = info["connect_urls"].as_array().expect("connect_urls").clone();
+            if urls.iter().any(|url| url == &second_nats) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no INFO naming the new node {second_nats}");
+    }
+    // A client of protocol 0 is not sent INFO after CONNECT.
+    original.send(b"PING\r\n");
+    assert_eq!(original.line(), "PONG");
+}

@@ -25,13 +25,16 @@ pub struct NatsOptions {
     pub echo: bool,
     pub headers: bool,
     pub no_responders: bool,
+    /// CONNECT said `protocol: 1`: the client takes INFO updates (a new
+    /// node's URL in `connect_urls`) at any time.
+    pub info_updates: bool,
 }
 
 impl Default for NatsOptions {
     fn default() -> NatsOptions {
         // What nats-server assumes of a client that has not said: verbose on
         // (a person at a terminal sees +OK), echo on, no headers.
-        NatsOptions { verbose: true, echo: true, headers: false, no_responders: false }
+        NatsOptions { verbose: true, echo: true, headers: false, no_responders: false, info_updates: false }
     }
 }
 

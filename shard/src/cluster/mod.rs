@@ -92,11 +92,22 @@ impl NodeDirectory {
 #[derive(Debug, Default)]
 pub struct PeerUrls {
     by_node: Mutex<std::collections::BTreeMap<u32, Vec<String>>>,
+    /// Grows each time the NATS URLs change (shards push INFO updates).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl PeerUrls {
     pub fn set_nats_urls(&self, node_id: u32, urls: Vec<String>) {
-        self.by_node.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(node_id, urls);
+        let previous =
+            self.by_node.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(node_id, urls.clone());
+        if previous.as_ref() != Some(&urls) {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Changes with every change of the NATS URLs.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Every other node's NATS URLs, in node id order.

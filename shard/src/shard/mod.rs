@@ -107,6 +107,8 @@ pub struct Shard {
     /// Set by `request_remote_store` for the publish being routed: the node
     /// and id its RouteMessage carries (taken by `forward_to_nodes`).
     outgoing_store: Option<(usize, u64)>,
+    /// The `PeerUrls` generation this shard's NATS clients were last told.
+    nats_urls_generation_seen: u64,
     node_cursors: HashMap<GroupKey, u32>,
     /// After a failed accept: when to try the listener again.
     accept_retry_at: Option<Instant>,
@@ -231,6 +233,7 @@ impl Shard {
             store_requests: Default::default(),
             next_store_request: 0,
             outgoing_store: None,
+            nats_urls_generation_seen: 0,
             node_cursors: HashMap::new(),
             accept_retry_at: None,
             wake_pipe: parts.wake_pipe,

@@ -49,6 +49,7 @@ impl Shard {
         self.timeout_verdicts = verdicts;
         if self.config.cluster.is_some() {
             self.sweep_lanes(now_nanos);
+            self.push_nats_info_if_nodes_changed();
         }
         self.metrics.connection_monitor.refresh_if_requested(
             self.id,

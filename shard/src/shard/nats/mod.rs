@@ -89,6 +89,34 @@ impl Shard {
         self.mark_dirty(key);
     }
 
+    /// The cluster's NATS URLs changed (a node joined): every connected NATS
+    /// client that takes INFO updates gets a fresh INFO, as nats-server
+    /// sends one, so it can fail over to the new node too. Checked once per
+    /// sweep (one atomic load).
+    pub(super) fn push_nats_info_if_nodes_changed(&mut self) {
+        let generation = self.shared.peer_urls.generation();
+        if generation == self.nats_urls_generation_seen || self.shared.nats_address.is_none() {
+            return;
+        }
+        self.nats_urls_generation_seen = generation;
+        let keys: Vec<(ConnectionKey, u64)> = self
+            .connections
+            .iter()
+            .filter_map(|connection| {
+                let session = connection.nats.as_ref()?;
+                (session.connected && session.options.info_updates).then_some((connection.key, session.client_id))
+            })
+            .collect();
+        for (key, client_id) in keys {
+            let info = self.nats_info(key, client_id);
+            let Some(connection) = self.connections.get_mut(key) else { continue };
+            let mut line = BytesMut::new();
+            flit_nats::encode_info(&info, &mut line);
+            connection.write_buffer.extend_from_slice(&line);
+            self.mark_dirty(key);
+        }
+    }
+
     fn nats_info(&self, key: ConnectionKey, client_id: u64) -> ServerInfo {
         let client_ip = self
             .connections
@@ -200,6 +228,7 @@ impl Shard {
             echo: connect.echo,
             headers: connect.headers,
             no_responders: connect.no_responders,
+            info_updates: connect.protocol >= 1,
         };
         self.open_nats(key, options, identity);
         if let Some(connection) = self.connections.get_mut(key) {
