@@ -103,3 +103,33 @@ fn after_the_last_responder_leaves_and_flushes_requests_get_no_responders() {
         );
     }
 }
+
+#[test]
+fn a_burst_of_subscriptions_crosses_the_cluster_without_closing_a_route() {
+    let cluster = Cluster::start(2, 2);
+    let a = plain_client(cluster.node(0));
+    let subscribers: Vec<Client> = (0..2).map(|_| plain_client(cluster.node(1))).collect();
+    wait_until_meshed(&a, &subscribers[0]);
+    let routes_up = |node: usize| {
+        let scrape = common::scrape(cluster.node(node).metrics_address.expect("metrics"));
+        common::metric_sum(&scrape, "flit_routes_up", &[])
+    };
+    let before = (routes_up(0), routes_up(1));
+    // 80,000 first subscriptions (more than DEFERRED_REPLIES_MAX barriers),
+    // pipelined, then one flush each.
+    let subscriptions: Vec<Vec<flit_client::Subscription>> = subscribers
+        .iter()
+        .enumerate()
+        .map(|(index, client)| {
+            (0..40_000).map(|number| client.subscribe(&format!("burst.{index}.{number}")).expect("subscribe")).collect()
+        })
+        .collect();
+    for client in &subscribers {
+        client.flush_timeout(Duration::from_secs(60)).expect("flush after the burst");
+    }
+    a.publish("burst.1.39999", b"last").expect("publish");
+    a.flush().expect("flush");
+    let message = subscriptions[1][39_999].next_timeout(WAIT).expect("receive");
+    assert!(message.is_some(), "the last subscription of the burst was visible when the flush returned");
+    assert_eq!((routes_up(0), routes_up(1)), before, "no route closed");
+}

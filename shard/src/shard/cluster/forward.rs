@@ -52,8 +52,21 @@ impl Shard {
 
     /// A peer's barrier: answered once every shard of this node applied what
     /// the lane carried before it (the local barrier, as for a client Pong).
+    /// Acknowledgements are cumulative, so a barrier that finds the lane's
+    /// previous one still waiting takes its place (a burst of subscriptions
+    /// keeps one waiting answer per lane, never a queue of them).
     pub(super) fn on_route_barrier(&mut self, key: ConnectionKey, epoch: u64) {
-        self.reply(key, crate::connection::DeferredReply::RouteBarrierAck(epoch), true);
+        use crate::connection::DeferredReply;
+        let epoch_needed = self.interest_epoch;
+        if let Some(connection) = self.connections.get_mut(key) {
+            if let Some(last) = connection.deferred_replies.back_mut() {
+                if matches!(last.1, DeferredReply::RouteBarrierAck(_)) {
+                    *last = (epoch_needed, DeferredReply::RouteBarrierAck(epoch));
+                    return;
+                }
+            }
+        }
+        self.reply(key, DeferredReply::RouteBarrierAck(epoch), true);
     }
 
     /// A node acknowledged this shard's barrier: replies waiting for it may go.
