@@ -48,6 +48,8 @@ def value(report, key):
         return report["latency_us"][key]
     if key in ("iterations", "first_publish_lost", "publishes_lost", "timeouts"):
         return (report.get("propagation") or {}).get(key)
+    if key.startswith("flush_"):
+        return ((report.get("propagation") or {}).get("flush_us") or {}).get(key[len("flush_"):])
     return report.get(key)
 
 
@@ -138,6 +140,13 @@ lines.append(
     f"{lost_share('propagation-cross', 'nats')} | - | (counted; 0 needs a cluster-wide barrier) | - |"
 )
 for key in ("p50", "p99"):
+    flit, nats = median("propagation-cross", "flit", f"flush_{key}"), median("propagation-cross", "nats", f"flush_{key}")
+    r = ratio(flit, nats)
+    lines.append(
+        f"| 3. the subscribe + flush on B itself, {key} (us) | {show(flit)} | {show(nats)} | "
+        f"{'-' if r is None else f'{r:.2f}x'} | - | - |"
+    )
+for key in ("p50", "p99"):
     flit, nats = median("reqrep-same", "flit", key), median("reqrep-same", "nats", key)
     r = ratio(flit, nats)
     lines.append(
@@ -169,9 +178,9 @@ for scenario, title in SCENARIOS:
     if propagation:
         header = (
             "| target | n | iterations | first publish lost | publishes lost | timeouts | errors "
-            "| p50 | p99 | p99.9 | max | p99 min-max | cluster busy |"
+            "| p50 | p99 | p99.9 | max | p99 min-max | flush p50 | flush p99 | cluster busy |"
         )
-        rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+        rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
     lines += [header, rule]
     for target in targets:
         n = len(reports[(scenario, target)])
@@ -185,7 +194,8 @@ for scenario, title in SCENARIOS:
                 str(total(scenario, target, key))
                 for key in ("iterations", "first_publish_lost", "publishes_lost", "timeouts", "errors")
             )
-            lines.append(f"| {target} | {n} | {counts} | {latencies} | {spread} | {busy} |")
+            flush = " | ".join(show(median(scenario, target, key)) for key in ("flush_p50", "flush_p99"))
+            lines.append(f"| {target} | {n} | {counts} | {latencies} | {spread} | {flush} | {busy} |")
         else:
             counts = f"{show(median(scenario, target, THROUGHPUT))} | {total(scenario, target, 'lost')} | " + str(
                 total(scenario, target, "errors")
@@ -196,7 +206,8 @@ lines += [
     "",
     "n: repetitions; msg/s, latencies: medians over them; lost, errors, iterations: totals. Propagation: "
     "`first publish lost` counts iterations whose publish sent right after the subscriber's flush returned "
-    "never arrived; `publishes lost` all probes before the first that arrived. cluster busy: CPU of the three "
+    "never arrived; `publishes lost` all probes before the first that arrived; `flush p50/p99` the subscribe + flush "
+    "itself (a cluster-wide subscribe barrier lengthens it). cluster busy: CPU of the three "
     "nodes together over each whole command (setup, warm-up and drain included), as a share of one core.",
 ]
 summary = "\n".join(lines) + "\n"

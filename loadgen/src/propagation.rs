@@ -12,7 +12,8 @@
 //!    every `probe_interval` (probe 1, 2, ...) until the subscriber receives
 //!    one, or `timeout` passes;
 //! 3. recorded: the time from the flush's return to the first arrival (one
-//!    HDR histogram, nanoseconds), and which probe arrived first. Messages
+//!    HDR histogram, nanoseconds), which probe arrived first, and how long
+//!    the subscribe + flush itself took (`flush_us`). Messages
 //!    from one publisher arrive in order, so when probe k arrives first,
 //!    probes 0..k were dropped for lack of interest: probe 0 missing is "the
 //!    first publish after the flush lost" (`first_publish_lost`; 0 where the
@@ -217,6 +218,7 @@ pub fn run(
     let mut scratch = vec![0u8; READ_BYTES];
     let mut errors = subscriber.round_trip(&mut scratch)? + publisher.round_trip(&mut scratch)?;
     let mut histogram = Histogram::new_with_bounds(1, 60_000_000_000, 3).context("histogram")?;
+    let mut flush_histogram = histogram.clone();
     let mut counts = PropagationCounts {
         probe_interval_us: options.probe_interval.as_secs_f64() * 1e6,
         ..PropagationCounts::default()
@@ -244,6 +246,7 @@ pub fn run(
         }
         let subject = format!("{prefix}.{iteration}");
         let subscription_id = iteration + 1;
+        let subscribing = Instant::now();
         subscriber.protocol.subscribe(&mut subscriber.output, &subject, None, subscription_id);
         errors += subscriber.round_trip(&mut scratch)?;
         let flushed = Instant::now();
@@ -283,6 +286,7 @@ pub fn run(
         };
         if recorded {
             counts.add(outcome);
+            flush_histogram.saturating_record(((flushed - subscribing).as_nanos() as u64).max(1));
             if let Outcome::Arrived { latency_ns, .. } = outcome {
                 arrived += 1;
                 histogram.saturating_record(latency_ns.max(1));
@@ -302,6 +306,7 @@ pub fn run(
         }
     }
     let measured = measured_from.map_or(Duration::ZERO, |from| from.elapsed());
+    counts.flush_us = crate::report::latency_from_histogram(&flush_histogram);
     Ok(PropagationResult { histogram, counts, arrived, errors, measured })
 }
 

@@ -87,6 +87,11 @@ pub struct PropagationCounts {
     pub timeouts: u64,
     /// Time between probes after the first, µs.
     pub probe_interval_us: f64,
+    /// The subscriber's subscribe + flush: from sending Subscribe and Ping to
+    /// reading the Pong (a cluster-wide subscribe barrier makes it longer and
+    /// the flush -> arrival latency shorter), recorded iterations.
+    #[serde(default)]
+    pub flush_us: LatencyMicros,
 }
 
 /// Microseconds in the report, nanoseconds in the histograms: the divisor.
@@ -221,6 +226,8 @@ impl Report {
             latency.p50, latency.p90, latency.p99, latency.p999, latency.p9999, latency.max, latency.mean
         )?;
         if let Some(counts) = &self.propagation {
+            let flush = &counts.flush_us;
+            writeln!(out, "subscribe + flush in µs: p50 {:.2}  p99 {:.2}  max {:.2}", flush.p50, flush.p99, flush.max)?;
             writeln!(out)?;
             writeln!(
                 out,
@@ -461,6 +468,7 @@ mod tests {
                 publishes_lost: 9,
                 timeouts: 0,
                 probe_interval_us: 50.0,
+                flush_us: LatencyMicros { p50: 30.0, p99: 90.0, max: 120.0, count: 100, ..LatencyMicros::default() },
             }),
             ..sample_report()
         };
@@ -470,7 +478,7 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         assert_eq!(read.expect("read"), report);
         let table = report.summary_table();
-        for expected in ["receivers", "flit://127.0.0.1:7001", "first publish lost", "flush returned"] {
+        for expected in ["receivers", "flit://127.0.0.1:7001", "first publish lost", "flush returned", "p99 90.00"] {
             assert!(table.contains(expected), "{expected:?} missing from\n{table}");
         }
     }
