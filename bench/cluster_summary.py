@@ -137,7 +137,7 @@ for key in ("p50", "p99"):
     )
 lines.append(
     f"| 3. first publish after the flush lost (all reps) | {lost_share('propagation-cross', 'flit')} | "
-    f"{lost_share('propagation-cross', 'nats')} | - | (counted; 0 needs a cluster-wide barrier) | - |"
+    f"{lost_share('propagation-cross', 'nats')} | - | (counted; 0 where the flush is a cluster-wide barrier) | - |"
 )
 for key in ("p50", "p99"):
     flit, nats = median("propagation-cross", "flit", f"flush_{key}"), median("propagation-cross", "nats", f"flush_{key}")
