@@ -1,4 +1,7 @@
 //! Command-line interface: flags to [`RunOptions`], a run to a [`Report`].
+//! `--receiver-target` sends subscribers and responders to another server
+//! (a node of the same cluster) than publishers and requesters; the
+//! propagation scenario has its own driver (`crate::propagation`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -7,10 +10,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::Engine;
+use crate::propagation::PropagationOptions;
 use crate::report::{self, Report};
 use crate::scenario::{Idle, RunOptions, ScenarioKind};
 use crate::system;
-use crate::target::Target;
+use crate::target::{Addresses, Target};
 
 #[derive(Debug, Parser)]
 #[command(name = "flit-loadgen", version, about = "Load generator for flit, NATS and a TCP echo floor")]
@@ -56,6 +60,23 @@ pub struct RunArguments {
     /// flit://IP:PORT, nats://IP:PORT or echo://IP:PORT.
     #[arg(long)]
     pub target: Option<String>,
+    /// Where subscribers and responders connect (another node of the cluster; same scheme as --target).
+    /// Publishers and requesters stay on --target. Default: --target.
+    #[arg(long)]
+    pub receiver_target: Option<String>,
+    /// Wait this long after subscribing before the first send, so interest reaches the other nodes
+    /// (default: 0, or 250ms with a --receiver-target other than --target).
+    #[arg(long, value_parser = parse_duration)]
+    pub settle: Option<Duration>,
+    /// propagation: recorded iterations (default: as many as --duration allows).
+    #[arg(long)]
+    pub iterations: Option<u64>,
+    /// propagation: microseconds between probes after the first (which goes out as the flush returns).
+    #[arg(long, default_value_t = 50)]
+    pub probe_interval_us: u64,
+    /// propagation: how long an iteration waits for a probe to arrive before counting a timeout.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
     #[arg(long, value_enum)]
     pub scenario: Option<ScenarioKind>,
     /// Messages per second over all senders (open loop); 0: closed loop, as fast as the window allows.
@@ -184,11 +205,19 @@ pub fn run(arguments: RunArguments) -> Result<()> {
     let Some(url) = arguments.target.as_deref() else { bail!("--target is required (or a subcommand)") };
     let Some(scenario) = arguments.scenario else { bail!("--scenario is required") };
     let target = Target::parse(url, arguments.allow_remote)?;
+    let receiver = Target::receiver(arguments.receiver_target.as_deref(), &target, arguments.allow_remote)?;
+    let addresses = Addresses { sender: target.address, receiver: receiver.address };
     if let Some(list) = &arguments.cpu {
         system::pin_to(system::parse_cpu_list(list)?[0])?;
     }
     if matches!(scenario, ScenarioKind::Durable | ScenarioKind::Replay) {
+        if addresses.split() {
+            bail!("{} runs on one server: no --receiver-target", scenario.name());
+        }
         return crate::cli_durable::run(&arguments, scenario, &target, url);
+    }
+    if scenario == ScenarioKind::Propagation {
+        return propagation(&arguments, &target, addresses, url);
     }
     let open_files = system::raise_open_file_limit();
     let default_window = if matches!(scenario, ScenarioKind::Reqrep | ScenarioKind::Conns) { 1 } else { 1024 };
@@ -206,6 +235,7 @@ pub fn run(arguments: RunArguments) -> Result<()> {
         queue_responders: arguments.queue_responders,
         subscribers: arguments.subscribers,
         connections: if scenario == ScenarioKind::Conns { arguments.connections } else { 0 },
+        settle: settle(arguments.settle, addresses),
         progress: !arguments.quiet,
         tls: match &arguments.tls_ca {
             None => None,
@@ -225,9 +255,8 @@ pub fn run(arguments: RunArguments) -> Result<()> {
     let rss_before = arguments.server_pid.map(system::process_rss_kib).transpose()?;
     let payload_bytes = options.payload_bytes;
     let token = arguments.token.clone();
-    let engine =
-        Engine::connect(target.address, plan, options.clone(), || target.protocol(payload_bytes, token.clone()))
-            .with_context(|| format!("setting up {} against {url}", scenario.name()))?;
+    let engine = Engine::connect(addresses, plan, options.clone(), || target.protocol(payload_bytes, token.clone()))
+        .with_context(|| format!("setting up {} against {url}", scenario.name()))?;
     let rss_after = arguments.server_pid.map(system::process_rss_kib).transpose()?;
     let cpu_before = arguments.server_pid.map(system::process_cpu_time).transpose()?;
     let started = Instant::now();
@@ -266,15 +295,84 @@ pub fn run(arguments: RunArguments) -> Result<()> {
         server_rss_kib_before: rss_before,
         server_rss_kib_after: rss_after,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        receiver_target: receiver_url(&arguments, addresses),
+        propagation: None,
     };
+    write_report(&arguments, &report, &result.histogram)
+}
+
+/// The pause after subscribing: as given, else 250 ms across servers and none on one.
+fn settle(given: Option<Duration>, addresses: Addresses) -> Duration {
+    given.unwrap_or(if addresses.split() { SETTLE_ACROSS_NODES } else { Duration::ZERO })
+}
+
+/// Interest reaches the other nodes of a loopback cluster within about a
+/// millisecond (see the propagation scenario); this is two orders more.
+const SETTLE_ACROSS_NODES: Duration = Duration::from_millis(250);
+
+/// `--receiver-target` for the report, when it names another server.
+fn receiver_url(arguments: &RunArguments, addresses: Addresses) -> Option<String> {
+    addresses.split().then(|| arguments.receiver_target.clone()).flatten()
+}
+
+/// The summary on stdout, and the JSON and `.hgrm` files asked for.
+fn write_report(arguments: &RunArguments, report: &Report, histogram: &hdrhistogram::Histogram<u64>) -> Result<()> {
     println!("{}", report.summary_table());
     if let Some(path) = &arguments.json {
-        report::write_json(&report, path)?;
+        report::write_json(report, path)?;
     }
     if let Some(path) = &arguments.hgrm {
-        report::write_hgrm(&result.histogram, path, 1000.0)?;
+        report::write_hgrm(histogram, path, 1000.0)?;
     }
     Ok(())
+}
+
+/// `--scenario propagation` (see `crate::propagation`): its result in the
+/// common report, with its own counts under `propagation`.
+fn propagation(arguments: &RunArguments, target: &Target, addresses: Addresses, url: &str) -> Result<()> {
+    if arguments.tls_ca.is_some() || arguments.token.is_some() || target.kind == crate::target::TargetKind::Echo {
+        bail!("propagation runs over plain TCP against flit:// or nats:// (no --tls-ca, no --token)");
+    }
+    let options = PropagationOptions {
+        warmup: arguments.warmup,
+        duration: arguments.duration,
+        iterations: arguments.iterations,
+        probe_interval: Duration::from_micros(arguments.probe_interval_us),
+        timeout: arguments.probe_timeout,
+        payload_bytes: arguments.payload,
+        progress: !arguments.quiet,
+    };
+    let cpu_before = arguments.server_pid.map(system::process_cpu_time).transpose()?;
+    let result = crate::propagation::run(addresses, || target.protocol(arguments.payload, None), &options)
+        .with_context(|| format!("propagation against {url}"))?;
+    let cpu_after = arguments.server_pid.map(system::process_cpu_time).transpose()?;
+    let measured_s = result.measured.as_secs_f64().max(1e-9);
+    let report = Report {
+        scenario: ScenarioKind::Propagation.name().to_owned(),
+        target: url.to_owned(),
+        payload_bytes: arguments.payload,
+        rate: 0,
+        duration_s: measured_s,
+        warmup_s: arguments.warmup.as_secs_f64(),
+        sent: result.counts.iterations,
+        received: result.arrived,
+        lost: result.counts.first_publish_lost,
+        errors: result.errors,
+        throughput_msgs_per_s: result.counts.iterations as f64 / measured_s,
+        throughput_mb_per_s: 0.0,
+        latency_us: report::latency_from_histogram(&result.histogram),
+        percentiles: report::percentile_points(&result.histogram),
+        connections: 2,
+        idle: "spin".to_owned(),
+        // The server's CPU over the whole run, warm-up included.
+        server_cpu_s: cpu_before.zip(cpu_after).map(|(before, after)| (after - before).as_secs_f64()),
+        server_rss_kib_before: None,
+        server_rss_kib_after: None,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        receiver_target: receiver_url(arguments, addresses),
+        propagation: Some(result.counts),
+    };
+    write_report(arguments, &report, &result.histogram)
 }
 
 #[cfg(test)]
@@ -289,5 +387,35 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn settle_defaults_to_a_pause_only_across_servers() {
+        let one: std::net::SocketAddr = "127.0.0.1:4224".parse().expect("address");
+        let other: std::net::SocketAddr = "127.0.0.1:4225".parse().expect("address");
+        assert_eq!(settle(None, Addresses::same(one)), Duration::ZERO);
+        assert_eq!(settle(None, Addresses { sender: one, receiver: other }), SETTLE_ACROSS_NODES);
+        assert_eq!(settle(Some(Duration::from_millis(5)), Addresses::same(one)), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn receiver_target_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "flit-loadgen",
+            "--target",
+            "nats://127.0.0.1:4222",
+            "--receiver-target",
+            "nats://127.0.0.1:4322",
+            "--scenario",
+            "propagation",
+            "--iterations",
+            "100",
+            "--probe-interval-us",
+            "20",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.run.receiver_target.as_deref(), Some("nats://127.0.0.1:4322"));
+        assert_eq!(cli.run.scenario, Some(ScenarioKind::Propagation));
+        assert_eq!((cli.run.iterations, cli.run.probe_interval_us), (Some(100), 20));
     }
 }

@@ -88,6 +88,8 @@ pub fn run(arguments: &RunArguments, scenario: ScenarioKind, target: &Target, ur
         server_rss_kib_before: None,
         server_rss_kib_after: arguments.server_pid.map(system::process_rss_kib).transpose()?,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        receiver_target: None,
+        propagation: None,
     };
     println!("{}", report.summary_table());
     if let Some(path) = &arguments.json {

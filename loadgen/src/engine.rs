@@ -14,10 +14,14 @@
 //!
 //! Bounded: every wait has a deadline (connect, handshake, barrier, run,
 //! drain); the loop ends by itself.
+//!
+//! Across nodes: receivers (subscribers, responders) may connect to another
+//! server than senders ([`Addresses`]). The ping barrier then proves only
+//! that the receivers' own server has their subscriptions; `settle` gives
+//! the interest time to reach the senders' node before the first send.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::protocol::{stamp_of, Inbound, Protocol, STAMP_BYTES};
 use crate::scenario::{Idle, Plan, Role, RunOptions};
+use crate::target::Addresses;
 use crate::transport::Transport;
 
 /// How long connecting, handshaking and subscribing may take in all.
@@ -99,9 +104,11 @@ fn now_ns(epoch: Instant) -> u64 {
 }
 
 impl Engine {
-    /// Connects every connection of `plan` and runs the handshakes.
+    /// Connects every connection of `plan` (receivers to `addresses.receiver`,
+    /// the others to `addresses.sender`), runs the handshakes, subscribes,
+    /// waits for the barrier and then for `options.settle`.
     pub fn connect(
-        address: SocketAddr,
+        addresses: Addresses,
         plan: Plan,
         options: RunOptions,
         make_protocol: impl Fn() -> Box<dyn Protocol>,
@@ -110,6 +117,7 @@ impl Engine {
         let mut connections = Vec::with_capacity(plan.roles.len());
         let mut senders = Vec::new();
         for (index, role) in plan.roles.iter().enumerate() {
+            let address = if role.receives() { addresses.receiver } else { addresses.sender };
             let stream = std::net::TcpStream::connect(address)
                 .with_context(|| format!("connect {} of {} to {address}", index + 1, plan.roles.len()))?;
             stream.set_nodelay(true)?;
@@ -168,6 +176,7 @@ impl Engine {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         engine.pump_until(deadline, |engine| engine.connections.iter().all(|c| c.protocol.handshake_done()))?;
         engine.subscribe_all(deadline)?;
+        engine.settle()?;
         Ok(engine)
     }
 
@@ -200,6 +209,22 @@ impl Engine {
             self.parse_input(index, now_ns(self.epoch))?;
         }
         self.pump_until(deadline, |engine| engine.connections.iter().all(|c| c.pongs_awaited == 0))
+    }
+
+    /// Keeps reading (answering server pings) without sending for
+    /// `options.settle`.
+    fn settle(&mut self) -> Result<()> {
+        let deadline = Instant::now() + self.options.settle;
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.flush_dirty()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.poll.poll(&mut events, Some(left.min(Duration::from_millis(10))))?;
+            self.handle_events(&events)?;
+        }
     }
 
     fn mark_dirty(&mut self, index: usize) {

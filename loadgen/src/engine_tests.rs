@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::{Engine, RunResult};
 use crate::protocol::echo::EchoProtocol;
 use crate::scenario::{Idle, RunOptions, ScenarioKind};
-use crate::target::TargetKind;
+use crate::target::{Addresses, TargetKind};
 
 const PAYLOAD_BYTES: usize = 64;
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -210,6 +210,7 @@ fn reqrep_options(rate: u64, duration: Duration, drain: Duration) -> RunOptions 
         queue_responders: false,
         subscribers: 1,
         connections: 0,
+        settle: Duration::ZERO,
         progress: false,
         tls: None,
     }
@@ -218,8 +219,9 @@ fn reqrep_options(rate: u64, duration: Duration, drain: Duration) -> RunOptions 
 fn run_against(server: &FakeServer, options: RunOptions) -> RunResult {
     let plan = options.plan(TargetKind::Echo).expect("an echo plan");
     assert_eq!(plan.roles.len(), 1, "an echo run is one requester");
-    let engine = Engine::connect(server.address, plan, options, || Box::new(EchoProtocol::new(PAYLOAD_BYTES)))
-        .expect("connect to the fake server");
+    let engine =
+        Engine::connect(Addresses::same(server.address), plan, options, || Box::new(EchoProtocol::new(PAYLOAD_BYTES)))
+            .expect("connect to the fake server");
     engine.run(None).expect("run")
 }
 
@@ -313,8 +315,9 @@ fn a_window_answered_in_one_burst_is_refilled_while_the_burst_is_read() {
     let options =
         RunOptions { window: WINDOW, ..reqrep_options(0, Duration::from_millis(300), Duration::from_secs(1)) };
     let plan = options.plan(TargetKind::Echo).expect("an echo plan");
-    let mut engine = Engine::connect(server.address, plan, options, || Box::new(EchoProtocol::new(PAYLOAD_BYTES)))
-        .expect("connect to the fake server");
+    let mut engine =
+        Engine::connect(Addresses::same(server.address), plan, options, || Box::new(EchoProtocol::new(PAYLOAD_BYTES)))
+            .expect("connect to the fake server");
     // One payload per read: the burst of WINDOW answers takes WINDOW reads.
     engine.set_read_chunk_bytes(PAYLOAD_BYTES);
     let result = engine.run(None).expect("run");

@@ -13,7 +13,12 @@
 //! - `report`, `plot`: summary table, JSON, `.hgrm`, SVG.
 //! - `durable`: acknowledged publishing and replay against flit streams and
 //!   NATS JetStream (its own driver; `cli_durable` turns a run into a report).
+//! - `propagation`: interest propagation across cluster nodes (subscribe +
+//!   flush on one node, publish on another; its own driver).
 //! - `echo_server`, `system`, `target`, `cli`.
+//!
+//! `--receiver-target URL` connects subscribers and responders to another
+//! node of a cluster than publishers and requesters (`target::Addresses`).
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -22,6 +27,7 @@ mod durable;
 mod echo_server;
 mod engine;
 mod plot;
+mod propagation;
 mod protocol;
 mod report;
 mod scenario;

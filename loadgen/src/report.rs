@@ -62,6 +62,36 @@ pub struct Report {
     pub server_rss_kib_after: Option<u64>,
     /// The command line that produced this report.
     pub command: String,
+    /// `--receiver-target`, where subscribers and responders connected when
+    /// it differs from `target` (a cross-node run); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver_target: Option<String>,
+    /// The propagation scenario's counts; absent for every other scenario.
+    /// There `sent` is iterations, `received` iterations in which some probe
+    /// arrived, `lost` iterations whose first publish never arrived, and the
+    /// latency is flush return -> first arrival.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<PropagationCounts>,
+}
+
+/// What the propagation scenario counted (see `crate::propagation`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PropagationCounts {
+    /// Recorded iterations: subscribe + flush, probes until one arrives, unsubscribe.
+    pub iterations: u64,
+    /// Iterations whose first publish, sent right after the flush returned, never arrived.
+    pub first_publish_lost: u64,
+    /// Probes that never arrived, over all iterations (those before the first that did).
+    pub publishes_lost: u64,
+    /// Iterations in which no probe arrived within the timeout.
+    pub timeouts: u64,
+    /// Time between probes after the first, µs.
+    pub probe_interval_us: f64,
+    /// The subscriber's subscribe + flush: from sending Subscribe and Ping to
+    /// reading the Pong (a cluster-wide subscribe barrier makes it longer and
+    /// the flush -> arrival latency shorter), recorded iterations.
+    #[serde(default)]
+    pub flush_us: LatencyMicros,
 }
 
 /// Microseconds in the report, nanoseconds in the histograms: the divisor.
@@ -158,9 +188,13 @@ impl Report {
         let latency_kind = match self.scenario.as_str() {
             "reqrep" => "round trip",
             "durable" => "publish -> acknowledgement",
+            "propagation" => "subscriber's flush returned -> first message",
             _ => "one way",
         };
         writeln!(out, "{:<12} {}", "target", self.target)?;
+        if let Some(receiver) = &self.receiver_target {
+            writeln!(out, "{:<12} {}", "receivers", receiver)?;
+        }
         writeln!(out, "{:<12} {}", "scenario", self.scenario)?;
         writeln!(out, "{:<12} {}", "rate", mode)?;
         writeln!(out, "{:<12} {} B", "payload", self.payload_bytes)?;
@@ -191,6 +225,25 @@ impl Report {
             "{:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
             latency.p50, latency.p90, latency.p99, latency.p999, latency.p9999, latency.max, latency.mean
         )?;
+        if let Some(counts) = &self.propagation {
+            let flush = &counts.flush_us;
+            writeln!(out, "subscribe + flush in µs: p50 {:.2}  p99 {:.2}  max {:.2}", flush.p50, flush.p99, flush.max)?;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{:>12} {:>20} {:>16} {:>10} {:>12}",
+                "iterations", "first publish lost", "publishes lost", "timeouts", "probe µs"
+            )?;
+            writeln!(
+                out,
+                "{:>12} {:>20} {:>16} {:>10} {:>12.0}",
+                counts.iterations,
+                counts.first_publish_lost,
+                counts.publishes_lost,
+                counts.timeouts,
+                counts.probe_interval_us
+            )?;
+        }
         self.write_server_summary(out)
     }
 
@@ -387,6 +440,8 @@ mod tests {
             server_rss_kib_before: Some(10_240),
             server_rss_kib_after: None,
             command: "flit-loadgen --target flit://127.0.0.1:7000 --scenario reqrep --rate 10000".to_string(),
+            receiver_target: None,
+            propagation: None,
         }
     }
 
@@ -398,6 +453,34 @@ mod tests {
         let read = read_json(&path);
         std::fs::remove_file(&path).expect("remove");
         assert_eq!(read.expect("read"), report);
+    }
+
+    #[test]
+    fn cross_node_keys_appear_only_when_set_and_round_trip() {
+        let plain = serde_json::to_value(sample_report()).expect("to value");
+        assert!(plain.get("receiver_target").is_none() && plain.get("propagation").is_none());
+        let report = Report {
+            scenario: "propagation".to_string(),
+            receiver_target: Some("flit://127.0.0.1:7001".to_string()),
+            propagation: Some(PropagationCounts {
+                iterations: 100,
+                first_publish_lost: 7,
+                publishes_lost: 9,
+                timeouts: 0,
+                probe_interval_us: 50.0,
+                flush_us: LatencyMicros { p50: 30.0, p99: 90.0, max: 120.0, count: 100, ..LatencyMicros::default() },
+            }),
+            ..sample_report()
+        };
+        let path = temporary_path("cross-node.json");
+        write_json(&report, &path).expect("write");
+        let read = read_json(&path);
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(read.expect("read"), report);
+        let table = report.summary_table();
+        for expected in ["receivers", "flit://127.0.0.1:7001", "first publish lost", "flush returned", "p99 90.00"] {
+            assert!(table.contains(expected), "{expected:?} missing from\n{table}");
+        }
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Scenarios: which connections a run opens, what each one does, and how many
-//! deliveries each sent message should produce.
+//! deliveries each sent message should produce. Receivers (subscribers,
+//! responders) connect to `--receiver-target` when it is given, everything
+//! else to `--target` ([`Role::receives`]): reqrep, pubsub, fanout and queue
+//! then measure across cluster nodes.
 
 use std::time::Duration;
 
@@ -24,6 +27,10 @@ pub enum ScenarioKind {
     Durable,
     /// Read a stored stream (`--messages` of it) to one consumer; messages per second.
     Replay,
+    /// Interest propagation: a subscriber subscribes to a fresh subject and flushes, then a publisher
+    /// (on another node with --receiver-target) publishes at once and every --probe-interval-us until
+    /// the subscriber gets one; flush -> first arrival latency, and first publishes lost.
+    Propagation,
 }
 
 impl ScenarioKind {
@@ -36,6 +43,7 @@ impl ScenarioKind {
             ScenarioKind::Conns => "conns",
             ScenarioKind::Durable => "durable",
             ScenarioKind::Replay => "replay",
+            ScenarioKind::Propagation => "propagation",
         }
     }
 }
@@ -69,6 +77,11 @@ pub struct RunOptions {
     pub subscribers: usize,
     /// Idle connections for the conns scenario.
     pub connections: usize,
+    /// After the subscribe barrier, how long to wait before sending: the
+    /// barrier covers the receivers' own server only, and interest reaches the
+    /// other nodes of a cluster some time later (a closed loop would otherwise
+    /// wait forever for the first messages, dropped for lack of interest).
+    pub settle: Duration,
     pub progress: bool,
     /// TLS to the target (loaded by the flit client's own `TlsOptions`).
     pub tls: Option<flit_client::TlsOptions>,
@@ -94,6 +107,15 @@ pub enum Role {
     },
     /// Connected, handshaken, and otherwise silent.
     Idle,
+}
+
+impl Role {
+    /// Whether this connection receives what others send (and so connects to
+    /// `--receiver-target`). A requester receives only its own replies: it
+    /// is a sender.
+    pub fn receives(&self) -> bool {
+        matches!(self, Role::Subscriber { .. } | Role::Responder { .. })
+    }
 }
 
 /// The connections of a run and the subjects they use.
@@ -128,8 +150,8 @@ impl RunOptions {
             (0..count).map(|_| Role::Responder { queue: queue(grouped) }).collect()
         };
         let (roles, subject, copies) = match self.scenario {
-            ScenarioKind::Durable | ScenarioKind::Replay => {
-                bail!("{} has its own driver (crate::durable)", self.scenario.name())
+            ScenarioKind::Durable | ScenarioKind::Replay | ScenarioKind::Propagation => {
+                bail!("{} has its own driver (crate::durable, crate::propagation)", self.scenario.name())
             }
             ScenarioKind::Reqrep => {
                 let mut roles = responders(self.responders.max(1), self.queue_responders);
@@ -158,5 +180,54 @@ impl RunOptions {
             }
         };
         Ok(Plan { roles, subject: subject.to_owned(), copies_per_message: copies })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(scenario: ScenarioKind) -> RunOptions {
+        RunOptions {
+            scenario,
+            rate: 0,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            drain: Duration::from_secs(1),
+            payload_bytes: 64,
+            window: 1,
+            idle: Idle::Park,
+            requesters: 1,
+            responders: 1,
+            queue_responders: false,
+            subscribers: 3,
+            connections: 0,
+            settle: Duration::ZERO,
+            progress: false,
+            tls: None,
+        }
+    }
+
+    /// What connects to --receiver-target: subscribers and responders, never
+    /// a publisher, requester or idle connection.
+    #[test]
+    fn receivers_are_subscribers_and_responders() {
+        let receivers = |scenario| {
+            let plan = options(scenario).plan(TargetKind::Flit).expect("a plan");
+            plan.roles.iter().map(Role::receives).collect::<Vec<_>>()
+        };
+        assert_eq!(receivers(ScenarioKind::Reqrep), [true, false]);
+        assert_eq!(receivers(ScenarioKind::Pubsub), [true, false]);
+        assert_eq!(receivers(ScenarioKind::Fanout), [true, true, true, false]);
+        assert_eq!(receivers(ScenarioKind::Queue), [true, true, true, false]);
+        assert!(!Role::Idle.receives());
+        assert!(!Role::Requester { inbox: "i".into() }.receives());
+    }
+
+    #[test]
+    fn own_drivers_have_no_plan() {
+        for scenario in [ScenarioKind::Durable, ScenarioKind::Replay, ScenarioKind::Propagation] {
+            assert!(options(scenario).plan(TargetKind::Nats).is_err());
+        }
     }
 }

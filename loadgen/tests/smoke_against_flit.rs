@@ -1,8 +1,9 @@
 //! The `flit-loadgen` binary end to end: every scenario against a real `flit
 //! serve` on 127.0.0.1, checking what a script relies on (exit status, the
 //! JSON report's documented keys, the `.hgrm` header) and the counts a
-//! healthy router must produce (nothing lost, no errors). No timing is
-//! asserted: this is a smoke test, not a benchmark.
+//! healthy router must produce (nothing lost, no errors); and the cross-node
+//! scenarios (`--receiver-target`, propagation) against a two-node cluster.
+//! No timing is asserted: this is a smoke test, not a benchmark.
 //!
 //! The router binary is built into the same target directory and profile as
 //! the load generator (a no-op when it is fresh), so the test never runs a
@@ -79,13 +80,21 @@ fn router_binary() -> PathBuf {
 struct Router {
     child: Child,
     address: String,
+    /// The route listener (`cluster=ADDR` in the ready line), for a cluster node.
+    cluster_address: Option<String>,
 }
 
 impl Router {
     fn start(stderr_path: &Path) -> Router {
+        Router::start_with(stderr_path, &[])
+    }
+
+    /// A router with two shards and `extra` flags (the cluster's).
+    fn start_with(stderr_path: &Path, extra: &[&str]) -> Router {
         let stderr = File::create(stderr_path).expect("create the router's stderr file");
         let mut child = Command::new(router_binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2", "--no-pin"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -100,7 +109,9 @@ impl Router {
             let _ = sender.send(line);
         });
         let line = receiver.recv_timeout(READY_TIMEOUT).unwrap_or_default();
-        let mut router = Router { child, address: String::new() };
+        let cluster_address =
+            line.split_whitespace().find_map(|field| field.strip_prefix("cluster=")).map(str::to_owned);
+        let mut router = Router { child, address: String::new(), cluster_address };
         // `flit ready listen=ADDR shards=2 ...`: later fields (receive=...) may follow.
         let address = line
             .trim()
@@ -254,5 +265,64 @@ fn a_remote_target_is_refused_without_allow_remote() {
     assert_eq!(run.status.code(), Some(2), "exit status; output:\n{}", run.output);
     assert!(run.output.contains("--allow-remote"), "the refusal names the flag:\n{}", run.output);
     assert!(!run.json.exists(), "no report for a refused run");
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// A cluster of two nodes: receivers on node 2, senders on node 1, so every
+/// message crosses the route. Nothing may be lost once the interest has
+/// settled; the propagation scenario reports its counts under `propagation`
+/// (on one node a flush is a barrier: no first publish is lost there).
+#[test]
+fn cross_node_scenarios_run_clean_against_a_two_node_cluster() {
+    let directory = scratch_directory("cluster");
+    let secret = directory.join("cluster.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef0123456789abcdef").expect("write the secret");
+    let secret = secret.to_str().expect("a UTF-8 path");
+    let node = |id: &'static str| ["--cluster-name", "smoke", "--cluster-listen", "127.0.0.1:0", "--node-id", id];
+    let mut first_flags = node("1").to_vec();
+    first_flags.extend(["--cluster-secret-file", secret]);
+    let first = Router::start_with(&directory.join("node1.stderr"), &first_flags);
+    let seed = first.cluster_address.clone().expect("node 1's ready line names its route listener");
+    let mut second_flags = node("2").to_vec();
+    second_flags.extend(["--cluster-secret-file", secret, "--cluster-seeds", &seed]);
+    let second = Router::start_with(&directory.join("node2.stderr"), &second_flags);
+    // The route is dialled at start; on loopback it is up well within this.
+    std::thread::sleep(Duration::from_secs(1));
+    let (sender, receiver) = (format!("flit://{}", first.address), format!("flit://{}", second.address));
+    let subscribers = SUBSCRIBERS.to_string();
+    let runs: [(&str, &str, &[&str], u64); 3] = [
+        ("reqrep-cross", "reqrep", &[], 1),
+        ("pubsub-cross", "pubsub", &[], 1),
+        ("fanout-cross", "fanout", &["--subscribers", &subscribers], SUBSCRIBERS),
+    ];
+    for (label, scenario, extra, copies) in runs {
+        let mut arguments = vec!["--target", &sender, "--receiver-target", &receiver, "--scenario", scenario];
+        arguments.extend_from_slice(&["--duration", "1s", "--warmup", "0.2s", "--quiet"]);
+        arguments.extend_from_slice(extra);
+        let run = run_loadgen(&directory, label, &arguments);
+        check_run(&run, scenario, &sender, copies);
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&run.json).expect("read")).expect("JSON");
+        assert_eq!(report["receiver_target"], receiver.as_str(), "{label}");
+    }
+    for (label, receivers) in [("propagation-cross", &receiver), ("propagation-same", &sender)] {
+        let arguments =
+            ["--target", &sender, "--receiver-target", receivers, "--scenario", "propagation", "--iterations", "50"];
+        let run = run_loadgen(&directory, label, &[&arguments[..], &["--warmup", "0s", "--quiet"]].concat());
+        assert!(run.status.success(), "{label}: exit {}; output:\n{}", run.status, run.output);
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&run.json).expect("read")).expect("JSON");
+        let counts = &report["propagation"];
+        assert_eq!(report["scenario"], "propagation", "{label}");
+        assert_eq!(counts["iterations"], 50, "{label}: {counts}");
+        assert_eq!(counts["timeouts"], 0, "{label}: every subscription reached node 1 within 1 s");
+        assert_eq!((count(&report, "sent", label), count(&report, "received", label)), (50, 50), "{label}");
+        assert_eq!(count(&report, "errors", label), 0, "{label}");
+        assert!(number(&report, "/latency_us/p50", label) > 0.0, "{label}");
+        if label == "propagation-same" {
+            assert_eq!(count(&report, "lost", label), 0, "{label}: a flush is a barrier on its own node");
+            assert!(report.get("receiver_target").is_none(), "{label}: one server, no receiver_target");
+        }
+    }
+    second.stop();
+    first.stop();
     let _ = std::fs::remove_dir_all(&directory);
 }

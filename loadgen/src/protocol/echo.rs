@@ -28,6 +28,8 @@ impl Protocol for EchoProtocol {
     /// An echo has no subscriptions: every connection gets its own bytes back.
     fn subscribe(&mut self, _output: &mut BytesMut, _subject: &str, _queue: Option<&str>, _subscription_id: u64) {}
 
+    fn unsubscribe(&mut self, _output: &mut BytesMut, _subscription_id: u64) {}
+
     fn publish(&mut self, output: &mut BytesMut, _subject: &str, _reply: Option<&[u8]>, payload: &[u8]) {
         debug_assert_eq!(payload.len(), self.payload_bytes);
         output.extend_from_slice(payload);

@@ -9,7 +9,8 @@
 
 use bytes::{Buf, BytesMut};
 use flit_wire::{
-    check, decode, parse_header, Check, Encoder, Frame, Hello, Limits, Op, FRAME_HEADER_BYTES, PROTOCOL_VERSION,
+    check, decode, parse_header, Check, Encoder, Frame, Hello, Limits, Op, Unsubscribe, FRAME_HEADER_BYTES,
+    PROTOCOL_VERSION,
 };
 
 use super::{stamp_of, Inbound, Protocol, ProtocolError};
@@ -62,6 +63,12 @@ impl Protocol for FlitProtocol {
         self.encoder
             .subscribe(output, subject.as_bytes(), queue.map(str::as_bytes), subscription_id)
             .expect("scenario subjects are valid");
+    }
+
+    fn unsubscribe(&mut self, output: &mut BytesMut, subscription_id: u64) {
+        self.encoder
+            .unsubscribe(output, Unsubscribe { subscription_id, after_messages: 0 })
+            .expect("an Unsubscribe always encodes");
     }
 
     fn publish(&mut self, output: &mut BytesMut, subject: &str, reply: Option<&[u8]>, payload: &[u8]) {

@@ -52,6 +52,8 @@ pub trait Protocol: Send {
     /// do; subscribers and requesters do not, and a protocol may skip it).
     fn set_needs_reply(&mut self, _needs_reply: bool) {}
     fn subscribe(&mut self, output: &mut BytesMut, subject: &str, queue: Option<&str>, subscription_id: u64);
+    /// Ends the subscription `subscription_id` at once (the propagation scenario).
+    fn unsubscribe(&mut self, output: &mut BytesMut, subscription_id: u64);
     fn publish(&mut self, output: &mut BytesMut, subject: &str, reply: Option<&[u8]>, payload: &[u8]);
     fn ping(&mut self, output: &mut BytesMut);
     /// Takes the next event off the front of `input`, consuming (and, where

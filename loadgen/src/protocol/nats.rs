@@ -322,6 +322,12 @@ impl Protocol for NatsProtocol {
         output.extend_from_slice(b"\r\n");
     }
 
+    fn unsubscribe(&mut self, output: &mut BytesMut, subscription_id: u64) {
+        output.extend_from_slice(b"UNSUB ");
+        put_decimal(output, subscription_id);
+        output.extend_from_slice(b"\r\n");
+    }
+
     /// Panics on a subject or reply subject that would break the line (empty,
     /// or with whitespace). The line is built (and checked) once per
     /// (subject, reply, length); a repeat is three copies: line, payload, CRLF.

@@ -56,8 +56,9 @@ fn subscribe_publish_and_ping_encode_the_text_protocol() {
     protocol.publish(&mut output, "bench.0", None, b"hello");
     protocol.publish(&mut output, "svc.echo", Some(b"_INBOX.1"), b"");
     protocol.ping(&mut output);
+    protocol.unsubscribe(&mut output, 7);
     let expected: &[u8] = b"SUB bench.0 7\r\nSUB bench.> workers 18446744073709551615\r\n\
-        PUB bench.0 5\r\nhello\r\nPUB svc.echo _INBOX.1 0\r\n\r\nPING\r\n";
+        PUB bench.0 5\r\nhello\r\nPUB svc.echo _INBOX.1 0\r\n\r\nPING\r\nUNSUB 7\r\n";
     assert_eq!(output, expected);
 }
 
