@@ -101,6 +101,7 @@ mod connection;
 mod connection_streams;
 mod dispatch;
 pub mod error;
+mod failover;
 mod framing;
 pub mod inbox;
 pub mod message;
@@ -110,10 +111,13 @@ mod statistics;
 pub mod stream;
 pub mod tls;
 
-pub use asynchronous::{AsyncClient, AsyncDurablePublish, AsyncSubscription};
+pub use asynchronous::{
+    AsyncClient, AsyncClusterClient, AsyncClusterSubscription, AsyncDurablePublish, AsyncSubscription,
+};
 pub use blocking::{Client, ClusterClient, ClusterSubscription, DurablePublish, Messages, Subscription};
 pub use dispatch::Statistics;
 pub use error::ClientError;
+pub use failover::KNOWN_SERVERS_MAX;
 pub use flit_wire::Welcome;
 pub use message::Message;
 pub use options::Options;

@@ -43,28 +43,20 @@
 //! `link` before `subscriptions`. Neither is held while waiting for a
 //! reconnect backoff; the flush of a new connection runs with neither held.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-
 use super::io::{message_channel, MessageReceiver, MessageSender};
 use super::{deadline_after, Client};
 use crate::connection::lock;
 use crate::error::ClientError;
-use crate::framing::{check_pattern, check_subject};
+use crate::failover::{Attempts, PublishBuffer, ServerList, HEALTH_CHECK};
+use crate::framing::check_pattern;
 use crate::message::Message;
 use crate::options::Options;
-
-/// How often the supervisor looks at the connection. Detection of a lost
-/// connection is this late at most (the connection itself notices EOF at once).
-pub(crate) const HEALTH_CHECK: Duration = Duration::from_millis(10);
-
-/// Bytes counted per buffered publish on top of its strings and payload.
-const BUFFERED_OVERHEAD_BYTES: usize = 64;
 
 /// A client for a cluster: see the module header. Clone it to share it.
 #[derive(Clone)]
@@ -74,12 +66,11 @@ pub struct ClusterClient {
 
 impl std::fmt::Debug for ClusterClient {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("ClusterClient").field("servers", &self.shared.servers).finish_non_exhaustive()
+        formatter.debug_struct("ClusterClient").field("servers", &self.servers()).finish_non_exhaustive()
     }
 }
 
 struct ClusterShared {
-    servers: Vec<String>,
     options: Options,
     link: Mutex<Link>,
     /// Signalled when a connection is installed or the client closes.
@@ -92,33 +83,16 @@ struct ClusterShared {
 struct Link {
     /// `None` while reconnecting.
     client: Option<Client>,
+    /// The given servers, then the ones the servers named.
+    servers: ServerList,
     /// Which of `servers` the client is (or was last) connected to.
     server_index: usize,
     /// Bumped per connection; a subscription records the one it is on.
     generation: u64,
     /// Successful reconnects so far (the first connection not counted).
     reconnects: u64,
-    buffer: VecDeque<BufferedPublish>,
-    buffered_bytes: usize,
+    buffer: PublishBuffer,
     closed: bool,
-}
-
-struct BufferedPublish {
-    subject: String,
-    reply: Option<String>,
-    headers: Vec<(String, String)>,
-    payload: Vec<u8>,
-}
-
-impl BufferedPublish {
-    fn bytes(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
-        BUFFERED_OVERHEAD_BYTES
-            + self.subject.len()
-            + self.reply.as_ref().map_or(0, String::len)
-            + headers
-            + self.payload.len()
-    }
 }
 
 #[derive(Default)]
@@ -148,17 +122,20 @@ enum Health {
 impl ClusterClient {
     /// Connects to the first of `servers` (`host:port`) that answers, trying
     /// them in order, each within `options.connect_timeout`; `Err` with the
-    /// last error if none does. Later losses are handled in the background.
+    /// last error if none does. Later losses are handled in the background,
+    /// with the other nodes the server names in its Welcome added to the list
+    /// (after these; see [`Options::ignore_discovered_servers`]).
     pub fn connect<A: std::fmt::Display>(servers: &[A], options: Options) -> Result<ClusterClient, ClientError> {
         let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
         assert!(options.reconnect_delay_min <= options.reconnect_delay_max);
         if servers.is_empty() {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no server given").into());
         }
+        let mut servers = ServerList::new(servers, &options);
         let mut last_error = ClientError::NotConnected;
         let mut connected = None;
-        for (index, server) in servers.iter().enumerate() {
-            match Client::connect_with(server.as_str(), options.clone()) {
+        for index in 0..servers.len() {
+            match Client::connect_with(servers.get(index), options.clone()) {
                 Ok(client) => {
                     connected = Some((index, client));
                     break;
@@ -167,17 +144,18 @@ impl ClusterClient {
             }
         }
         let Some((server_index, client)) = connected else { return Err(last_error) };
+        let server = servers.get(server_index).to_owned();
+        servers.learn(&server, &client.welcome().cluster_urls);
         let link = Link {
             client: Some(client),
-            server_index,
+            server_index: servers.index_of(&server).unwrap_or(server_index),
+            servers,
             generation: 1,
             reconnects: 0,
-            buffer: VecDeque::new(),
-            buffered_bytes: 0,
+            buffer: PublishBuffer::default(),
             closed: false,
         };
         let shared = Arc::new(ClusterShared {
-            servers,
             options,
             link: Mutex::new(link),
             changed: Condvar::new(),
@@ -196,7 +174,14 @@ impl ClusterClient {
     pub fn connected_server(&self) -> Option<String> {
         let link = lock(&self.shared.link);
         let client = link.client.as_ref().filter(|client| client.usable().is_ok());
-        client.map(|_| self.shared.servers[link.server_index].clone())
+        client.map(|_| link.servers.get(link.server_index).to_owned())
+    }
+
+    /// The servers this client fails over to, in the order it tries them:
+    /// the given ones, then those the servers named in their Welcomes (at
+    /// most [`KNOWN_SERVERS_MAX`](crate::KNOWN_SERVERS_MAX) in all).
+    pub fn servers(&self) -> Vec<String> {
+        lock(&self.shared.link).servers.to_vec()
     }
 
     /// How many times the client reconnected after a loss.
@@ -206,7 +191,7 @@ impl ClusterClient {
 
     /// Bytes of publishes waiting for a connection.
     pub fn buffered_bytes(&self) -> usize {
-        lock(&self.shared.link).buffered_bytes
+        lock(&self.shared.link).buffer.bytes()
     }
 
     /// Publishes `payload` to `subject`. While reconnecting the publish is
@@ -236,22 +221,7 @@ impl ClusterClient {
                 Err(_) => {}
             }
         }
-        check_subject(subject)?;
-        let publish = BufferedPublish {
-            subject: subject.to_owned(),
-            reply: reply.map(str::to_owned),
-            headers: headers.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect(),
-            payload: payload.to_vec(),
-        };
-        let bytes = publish.bytes();
-        let limit_bytes = self.shared.options.reconnect_buffer_bytes_max;
-        if link.buffered_bytes + bytes > limit_bytes {
-            return Err(ClientError::ReconnectBufferFull { buffered_bytes: link.buffered_bytes, limit_bytes });
-        }
-        link.buffered_bytes += bytes;
-        link.buffer.push_back(publish);
-        debug_assert!(link.buffered_bytes <= limit_bytes);
-        Ok(())
+        link.buffer.push(subject, reply, headers, payload, self.shared.options.reconnect_buffer_bytes_max)
     }
 
     /// Subscribes to `pattern`; the subscription survives failovers.
@@ -331,7 +301,6 @@ impl ClusterClient {
             let mut link = lock(&self.shared.link);
             link.closed = true;
             link.buffer.clear();
-            link.buffered_bytes = 0;
             lock(&self.shared.subscriptions).entries.clear();
             link.client.take()
         };
@@ -399,8 +368,16 @@ impl ClusterShared {
     /// One reconnect attempt to `servers[index]`: connect, re-subscribe,
     /// flush, send the buffer, install. `Err`: try the next server later.
     fn reconnect(&self, index: usize) -> Result<(), ClientError> {
-        let client = Client::connect_with(self.servers[index].as_str(), self.options.clone())?;
-        let generation = lock(&self.link).generation + 1;
+        let server = lock(&self.link).servers.get(index).to_owned();
+        let client = Client::connect_with(server.as_str(), self.options.clone())?;
+        // Per attempt, not per installed connection: an attempt that failed
+        // after subscribing must not make the next one skip a subscription.
+        // No connection is installed meanwhile, so nothing compares with it.
+        let generation = {
+            let mut link = lock(&self.link);
+            link.generation += 1;
+            link.generation
+        };
         let subscribed = match self.resubscribe(&client, generation) {
             Ok(subscribed) => subscribed,
             Err(error) => {
@@ -433,8 +410,9 @@ impl ClusterShared {
             let _ = client.close();
             return Err(error);
         }
+        link.servers.learn(&server, &client.welcome().cluster_urls);
+        link.server_index = link.servers.index_of(&server).unwrap_or(index);
         link.client = Some(client);
-        link.server_index = index;
         link.generation = generation;
         link.reconnects += 1;
         drop(link);
@@ -478,55 +456,32 @@ impl ClusterShared {
     }
 }
 
-/// Sends the buffered publishes on `client`, in order. A publish the new
-/// server refuses for itself (too large for its limits) is dropped; a fatal
-/// error leaves the rest buffered.
+/// Sends the buffered publishes on `client`, in order (see
+/// [`PublishBuffer::send_all`]).
 fn send_buffer(link: &mut Link, client: &Client) -> Result<(), ClientError> {
-    while let Some(publish) = link.buffer.front() {
-        let headers: Vec<(&str, &str)> =
-            publish.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-        match client.publish_with(&publish.subject, publish.reply.as_deref(), &headers, &publish.payload) {
-            Err(error) if error.is_fatal() => return Err(error),
-            Ok(()) | Err(_) => {}
-        }
-        let bytes = publish.bytes();
-        link.buffer.pop_front();
-        link.buffered_bytes -= bytes;
-    }
-    debug_assert_eq!(link.buffered_bytes, 0);
-    Ok(())
-}
-
-/// The full-jitter backoff after `failures` failed attempts in a row.
-fn backoff(options: &Options, failures: u32) -> Duration {
-    let ceiling = options.reconnect_delay_min.saturating_mul(1 << failures.min(20)).min(options.reconnect_delay_max);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    link.buffer.send_all(|publish| {
+        client.publish_with(&publish.subject, publish.reply.as_deref(), &publish.headers(), &publish.payload)
+    })
 }
 
 /// The supervisor thread's body: it holds the client only while it works,
 /// so dropping the last handle ends it.
 fn supervise(weak: &Weak<ClusterShared>) {
-    let mut failures = 0u32;
-    let mut next: Option<usize> = None;
+    let mut attempts = Attempts::default();
     loop {
         let Some(shared) = weak.upgrade() else { return };
-        let wait = match (next, shared.health()) {
-            (_, Health::Closed) => return,
-            (None, Health::Healthy) => HEALTH_CHECK,
-            (Some(index), _) | (None, Health::Lost { from: index }) => {
-                let index = if next.is_some() { index } else { (index + 1) % shared.servers.len() };
+        let wait = match shared.health() {
+            Health::Closed => return,
+            Health::Healthy => HEALTH_CHECK,
+            Health::Lost { from } => {
+                let servers = lock(&shared.link).servers.len();
+                let index = attempts.target(from, servers);
                 match shared.reconnect(index) {
                     Ok(()) => {
-                        failures = 0;
-                        next = None;
+                        attempts.succeeded();
                         HEALTH_CHECK
                     }
-                    Err(_) => {
-                        failures = failures.saturating_add(1);
-                        next = Some((index + 1) % shared.servers.len());
-                        backoff(&shared.options, failures)
-                    }
+                    Err(_) => attempts.failed(index, servers, &shared.options),
                 }
             }
         };
@@ -584,23 +539,5 @@ impl ClusterSubscription {
 impl Drop for ClusterSubscription {
     fn drop(&mut self) {
         self.shared.unsubscribe(self.id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_jittered_below_a_doubling_ceiling() {
-        let options = Options::default();
-        for failures in 0..40 {
-            let ceiling =
-                options.reconnect_delay_min.saturating_mul(1 << failures.min(20)).min(options.reconnect_delay_max);
-            for _ in 0..20 {
-                assert!(backoff(&options, failures) <= ceiling);
-            }
-        }
-        assert!((0..50).any(|_| backoff(&options, 10) > Duration::from_millis(50)), "the ceiling grows");
     }
 }

@@ -1,0 +1,330 @@
+//! What the two cluster clients ([`ClusterClient`](crate::ClusterClient) and
+//! [`AsyncClusterClient`](crate::AsyncClusterClient)) decide the same way,
+//! with no IO: which servers they know ([`ServerList`]: the user's first,
+//! then those the servers named in Welcome), which one to try next and how
+//! long to wait before it ([`Attempts`], [`backoff`]), and the bounded buffer
+//! of publishes made while no server is connected ([`PublishBuffer`]).
+//! Each client keeps only its IO: threads and a condvar, or tasks and a
+//! `Notify`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::error::ClientError;
+use crate::framing::check_subject;
+use crate::options::Options;
+
+/// How often a supervisor looks at the connection. Detection of a lost
+/// connection is this late at most (the connection itself notices EOF at once).
+pub(crate) const HEALTH_CHECK: Duration = Duration::from_millis(10);
+
+/// Most servers a cluster client knows: the ones it was given, then up to
+/// this many in all that the servers named (Welcome's `cluster_urls`).
+pub const KNOWN_SERVERS_MAX: usize = 32;
+
+/// Bytes counted per buffered publish on top of its strings and payload.
+const BUFFERED_OVERHEAD_BYTES: usize = 64;
+
+/// The servers a cluster client tries, round robin: the `given` ones in the
+/// user's order, then the ones learned from Welcomes (unless
+/// `Options::ignore_discovered_servers`), deduplicated, at most
+/// [`KNOWN_SERVERS_MAX`] in all (the given ones are always kept).
+#[derive(Clone, Debug)]
+pub(crate) struct ServerList {
+    servers: Vec<String>,
+    given: usize,
+    learning: bool,
+}
+
+impl ServerList {
+    pub(crate) fn new(given: Vec<String>, options: &Options) -> ServerList {
+        let mut servers: Vec<String> = Vec::with_capacity(given.len());
+        for server in given {
+            if !servers.contains(&server) {
+                servers.push(server);
+            }
+        }
+        let given = servers.len();
+        ServerList { servers, given, learning: !options.ignore_discovered_servers }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    pub(crate) fn get(&self, index: usize) -> &str {
+        &self.servers[index % self.servers.len()]
+    }
+
+    pub(crate) fn index_of(&self, server: &str) -> Option<usize> {
+        self.servers.iter().position(|known| known == server)
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<String> {
+        self.servers.clone()
+    }
+
+    /// Merges what the server `connected` (one of the list) named in its
+    /// Welcome. The learned part becomes: `connected` (when it is a learned
+    /// one, so it is never dropped while in use), then `named`, then what was
+    /// learned before; cut at the bound, so a name the newest Welcome repeats
+    /// outlives one no server names any more.
+    pub(crate) fn learn(&mut self, connected: &str, named: &[String]) {
+        if !self.learning {
+            return;
+        }
+        let (given, learned_before) = self.servers.split_at(self.given);
+        let mut learned: Vec<String> = Vec::new();
+        let candidates = std::iter::once(connected).chain(named.iter().map(String::as_str));
+        for candidate in candidates.chain(learned_before.iter().map(String::as_str)) {
+            if given.len() + learned.len() >= KNOWN_SERVERS_MAX {
+                break;
+            }
+            if !candidate.is_empty()
+                && !given.iter().any(|known| known == candidate)
+                && !learned.iter().any(|known| known == candidate)
+            {
+                learned.push(candidate.to_owned());
+            }
+        }
+        self.servers.truncate(self.given);
+        self.servers.extend(learned);
+    }
+}
+
+/// The reconnect attempts after a loss: which server is next, and how long
+/// to wait after a failure (the first attempt after a loss is immediate).
+#[derive(Debug, Default)]
+pub(crate) struct Attempts {
+    failures: u32,
+    /// The server to try next after a failed attempt.
+    next: Option<usize>,
+}
+
+impl Attempts {
+    /// The server to try now, the connection to `from` being lost: the one
+    /// after it, or after the last failed attempt.
+    pub(crate) fn target(&self, from: usize, servers: usize) -> usize {
+        match self.next {
+            Some(index) => index % servers,
+            None => (from + 1) % servers,
+        }
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        *self = Attempts::default();
+    }
+
+    /// The attempt at `index` failed: the next one goes to the server after
+    /// it, once the returned backoff has passed.
+    pub(crate) fn failed(&mut self, index: usize, servers: usize, options: &Options) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        self.next = Some((index + 1) % servers);
+        backoff(options, self.failures)
+    }
+}
+
+/// The full-jitter backoff after `failures` failed attempts in a row: drawn
+/// uniformly from zero to `reconnect_delay_min` doubled per failure, at most
+/// `reconnect_delay_max`.
+pub(crate) fn backoff(options: &Options, failures: u32) -> Duration {
+    let ceiling = options.reconnect_delay_min.saturating_mul(1 << failures.min(20)).min(options.reconnect_delay_max);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+/// One publish held while no server is connected.
+pub(crate) struct BufferedPublish {
+    pub(crate) subject: String,
+    pub(crate) reply: Option<String>,
+    headers: Vec<(String, String)>,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl BufferedPublish {
+    fn bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+        BUFFERED_OVERHEAD_BYTES
+            + self.subject.len()
+            + self.reply.as_ref().map_or(0, String::len)
+            + headers
+            + self.payload.len()
+    }
+
+    pub(crate) fn headers(&self) -> Vec<(&str, &str)> {
+        self.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect()
+    }
+}
+
+/// Publishes held while no server is connected, in order, at most
+/// `Options::reconnect_buffer_bytes_max` bytes (counted by [`BufferedPublish`]).
+#[derive(Default)]
+pub(crate) struct PublishBuffer {
+    queue: VecDeque<BufferedPublish>,
+    bytes: usize,
+}
+
+impl PublishBuffer {
+    /// Holds a publish, or refuses it (nothing held) with
+    /// [`ClientError::ReconnectBufferFull`] when it would pass `limit_bytes`.
+    pub(crate) fn push(
+        &mut self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+        limit_bytes: usize,
+    ) -> Result<(), ClientError> {
+        check_subject(subject)?;
+        let publish = BufferedPublish {
+            subject: subject.to_owned(),
+            reply: reply.map(str::to_owned),
+            headers: headers.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect(),
+            payload: payload.to_vec(),
+        };
+        let bytes = publish.bytes();
+        if self.bytes + bytes > limit_bytes {
+            return Err(ClientError::ReconnectBufferFull { buffered_bytes: self.bytes, limit_bytes });
+        }
+        self.bytes += bytes;
+        self.queue.push_back(publish);
+        debug_assert!(self.bytes <= limit_bytes);
+        Ok(())
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn front(&self) -> Option<&BufferedPublish> {
+        self.queue.front()
+    }
+
+    pub(crate) fn pop_front(&mut self) {
+        if let Some(publish) = self.queue.pop_front() {
+            self.bytes -= publish.bytes();
+        }
+        debug_assert!(!self.queue.is_empty() || self.bytes == 0);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
+    }
+
+    /// Hands each held publish, in order, to `send`, which encodes it on a new
+    /// connection. A publish the new server refuses for itself (too large for
+    /// its limits) is dropped; a fatal error stops and leaves the rest held.
+    pub(crate) fn send_all(
+        &mut self,
+        mut send: impl FnMut(&BufferedPublish) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        while let Some(publish) = self.front() {
+            match send(publish) {
+                Err(error) if error.is_fatal() => return Err(error),
+                Ok(()) | Err(_) => {}
+            }
+            self.pop_front();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(given: &[&str]) -> ServerList {
+        ServerList::new(given.iter().map(|server| (*server).to_owned()).collect(), &Options::default())
+    }
+
+    fn names(urls: &[&str]) -> Vec<String> {
+        urls.iter().map(|url| (*url).to_owned()).collect()
+    }
+
+    #[test]
+    fn backoff_is_jittered_below_a_doubling_ceiling() {
+        let options = Options::default();
+        for failures in 0..40 {
+            let ceiling =
+                options.reconnect_delay_min.saturating_mul(1 << failures.min(20)).min(options.reconnect_delay_max);
+            for _ in 0..20 {
+                assert!(backoff(&options, failures) <= ceiling);
+            }
+        }
+        assert!((0..50).any(|_| backoff(&options, 10) > Duration::from_millis(50)), "the ceiling grows");
+    }
+
+    #[test]
+    fn learned_servers_come_after_the_given_ones_once_each() {
+        let mut servers = list(&["a:1", "b:1", "a:1"]);
+        assert_eq!(servers.to_vec(), names(&["a:1", "b:1"]), "the given list, deduplicated");
+        servers.learn("a:1", &names(&["b:1", "c:1", "d:1", "c:1"]));
+        assert_eq!(servers.to_vec(), names(&["a:1", "b:1", "c:1", "d:1"]));
+        // Connected to a learned one whose Welcome names others: it stays.
+        servers.learn("d:1", &names(&["a:1", "e:1"]));
+        assert_eq!(servers.to_vec(), names(&["a:1", "b:1", "d:1", "e:1", "c:1"]));
+        servers.learn("a:1", &[]);
+        assert_eq!(servers.to_vec(), names(&["a:1", "b:1", "d:1", "e:1", "c:1"]), "an empty Welcome forgets nothing");
+    }
+
+    #[test]
+    fn the_list_is_bounded_and_keeps_the_newest_names() {
+        let mut servers = list(&["given:1"]);
+        let old: Vec<String> = (0..40).map(|index| format!("old-{index}:1")).collect();
+        servers.learn("given:1", &old);
+        assert_eq!(servers.len(), KNOWN_SERVERS_MAX);
+        servers.learn("old-3:1", &names(&["new:1"]));
+        let known = servers.to_vec();
+        assert_eq!(known.len(), KNOWN_SERVERS_MAX);
+        assert_eq!(&known[..3], &names(&["given:1", "old-3:1", "new:1"])[..], "the one in use and the newest first");
+        // More given servers than the bound: all kept, nothing learned.
+        let many: Vec<String> = (0..40).map(|index| format!("given-{index}:1")).collect();
+        let mut servers = ServerList::new(many.clone(), &Options::default());
+        servers.learn("given-0:1", &names(&["other:1"]));
+        assert_eq!(servers.to_vec(), many);
+    }
+
+    #[test]
+    fn ignoring_discovered_servers_keeps_the_given_list() {
+        let options = Options { ignore_discovered_servers: true, ..Options::default() };
+        let mut servers = ServerList::new(names(&["a:1"]), &options);
+        servers.learn("a:1", &names(&["b:1"]));
+        assert_eq!(servers.to_vec(), names(&["a:1"]));
+    }
+
+    #[test]
+    fn attempts_go_round_robin_and_back_off_after_failures() {
+        let options = Options::default();
+        let mut attempts = Attempts::default();
+        assert_eq!(attempts.target(2, 3), 0, "the one after the lost server, at once");
+        let wait = attempts.failed(0, 3, &options);
+        assert!(wait <= options.reconnect_delay_min * 2);
+        assert_eq!(attempts.target(2, 3), 1, "then the one after the failed attempt");
+        attempts.succeeded();
+        assert_eq!(attempts.target(1, 3), 2);
+    }
+
+    #[test]
+    fn the_publish_buffer_is_bounded_and_ordered() {
+        let mut buffer = PublishBuffer::default();
+        buffer.push("a", None, &[("k", "v")], &[1; 100], 400).expect("room");
+        buffer.push("b", Some("r"), &[], &[2; 100], 400).expect("room");
+        let held = buffer.bytes();
+        let error = buffer.push("c", None, &[], &[3; 200], 400).expect_err("past the bound");
+        assert!(matches!(error, ClientError::ReconnectBufferFull { limit_bytes: 400, .. }));
+        assert_eq!(buffer.bytes(), held, "nothing held for a refused publish");
+        assert!(buffer.push("bad subject", None, &[], b"", 400).is_err());
+        let mut sent = Vec::new();
+        buffer
+            .send_all(|publish| {
+                sent.push((publish.subject.clone(), publish.headers().len()));
+                Ok(())
+            })
+            .expect("sent");
+        assert_eq!(sent, vec![("a".to_owned(), 1), ("b".to_owned(), 0)]);
+        assert_eq!(buffer.bytes(), 0);
+    }
+}
