@@ -7,9 +7,10 @@
 //! Each client keeps only its IO: threads and a condvar, or tasks and a
 //! `Notify`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use flit_wire::Welcome;
 use rand::Rng;
 
 use crate::error::ClientError;
@@ -115,6 +116,16 @@ impl Attempts {
 
     pub(crate) fn succeeded(&mut self) {
         *self = Attempts::default();
+    }
+
+    /// After the attempt at `index`: how long to wait before the next look
+    /// (`HEALTH_CHECK` after a success, the backoff after a failure).
+    pub(crate) fn settle(&mut self, index: usize, servers: usize, succeeded: bool, options: &Options) -> Duration {
+        if succeeded {
+            self.succeeded();
+            return HEALTH_CHECK;
+        }
+        self.failed(index, servers, options)
     }
 
     /// The attempt at `index` failed: the next one goes to the server after
@@ -229,6 +240,211 @@ impl PublishBuffer {
             self.pop_front();
         }
         Ok(())
+    }
+}
+
+/// What a cluster client needs of one connection (a [`Client`](crate::Client)
+/// or an [`AsyncClient`](crate::AsyncClient)).
+pub(crate) trait Connected: Clone {
+    /// `Err` with the error that ended the connection, if one did.
+    fn usable(&self) -> Result<(), ClientError>;
+    /// Whether the server sent a Draining notice.
+    fn draining(&self) -> bool;
+    fn welcome(&self) -> &Welcome;
+}
+
+/// A cluster client's current connection and what waits for the next one,
+/// under its `link` lock.
+pub(crate) struct Link<C> {
+    /// `None` while reconnecting.
+    pub(crate) client: Option<C>,
+    /// The given servers, then the ones the servers named.
+    pub(crate) servers: ServerList,
+    /// Which of `servers` the client is (or was last) connected to.
+    server_index: usize,
+    /// Bumped per connection attempt; a subscription records the one it is on.
+    pub(crate) generation: u64,
+    /// Successful reconnects so far (the first connection not counted).
+    pub(crate) reconnects: u64,
+    pub(crate) buffer: PublishBuffer,
+    pub(crate) closed: bool,
+}
+
+/// What a supervisor found.
+pub(crate) enum Health<C> {
+    Healthy,
+    Closed,
+    /// The connection ended or is draining (it is taken out: `lost`, to be
+    /// dropped once the lock is released); reconnect starting after `from`.
+    Lost {
+        from: usize,
+        lost: Option<C>,
+    },
+}
+
+/// The servers given to a cluster client's `connect`, checked.
+pub(crate) fn given_servers<A: std::fmt::Display>(servers: &[A], options: &Options) -> Result<ServerList, ClientError> {
+    assert!(options.reconnect_delay_min <= options.reconnect_delay_max);
+    if servers.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no server given").into());
+    }
+    Ok(ServerList::new(servers.iter().map(ToString::to_string).collect(), options))
+}
+
+impl<C: Connected> Link<C> {
+    /// The first connection, to `servers[index]`.
+    pub(crate) fn first(client: C, mut servers: ServerList, index: usize) -> Link<C> {
+        let server = servers.get(index).to_owned();
+        servers.learn(&server, &client.welcome().cluster_urls);
+        Link {
+            server_index: servers.index_of(&server).unwrap_or(index),
+            client: Some(client),
+            servers,
+            generation: 1,
+            reconnects: 0,
+            buffer: PublishBuffer::default(),
+            closed: false,
+        }
+    }
+
+    /// The server connected now, if the connection is up.
+    pub(crate) fn connected_server(&self) -> Option<String> {
+        let client = self.client.as_ref().filter(|client| client.usable().is_ok());
+        client.map(|_| self.servers.get(self.server_index).to_owned())
+    }
+
+    /// The connection, if it is up; `Err(Closed)` once the client closed.
+    pub(crate) fn usable_client(&self) -> Result<Option<C>, ClientError> {
+        if self.closed {
+            return Err(ClientError::Closed);
+        }
+        // A connection that ended is about to be replaced: `None` until then.
+        Ok(self.client.as_ref().filter(|client| client.usable().is_ok()).cloned())
+    }
+
+    /// Takes out a connection that ended or drains. No flush: a draining
+    /// server no longer reads (a flush would wait for its timeout), and one
+    /// that ended cannot answer.
+    pub(crate) fn health(&mut self) -> Health<C> {
+        if self.closed {
+            return Health::Closed;
+        }
+        let from = self.server_index;
+        let Some(client) = &self.client else { return Health::Lost { from, lost: None } };
+        if client.usable().is_ok() && !client.draining() {
+            return Health::Healthy;
+        }
+        Health::Lost { from, lost: self.client.take() }
+    }
+
+    /// A new generation for a connection attempt. Per attempt, not per
+    /// installed connection: an attempt that failed after subscribing must
+    /// not make the next one skip a subscription. No connection is installed
+    /// meanwhile, so nothing compares a subscription's generation with it.
+    pub(crate) fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    /// Installs the connection an attempt to `server` (`servers[index]`)
+    /// made, and learns the servers its Welcome names.
+    pub(crate) fn install(&mut self, client: C, server: &str, index: usize, generation: u64) {
+        self.servers.learn(server, &client.welcome().cluster_urls);
+        self.server_index = self.servers.index_of(server).unwrap_or(index);
+        self.client = Some(client);
+        self.generation = generation;
+        self.reconnects += 1;
+    }
+
+    /// Closes the client: no more reconnects, the buffer dropped; returns
+    /// the connection to close.
+    pub(crate) fn close(&mut self) -> Option<C> {
+        self.closed = true;
+        self.buffer.clear();
+        self.client.take()
+    }
+
+    /// The connection to release `inner` (`(generation, server-side id)`) on,
+    /// if it is still the one the subscription is on.
+    pub(crate) fn holding(&self, inner: Option<(u64, u64)>) -> Option<(&C, u64)> {
+        let (generation, inner_id) = inner?;
+        self.client.as_ref().filter(|_| generation == self.generation).map(|client| (client, inner_id))
+    }
+}
+
+/// A cluster client's subscriptions: what it re-subscribes on each new
+/// connection. `S` is the sender of the user's queue, which outlives every
+/// connection.
+pub(crate) struct Subscriptions<S> {
+    next_id: u64,
+    entries: BTreeMap<u64, Entry<S>>,
+}
+
+impl<S> Default for Subscriptions<S> {
+    fn default() -> Self {
+        Subscriptions { next_id: 0, entries: BTreeMap::new() }
+    }
+}
+
+struct Entry<S> {
+    pattern: String,
+    queue: Option<String>,
+    sink: S,
+    /// `(generation, server-side id)` of the connection it is subscribed on.
+    inner: Option<(u64, u64)>,
+}
+
+impl<S: Clone> Subscriptions<S> {
+    /// Records a subscription (`inner`: where it is subscribed already); its id.
+    pub(crate) fn add(&mut self, pattern: &str, queue: Option<&str>, sink: S, inner: Option<(u64, u64)>) -> u64 {
+        self.next_id += 1;
+        let entry = Entry { pattern: pattern.to_owned(), queue: queue.map(str::to_owned), sink, inner };
+        self.entries.insert(self.next_id, entry);
+        self.next_id
+    }
+
+    /// Forgets subscription `id`; where it was subscribed, if anywhere.
+    pub(crate) fn remove(&mut self, id: u64) -> Option<(u64, u64)> {
+        self.entries.remove(&id).and_then(|entry| entry.inner)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Subscribes every subscription not yet on `generation` with
+    /// `subscribe` (pattern, queue, sink; the server-side id and whatever
+    /// the caller wants back per subscription); returns `(id, server-side
+    /// id, that)` for each. A fatal error stops; a refusal (permission, in ack
+    /// mode) leaves the subscription open without interest there, as on a
+    /// plain client, and the next connection tries again.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn resubscribe<T>(
+        &mut self,
+        generation: u64,
+        mut subscribe: impl FnMut(&str, Option<&str>, S) -> Result<(u64, T), ClientError>,
+    ) -> Result<Vec<(u64, u64, T)>, ClientError> {
+        let mut subscribed = Vec::new();
+        for (id, entry) in &mut self.entries {
+            if entry.inner.is_some_and(|(on, _)| on == generation) {
+                continue;
+            }
+            match subscribe(&entry.pattern, entry.queue.as_deref(), entry.sink.clone()) {
+                Ok((inner_id, extra)) => {
+                    entry.inner = Some((generation, inner_id));
+                    subscribed.push((*id, inner_id, extra));
+                }
+                Err(error) if error.is_fatal() => return Err(error),
+                Err(_) => entry.inner = None,
+            }
+        }
+        Ok(subscribed)
+    }
+
+    /// The server-side ids among `subscribed` whose subscriptions were
+    /// closed since, to release on the new connection.
+    pub(crate) fn closed_since<T>(&self, subscribed: &[(u64, u64, T)]) -> Vec<u64> {
+        subscribed.iter().filter(|(id, ..)| !self.entries.contains_key(id)).map(|(_, inner_id, _)| *inner_id).collect()
     }
 }
 

@@ -41,7 +41,6 @@
 //! [`AsyncClusterClient::connect`]; it ends when the client is closed or the
 //! last handle (client or subscription) is dropped.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -51,10 +50,10 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{deadline_after, AsyncClient};
+use super::{deadline_after, Answer, AsyncClient};
 use crate::connection::lock;
 use crate::error::ClientError;
-use crate::failover::{Attempts, PublishBuffer, ServerList, HEALTH_CHECK};
+use crate::failover::{given_servers, Attempts, Connected, Health, Link, Subscriptions, HEALTH_CHECK};
 use crate::framing::check_pattern;
 use crate::message::Message;
 use crate::options::Options;
@@ -73,10 +72,10 @@ impl std::fmt::Debug for AsyncClusterClient {
 
 struct ClusterShared {
     options: Options,
-    link: Mutex<Link>,
+    link: Mutex<Link<AsyncClient>>,
     /// Notified when a connection is installed or the client closes.
     changed: Notify,
-    subscriptions: Mutex<Subscriptions>,
+    subscriptions: Mutex<Subscriptions<mpsc::Sender<Message>>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -88,43 +87,18 @@ impl Drop for ClusterShared {
     }
 }
 
-/// The current connection and what waits for the next one.
-struct Link {
-    /// `None` while reconnecting.
-    client: Option<AsyncClient>,
-    servers: ServerList,
-    /// Which of `servers` the client is (or was last) connected to.
-    server_index: usize,
-    /// Bumped per connection; a subscription records the one it is on.
-    generation: u64,
-    /// Successful reconnects so far (the first connection not counted).
-    reconnects: u64,
-    buffer: PublishBuffer,
-    closed: bool,
-}
+impl Connected for AsyncClient {
+    fn usable(&self) -> Result<(), ClientError> {
+        AsyncClient::usable(self)
+    }
 
-#[derive(Default)]
-struct Subscriptions {
-    next_id: u64,
-    entries: BTreeMap<u64, Entry>,
-}
+    fn draining(&self) -> bool {
+        self.statistics().server_draining_within_ms.is_some()
+    }
 
-struct Entry {
-    pattern: String,
-    queue: Option<String>,
-    sink: mpsc::Sender<Message>,
-    /// `(generation, server-side id)` of the connection it is subscribed on.
-    inner: Option<(u64, u64)>,
-}
-
-/// What the supervisor found.
-enum Health {
-    Healthy,
-    Closed,
-    /// The connection ended or is draining; reconnect starting after `from`.
-    Lost {
-        from: usize,
-    },
+    fn welcome(&self) -> &flit_wire::Welcome {
+        AsyncClient::welcome(self)
+    }
 }
 
 impl AsyncClient {
@@ -148,12 +122,7 @@ impl AsyncClusterClient {
         servers: &[A],
         options: Options,
     ) -> Result<AsyncClusterClient, ClientError> {
-        let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
-        assert!(options.reconnect_delay_min <= options.reconnect_delay_max);
-        if servers.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no server given").into());
-        }
-        let mut servers = ServerList::new(servers, &options);
+        let servers = given_servers(servers, &options)?;
         let mut last_error = ClientError::NotConnected;
         let mut connected = None;
         for index in 0..servers.len() {
@@ -165,18 +134,8 @@ impl AsyncClusterClient {
                 Err(error) => last_error = error,
             }
         }
-        let Some((server_index, client)) = connected else { return Err(last_error) };
-        let server = servers.get(server_index).to_owned();
-        servers.learn(&server, &client.welcome().cluster_urls);
-        let link = Link {
-            client: Some(client),
-            server_index: servers.index_of(&server).unwrap_or(server_index),
-            servers,
-            generation: 1,
-            reconnects: 0,
-            buffer: PublishBuffer::default(),
-            closed: false,
-        };
+        let Some((index, client)) = connected else { return Err(last_error) };
+        let link = Link::first(client, servers, index);
         let shared = Arc::new(ClusterShared {
             options,
             link: Mutex::new(link),
@@ -192,9 +151,7 @@ impl AsyncClusterClient {
     /// The server connected now (`None` while reconnecting, or once the
     /// connection ended and before the supervisor replaced it).
     pub fn connected_server(&self) -> Option<String> {
-        let link = lock(&self.shared.link);
-        let client = link.client.as_ref().filter(|client| client.usable().is_ok());
-        client.map(|_| link.servers.get(link.server_index).to_owned())
+        lock(&self.shared.link).connected_server()
     }
 
     /// The servers this client fails over to, in the order it tries them:
@@ -275,7 +232,6 @@ impl AsyncClusterClient {
             if link.closed {
                 return Err(ClientError::Closed);
             }
-            let mut subscriptions = lock(&self.shared.subscriptions);
             let mut inner = None;
             let mut pending = None;
             if let Some(client) = &link.client {
@@ -289,10 +245,7 @@ impl AsyncClusterClient {
                     Err(_) => {}
                 }
             }
-            subscriptions.next_id += 1;
-            let id = subscriptions.next_id;
-            let entry = Entry { pattern: pattern.to_owned(), queue: queue.map(str::to_owned), sink, inner };
-            subscriptions.entries.insert(id, entry);
+            let id = lock(&self.shared.subscriptions).add(pattern, queue, sink, inner);
             (id, pending)
         };
         // From here the subscription owns the entry: dropping it unsubscribes.
@@ -349,10 +302,8 @@ impl AsyncClusterClient {
     pub async fn close(&self) -> Result<(), ClientError> {
         let client = {
             let mut link = lock(&self.shared.link);
-            link.closed = true;
-            link.buffer.clear();
-            lock(&self.shared.subscriptions).entries.clear();
-            link.client.take()
+            lock(&self.shared.subscriptions).clear();
+            link.close()
         };
         self.shared.changed.notify_waiters();
         if let Some(supervisor) = lock(&self.shared.supervisor).take() {
@@ -376,15 +327,8 @@ impl ClusterShared {
         loop {
             // Created before the check, so an install in between is not missed.
             let changed = self.changed.notified();
-            {
-                let link = lock(&self.link);
-                if link.closed {
-                    return Err(ClientError::Closed);
-                }
-                // A connection that ended is about to be replaced: wait for that.
-                if let Some(client) = link.client.as_ref().filter(|client| client.usable().is_ok()) {
-                    return Ok(client.clone());
-                }
+            if let Some(client) = lock(&self.link).usable_client()? {
+                return Ok(client);
             }
             let wait = left(deadline);
             if wait.is_zero() {
@@ -395,24 +339,10 @@ impl ClusterShared {
         }
     }
 
-    fn health(&self) -> Health {
-        let mut link = lock(&self.link);
-        if link.closed {
-            return Health::Closed;
-        }
-        let Some(client) = &link.client else { return Health::Lost { from: link.server_index } };
-        let draining = client.statistics().server_draining_within_ms.is_some();
-        if client.usable().is_ok() && !draining {
-            return Health::Healthy;
-        }
-        let client = link.client.take();
-        let from = link.server_index;
-        drop(link);
-        // No flush: a draining server no longer reads (a flush would wait
-        // for its timeout), and one that ended cannot answer. The connection
-        // closes once a call in flight on it (a request) lets go of it.
-        drop(client);
-        Health::Lost { from }
+    /// The connection's health; one that ended or drains is taken out (and
+    /// closes once a call in flight on it lets go of it).
+    fn health(&self) -> Health<AsyncClient> {
+        lock(&self.link).health()
     }
 
     /// One reconnect attempt to `servers[index]`: connect, re-subscribe,
@@ -420,128 +350,72 @@ impl ClusterShared {
     async fn reconnect(&self, index: usize) -> Result<(), ClientError> {
         let server = lock(&self.link).servers.get(index).to_owned();
         let client = AsyncClient::connect_with(server.as_str(), self.options.clone()).await?;
-        let generation = next_generation(&mut lock(&self.link));
-        let result = async {
-            let (subscribed, answers) = self.resubscribe(&client, generation)?;
-            for answer in answers {
-                match client.sent(answer).await {
-                    Err(error) if error.is_fatal() => return Err(error),
-                    // Refused by this server: kept without interest here, as
-                    // in the blocking client; the next connection tries again.
-                    Ok(()) | Err(_) => {}
-                }
+        let generation = lock(&self.link).next_generation();
+        let mut subscribed = self.resubscribe(&client, generation)?;
+        for (_, _, answer) in &mut subscribed {
+            match client.sent(answer.take()).await {
+                Err(error) if error.is_fatal() => return Err(error),
+                // Refused by this server (ack mode): kept without interest
+                // here, as in the blocking client; the next connection tries again.
+                Ok(()) | Err(_) => {}
             }
-            client.flush().await?;
-            Ok(subscribed)
         }
-        .await;
-        let subscribed = match result {
-            Ok(subscribed) => subscribed,
-            Err(error) => return Err(error),
-        };
-        let installed = {
-            let mut link = lock(&self.link);
-            self.install(&mut link, &client, &server, index, generation, &subscribed)
-        };
-        match installed {
-            Ok(()) => {
-                self.changed.notify_waiters();
-                Ok(())
-            }
-            Err(error) => Err(error),
-        }
+        client.flush().await?;
+        self.install(&mut lock(&self.link), client, &server, index, generation, &subscribed)?;
+        self.changed.notify_waiters();
+        Ok(())
     }
 
     /// Under the `link` lock, with nothing awaited: subscribes what was
-    /// opened since `resubscribe`, releases what was closed, encodes the
-    /// buffered publishes in order, and installs `client`.
+    /// opened since `resubscribe` (in ack mode without awaiting the answers:
+    /// a refusal shows in `check_refusals`), releases what was closed,
+    /// encodes the buffered publishes in order (their acknowledgements are
+    /// not awaited: their callers returned long ago; the write buffer may pass
+    /// its bound by the publish buffer's for a moment), and installs `client`.
     fn install(
         &self,
-        link: &mut Link,
-        client: &AsyncClient,
+        link: &mut Link<AsyncClient>,
+        client: AsyncClient,
         server: &str,
         index: usize,
         generation: u64,
-        subscribed: &[(u64, u64)],
+        subscribed: &[(u64, u64, Option<Answer<()>>)],
     ) -> Result<(), ClientError> {
         if link.closed {
             return Err(ClientError::Closed);
         }
-        // Subscriptions opened since `resubscribe`: their acknowledgements
-        // (ack mode) are not awaited here; a refusal shows in check_refusals.
-        self.resubscribe(client, generation)?;
-        {
-            let subscriptions = lock(&self.subscriptions);
-            for (id, inner_id) in subscribed {
-                if !subscriptions.entries.contains_key(id) {
-                    client.release(*inner_id);
-                }
-            }
+        self.resubscribe(&client, generation)?;
+        for inner_id in lock(&self.subscriptions).closed_since(subscribed) {
+            client.release(inner_id);
         }
         link.buffer.send_all(|publish| {
-            // Ack mode: the acknowledgements of buffered publishes are not
-            // awaited (their callers returned long ago).
             client
                 .encode_publish(&publish.subject, publish.reply.as_deref(), &publish.headers(), &publish.payload)
                 .map(drop)
         })?;
         client.wake_writer();
-        link.servers.learn(server, &client.welcome().cluster_urls);
-        link.server_index = link.servers.index_of(server).unwrap_or(index);
-        link.client = Some(client.clone());
-        link.generation = generation;
-        link.reconnects += 1;
+        link.install(client, server, index, generation);
         Ok(())
     }
 
     /// Encodes a Subscribe on `client` for every subscription not yet on
-    /// `generation`; returns `(id, server-side id)` of those, and the
-    /// acknowledgements to await (ack mode).
-    #[allow(clippy::type_complexity)]
+    /// `generation`; returns `(id, server-side id, acknowledgement)` of those.
     fn resubscribe(
         &self,
         client: &AsyncClient,
         generation: u64,
-    ) -> Result<(Vec<(u64, u64)>, Vec<Option<super::Answer<()>>>), ClientError> {
-        let mut subscriptions = lock(&self.subscriptions);
-        let mut subscribed = Vec::new();
-        let mut answers = Vec::new();
-        for (id, entry) in &mut subscriptions.entries {
-            if entry.inner.is_some_and(|(on, _)| on == generation) {
-                continue;
-            }
-            match client.encode_subscribe(&entry.pattern, entry.queue.as_deref(), entry.sink.clone()) {
-                Ok((inner_id, answer)) => {
-                    entry.inner = Some((generation, inner_id));
-                    subscribed.push((*id, inner_id));
-                    answers.push(answer);
-                }
-                Err(error) if error.is_fatal() => return Err(error),
-                Err(_) => entry.inner = None,
-            }
-        }
-        Ok((subscribed, answers))
+    ) -> Result<Vec<(u64, u64, Option<Answer<()>>)>, ClientError> {
+        lock(&self.subscriptions)
+            .resubscribe(generation, |pattern, queue, sink| client.encode_subscribe(pattern, queue, sink))
     }
 
     fn unsubscribe(&self, id: u64) {
         let link = lock(&self.link);
-        let entry = lock(&self.subscriptions).entries.remove(&id);
-        let Some(Entry { inner: Some((generation, inner_id)), .. }) = entry else { return };
-        if let Some(client) = &link.client {
-            if generation == link.generation {
-                client.release(inner_id);
-            }
+        let inner = lock(&self.subscriptions).remove(id);
+        if let Some((client, inner_id)) = link.holding(inner) {
+            client.release(inner_id);
         }
     }
-}
-
-/// A new generation per attempt (not per installed connection), so that an
-/// attempt that failed after subscribing never makes the next one skip a
-/// subscription. While it runs no connection is installed, so nothing
-/// compares a subscription's generation with it.
-fn next_generation(link: &mut Link) -> u64 {
-    link.generation += 1;
-    link.generation
 }
 
 /// The supervisor task's body: it holds the client only while it works, so
@@ -553,16 +427,11 @@ async fn supervise(weak: Weak<ClusterShared>) {
         let wait = match shared.health() {
             Health::Closed => return,
             Health::Healthy => HEALTH_CHECK,
-            Health::Lost { from } => {
+            Health::Lost { from, lost } => {
+                drop(lost);
                 let servers = lock(&shared.link).servers.len();
                 let index = attempts.target(from, servers);
-                match shared.reconnect(index).await {
-                    Ok(()) => {
-                        attempts.succeeded();
-                        HEALTH_CHECK
-                    }
-                    Err(_) => attempts.failed(index, servers, &shared.options),
-                }
+                attempts.settle(index, servers, shared.reconnect(index).await.is_ok(), &shared.options)
             }
         };
         drop(shared);

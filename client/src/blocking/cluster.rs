@@ -3,10 +3,11 @@
 //! A [`ClusterClient`] holds at most one [`Client`] (a connection) at a time,
 //! the subscriptions the user opened (pattern, queue group and the queue the
 //! user reads), and a bounded buffer of publishes made while no connection is
-//! up. A supervisor thread checks the connection every [`HEALTH_CHECK`]; once
+//! up. A supervisor thread checks the connection every `HEALTH_CHECK`; once
 //! it has ended (EOF, reset, an Error frame) or the server announced that it
 //! drains (a Draining frame), the supervisor drops it and connects to the next
-//! server of the list, round robin, waiting between failed attempts with
+//! server of the list (the given servers, then the other nodes the servers
+//! named in their Welcomes), round robin, waiting between failed attempts with
 //! exponential backoff and full jitter (`Options::reconnect_delay_min` doubling
 //! to `reconnect_delay_max`; the first attempt after a loss is immediate). On
 //! the new connection it re-subscribes every open subscription (the user's
@@ -37,13 +38,14 @@
 //!
 //! # Limits
 //! `unsubscribe_after` is not offered: a count cannot be carried over to a
-//! new connection exactly. The tokio client has no failover yet.
+//! new connection exactly. The tokio client's failover
+//! ([`AsyncClusterClient`](crate::AsyncClusterClient)) makes the same
+//! decisions, shared in `failover.rs`.
 //!
 //! # Lock order
 //! `link` before `subscriptions`. Neither is held while waiting for a
 //! reconnect backoff; the flush of a new connection runs with neither held.
 
-use std::collections::BTreeMap;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -53,7 +55,7 @@ use super::io::{message_channel, MessageReceiver, MessageSender};
 use super::{deadline_after, Client};
 use crate::connection::lock;
 use crate::error::ClientError;
-use crate::failover::{Attempts, PublishBuffer, ServerList, HEALTH_CHECK};
+use crate::failover::{given_servers, Attempts, Connected, Health, Link, Subscriptions, HEALTH_CHECK};
 use crate::framing::check_pattern;
 use crate::message::Message;
 use crate::options::Options;
@@ -72,51 +74,25 @@ impl std::fmt::Debug for ClusterClient {
 
 struct ClusterShared {
     options: Options,
-    link: Mutex<Link>,
+    link: Mutex<Link<Client>>,
     /// Signalled when a connection is installed or the client closes.
     changed: Condvar,
-    subscriptions: Mutex<Subscriptions>,
+    subscriptions: Mutex<Subscriptions<MessageSender>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// The current connection and what waits for the next one.
-struct Link {
-    /// `None` while reconnecting.
-    client: Option<Client>,
-    /// The given servers, then the ones the servers named.
-    servers: ServerList,
-    /// Which of `servers` the client is (or was last) connected to.
-    server_index: usize,
-    /// Bumped per connection; a subscription records the one it is on.
-    generation: u64,
-    /// Successful reconnects so far (the first connection not counted).
-    reconnects: u64,
-    buffer: PublishBuffer,
-    closed: bool,
-}
+impl Connected for Client {
+    fn usable(&self) -> Result<(), ClientError> {
+        Client::usable(self)
+    }
 
-#[derive(Default)]
-struct Subscriptions {
-    next_id: u64,
-    entries: BTreeMap<u64, Entry>,
-}
+    fn draining(&self) -> bool {
+        self.statistics().server_draining_within_ms.is_some()
+    }
 
-struct Entry {
-    pattern: String,
-    queue: Option<String>,
-    sink: MessageSender,
-    /// `(generation, server-side id)` of the connection it is subscribed on.
-    inner: Option<(u64, u64)>,
-}
-
-/// What the supervisor found.
-enum Health {
-    Healthy,
-    Closed,
-    /// The connection ended or is draining; reconnect starting after `from`.
-    Lost {
-        from: usize,
-    },
+    fn welcome(&self) -> &flit_wire::Welcome {
+        Client::welcome(self)
+    }
 }
 
 impl ClusterClient {
@@ -126,12 +102,7 @@ impl ClusterClient {
     /// with the other nodes the server names in its Welcome added to the list
     /// (after these; see [`Options::ignore_discovered_servers`]).
     pub fn connect<A: std::fmt::Display>(servers: &[A], options: Options) -> Result<ClusterClient, ClientError> {
-        let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
-        assert!(options.reconnect_delay_min <= options.reconnect_delay_max);
-        if servers.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no server given").into());
-        }
-        let mut servers = ServerList::new(servers, &options);
+        let servers = given_servers(servers, &options)?;
         let mut last_error = ClientError::NotConnected;
         let mut connected = None;
         for index in 0..servers.len() {
@@ -143,18 +114,8 @@ impl ClusterClient {
                 Err(error) => last_error = error,
             }
         }
-        let Some((server_index, client)) = connected else { return Err(last_error) };
-        let server = servers.get(server_index).to_owned();
-        servers.learn(&server, &client.welcome().cluster_urls);
-        let link = Link {
-            client: Some(client),
-            server_index: servers.index_of(&server).unwrap_or(server_index),
-            servers,
-            generation: 1,
-            reconnects: 0,
-            buffer: PublishBuffer::default(),
-            closed: false,
-        };
+        let Some((index, client)) = connected else { return Err(last_error) };
+        let link = Link::first(client, servers, index);
         let shared = Arc::new(ClusterShared {
             options,
             link: Mutex::new(link),
@@ -172,9 +133,7 @@ impl ClusterClient {
     /// The server connected now (`None` while reconnecting, or once the
     /// connection ended and before the supervisor replaced it).
     pub fn connected_server(&self) -> Option<String> {
-        let link = lock(&self.shared.link);
-        let client = link.client.as_ref().filter(|client| client.usable().is_ok());
-        client.map(|_| link.servers.get(link.server_index).to_owned())
+        lock(&self.shared.link).connected_server()
     }
 
     /// The servers this client fails over to, in the order it tries them:
@@ -241,7 +200,6 @@ impl ClusterClient {
         if link.closed {
             return Err(ClientError::Closed);
         }
-        let mut subscriptions = lock(&self.shared.subscriptions);
         let mut inner = None;
         if let Some(client) = &link.client {
             match client.subscribe_sink(pattern, queue, sink.clone()) {
@@ -251,10 +209,7 @@ impl ClusterClient {
                 Err(_) => {}
             }
         }
-        subscriptions.next_id += 1;
-        let id = subscriptions.next_id;
-        let entry = Entry { pattern: pattern.to_owned(), queue: queue.map(str::to_owned), sink, inner };
-        subscriptions.entries.insert(id, entry);
+        let id = lock(&self.shared.subscriptions).add(pattern, queue, sink, inner);
         Ok(ClusterSubscription { id, receiver, shared: Arc::clone(&self.shared) })
     }
 
@@ -299,10 +254,8 @@ impl ClusterClient {
     pub fn close(&self) -> Result<(), ClientError> {
         let client = {
             let mut link = lock(&self.shared.link);
-            link.closed = true;
-            link.buffer.clear();
-            lock(&self.shared.subscriptions).entries.clear();
-            link.client.take()
+            lock(&self.shared.subscriptions).clear();
+            link.close()
         };
         self.shared.changed.notify_all();
         let supervisor = lock(&self.shared.supervisor).take();
@@ -329,12 +282,8 @@ impl ClusterShared {
     fn connected_within(&self, deadline: Instant) -> Result<Client, ClientError> {
         let mut link = lock(&self.link);
         loop {
-            if link.closed {
-                return Err(ClientError::Closed);
-            }
-            // A connection that ended is about to be replaced: wait for that.
-            if let Some(client) = link.client.as_ref().filter(|client| client.usable().is_ok()) {
-                return Ok(client.clone());
+            if let Some(client) = link.usable_client()? {
+                return Ok(client);
             }
             let wait = left(deadline);
             if wait.is_zero() {
@@ -346,23 +295,10 @@ impl ClusterShared {
         }
     }
 
-    fn health(&self) -> Health {
-        let mut link = lock(&self.link);
-        if link.closed {
-            return Health::Closed;
-        }
-        let Some(client) = &link.client else { return Health::Lost { from: link.server_index } };
-        let draining = client.statistics().server_draining_within_ms.is_some();
-        if client.usable().is_ok() && !draining {
-            return Health::Healthy;
-        }
-        let client = link.client.take();
-        let from = link.server_index;
-        drop(link);
-        // No flush: a draining server no longer reads (a flush would wait
-        // for its timeout), and one that ended cannot answer.
-        drop(client);
-        Health::Lost { from }
+    /// The connection's health; one that ended or drains is dropped here,
+    /// outside the lock.
+    fn health(&self) -> Health<Client> {
+        lock(&self.link).health()
     }
 
     /// One reconnect attempt to `servers[index]`: connect, re-subscribe,
@@ -370,14 +306,7 @@ impl ClusterShared {
     fn reconnect(&self, index: usize) -> Result<(), ClientError> {
         let server = lock(&self.link).servers.get(index).to_owned();
         let client = Client::connect_with(server.as_str(), self.options.clone())?;
-        // Per attempt, not per installed connection: an attempt that failed
-        // after subscribing must not make the next one skip a subscription.
-        // No connection is installed meanwhile, so nothing compares with it.
-        let generation = {
-            let mut link = lock(&self.link);
-            link.generation += 1;
-            link.generation
-        };
+        let generation = lock(&self.link).next_generation();
         let subscribed = match self.resubscribe(&client, generation) {
             Ok(subscribed) => subscribed,
             Err(error) => {
@@ -397,68 +326,40 @@ impl ClusterShared {
         }
         // Subscriptions opened or closed since `resubscribe`.
         let late = self.resubscribe(&client, generation);
-        {
-            let subscriptions = lock(&self.subscriptions);
-            for (id, inner_id) in subscribed {
-                if !subscriptions.entries.contains_key(&id) {
-                    client.release_subscription(inner_id);
-                }
-            }
+        for inner_id in lock(&self.subscriptions).closed_since(&subscribed) {
+            client.release_subscription(inner_id);
         }
         if let Err(error) = late.and_then(|_| send_buffer(&mut link, &client)) {
             drop(link);
             let _ = client.close();
             return Err(error);
         }
-        link.servers.learn(&server, &client.welcome().cluster_urls);
-        link.server_index = link.servers.index_of(&server).unwrap_or(index);
-        link.client = Some(client);
-        link.generation = generation;
-        link.reconnects += 1;
+        link.install(client, &server, index, generation);
         drop(link);
         self.changed.notify_all();
         Ok(())
     }
 
     /// Subscribes every subscription not yet on `generation` on `client`;
-    /// returns `(id, server-side id)` of those it subscribed.
-    fn resubscribe(&self, client: &Client, generation: u64) -> Result<Vec<(u64, u64)>, ClientError> {
-        let mut subscriptions = lock(&self.subscriptions);
-        let mut subscribed = Vec::new();
-        for (id, entry) in &mut subscriptions.entries {
-            if entry.inner.is_some_and(|(on, _)| on == generation) {
-                continue;
-            }
-            match client.subscribe_sink(&entry.pattern, entry.queue.as_deref(), entry.sink.clone()) {
-                Ok(inner_id) => {
-                    entry.inner = Some((generation, inner_id));
-                    subscribed.push((*id, inner_id));
-                }
-                Err(error) if error.is_fatal() => return Err(error),
-                // Refused by this server (permission, in ack mode): the
-                // subscription stays open without interest here, as it would
-                // on a plain client; the next connection tries again.
-                Err(_) => entry.inner = None,
-            }
-        }
-        Ok(subscribed)
+    /// returns `(id, server-side id, ())` of those it subscribed.
+    fn resubscribe(&self, client: &Client, generation: u64) -> Result<Vec<(u64, u64, ())>, ClientError> {
+        lock(&self.subscriptions).resubscribe(generation, |pattern, queue, sink| {
+            client.subscribe_sink(pattern, queue, sink).map(|inner_id| (inner_id, ()))
+        })
     }
 
     fn unsubscribe(&self, id: u64) {
         let link = lock(&self.link);
-        let entry = lock(&self.subscriptions).entries.remove(&id);
-        let Some(Entry { inner: Some((generation, inner_id)), .. }) = entry else { return };
-        if let Some(client) = &link.client {
-            if generation == link.generation {
-                client.release_subscription(inner_id);
-            }
+        let inner = lock(&self.subscriptions).remove(id);
+        if let Some((client, inner_id)) = link.holding(inner) {
+            client.release_subscription(inner_id);
         }
     }
 }
 
 /// Sends the buffered publishes on `client`, in order (see
 /// [`PublishBuffer::send_all`]).
-fn send_buffer(link: &mut Link, client: &Client) -> Result<(), ClientError> {
+fn send_buffer(link: &mut Link<Client>, client: &Client) -> Result<(), ClientError> {
     link.buffer.send_all(|publish| {
         client.publish_with(&publish.subject, publish.reply.as_deref(), &publish.headers(), &publish.payload)
     })
@@ -473,16 +374,11 @@ fn supervise(weak: &Weak<ClusterShared>) {
         let wait = match shared.health() {
             Health::Closed => return,
             Health::Healthy => HEALTH_CHECK,
-            Health::Lost { from } => {
+            Health::Lost { from, lost } => {
+                drop(lost);
                 let servers = lock(&shared.link).servers.len();
                 let index = attempts.target(from, servers);
-                match shared.reconnect(index) {
-                    Ok(()) => {
-                        attempts.succeeded();
-                        HEALTH_CHECK
-                    }
-                    Err(_) => attempts.failed(index, servers, &shared.options),
-                }
+                attempts.settle(index, servers, shared.reconnect(index).is_ok(), &shared.options)
             }
         };
         let closed = lock(&shared.link).closed;
