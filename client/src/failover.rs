@@ -372,6 +372,10 @@ impl<C: Connected> Link<C> {
     }
 }
 
+/// What [`Subscriptions::resubscribe`] subscribed: `(id, server-side id,
+/// the caller's value)` per subscription.
+pub(crate) type Resubscribed<T> = Vec<(u64, u64, T)>;
+
 /// A cluster client's subscriptions: what it re-subscribes on each new
 /// connection. `S` is the sender of the user's queue, which outlives every
 /// connection.
@@ -418,12 +422,11 @@ impl<S: Clone> Subscriptions<S> {
     /// id, that)` for each. A fatal error stops; a refusal (permission, in ack
     /// mode) leaves the subscription open without interest there, as on a
     /// plain client, and the next connection tries again.
-    #[allow(clippy::type_complexity)]
     pub(crate) fn resubscribe<T>(
         &mut self,
         generation: u64,
         mut subscribe: impl FnMut(&str, Option<&str>, S) -> Result<(u64, T), ClientError>,
-    ) -> Result<Vec<(u64, u64, T)>, ClientError> {
+    ) -> Result<Resubscribed<T>, ClientError> {
         let mut subscribed = Vec::new();
         for (id, entry) in &mut self.entries {
             if entry.inner.is_some_and(|(on, _)| on == generation) {
@@ -521,6 +524,89 @@ mod tests {
         assert_eq!(attempts.target(2, 3), 1, "then the one after the failed attempt");
         attempts.succeeded();
         assert_eq!(attempts.target(1, 3), 2);
+    }
+
+    /// A connection for [`Link`]'s tests: its Welcome, and whether it is up or drains.
+    #[derive(Clone)]
+    struct Fake {
+        welcome: Welcome,
+        up: bool,
+        draining: bool,
+    }
+
+    impl Fake {
+        fn naming(urls: &[&str]) -> Fake {
+            let welcome = Welcome {
+                version: 2,
+                server_name: "fake".to_owned(),
+                shard: 0,
+                shards: 1,
+                payload_bytes_max: 1024,
+                meta_bytes_max: 1024,
+                pending_bytes_max: 1024,
+                subscriptions_max: 16,
+                cluster_urls: names(urls),
+            };
+            Fake { welcome, up: true, draining: false }
+        }
+    }
+
+    impl Connected for Fake {
+        fn usable(&self) -> Result<(), ClientError> {
+            if self.up {
+                Ok(())
+            } else {
+                Err(ClientError::Disconnected)
+            }
+        }
+
+        fn draining(&self) -> bool {
+            self.draining
+        }
+
+        fn welcome(&self) -> &Welcome {
+            &self.welcome
+        }
+    }
+
+    #[test]
+    fn a_link_learns_from_each_welcome_and_names_the_server_it_is_on() {
+        let mut link = Link::first(Fake::naming(&["b:1"]), list(&["a:1"]), 0);
+        assert_eq!(link.servers.to_vec(), names(&["a:1", "b:1"]));
+        assert_eq!(link.connected_server().as_deref(), Some("a:1"));
+        link.client.as_mut().expect("connected").draining = true;
+        let Health::Lost { from: 0, lost: Some(_) } = link.health() else { panic!("a draining server is left") };
+        assert_eq!(link.connected_server(), None);
+        let generation = link.next_generation();
+        link.install(Fake::naming(&["a:1", "c:1"]), "b:1", 1, generation);
+        assert_eq!(link.servers.to_vec(), names(&["a:1", "b:1", "c:1"]));
+        assert_eq!(link.connected_server().as_deref(), Some("b:1"), "the index follows the server");
+        assert_eq!(link.reconnects, 1);
+        link.client.as_mut().expect("connected").up = false;
+        assert!(matches!(link.health(), Health::Lost { from: 1, lost: Some(_) }));
+        assert!(link.close().is_none());
+        assert!(matches!(link.health(), Health::Closed));
+        assert!(matches!(link.usable_client(), Err(ClientError::Closed)));
+    }
+
+    #[test]
+    fn an_attempt_that_failed_after_subscribing_does_not_make_the_next_skip_it() {
+        let mut link = Link::first(Fake::naming(&[]), list(&["a:1"]), 0);
+        let mut subscriptions = Subscriptions::default();
+        let id = subscriptions.add("orders.>", None, (), Some((link.generation, 7)));
+        assert_eq!(link.holding(Some((link.generation, 7))).map(|(_, inner)| inner), Some(7));
+        let _ = link.health();
+        link.client = None; // lost
+        let failed = link.next_generation();
+        let first = subscriptions.resubscribe(failed, |_, _, ()| Ok((8, ()))).expect("subscribed");
+        assert_eq!(first.iter().map(|(id, inner, _)| (*id, *inner)).collect::<Vec<_>>(), vec![(id, 8)]);
+        // That attempt's flush failed; the next one must subscribe again.
+        let next = link.next_generation();
+        let again = subscriptions.resubscribe(next, |_, _, ()| Ok((9, ()))).expect("subscribed");
+        assert_eq!(again.len(), 1, "subscribed on the next connection too");
+        assert!(subscriptions.resubscribe(next, |_, _, ()| Ok((10, ()))).expect("none").is_empty(), "once per attempt");
+        assert_eq!(subscriptions.remove(id), Some((next, 9)));
+        assert!(subscriptions.closed_since(&again).contains(&9), "released once closed");
     }
 
     #[test]

@@ -53,7 +53,7 @@ use tokio::time::Instant;
 use super::{deadline_after, Answer, AsyncClient};
 use crate::connection::lock;
 use crate::error::ClientError;
-use crate::failover::{given_servers, Attempts, Connected, Health, Link, Subscriptions, HEALTH_CHECK};
+use crate::failover::{given_servers, Attempts, Connected, Health, Link, Resubscribed, Subscriptions, HEALTH_CHECK};
 use crate::framing::check_pattern;
 use crate::message::Message;
 use crate::options::Options;
@@ -404,7 +404,7 @@ impl ClusterShared {
         &self,
         client: &AsyncClient,
         generation: u64,
-    ) -> Result<Vec<(u64, u64, Option<Answer<()>>)>, ClientError> {
+    ) -> Result<Resubscribed<Option<Answer<()>>>, ClientError> {
         lock(&self.subscriptions)
             .resubscribe(generation, |pattern, queue, sink| client.encode_subscribe(pattern, queue, sink))
     }

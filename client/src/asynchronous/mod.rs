@@ -8,6 +8,9 @@
 //! itself until its answer arrives, dispatching whatever else it reads; a
 //! reader task reads while no call waits. See `link.rs`.
 //!
+//! [`AsyncClusterClient`] (`cluster.rs`) fails over between the nodes of a
+//! cluster, as the blocking [`ClusterClient`](crate::ClusterClient) does.
+//!
 //! # Shutdown
 //! [`AsyncClient::close`] flushes, then ends the connection for every clone.
 //! Dropping the last clone and the last [`AsyncSubscription`] ends it without

@@ -55,7 +55,7 @@ use super::io::{message_channel, MessageReceiver, MessageSender};
 use super::{deadline_after, Client};
 use crate::connection::lock;
 use crate::error::ClientError;
-use crate::failover::{given_servers, Attempts, Connected, Health, Link, Subscriptions, HEALTH_CHECK};
+use crate::failover::{given_servers, Attempts, Connected, Health, Link, Resubscribed, Subscriptions, HEALTH_CHECK};
 use crate::framing::check_pattern;
 use crate::message::Message;
 use crate::options::Options;
@@ -342,7 +342,7 @@ impl ClusterShared {
 
     /// Subscribes every subscription not yet on `generation` on `client`;
     /// returns `(id, server-side id, ())` of those it subscribed.
-    fn resubscribe(&self, client: &Client, generation: u64) -> Result<Vec<(u64, u64, ())>, ClientError> {
+    fn resubscribe(&self, client: &Client, generation: u64) -> Result<Resubscribed<()>, ClientError> {
         lock(&self.subscriptions).resubscribe(generation, |pattern, queue, sink| {
             client.subscribe_sink(pattern, queue, sink).map(|inner_id| (inner_id, ()))
         })
