@@ -3,6 +3,8 @@
 //! subscriptions across a SIGKILL of the node it is connected to, buffers
 //! publishes while no node is reachable and sends them in order once one is,
 //! and refuses publishes past its buffer bound instead of growing or blocking.
+//! A node's Welcome names the other nodes (`cluster_urls`), and a client given
+//! one node fails over to a node it learned that way.
 //! Nodes run one shard each (2 cores share them with the test).
 
 mod cluster_support;
@@ -11,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cluster_support::{Cluster, Gate};
-use flit_client::{ClientError, ClusterClient, Options};
+use flit_client::{Client, ClientError, ClusterClient, Options};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// The bound a failover must meet: detect, reconnect, re-subscribe.
@@ -45,6 +47,73 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what} within {WAIT:?}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// What `address`'s Welcome names, once it names `count` other nodes (the
+/// routes come up a moment after the nodes start).
+fn welcome_naming(address: std::net::SocketAddr, count: usize) -> Vec<String> {
+    let mut named = Vec::new();
+    wait_for(&format!("{address}'s Welcome names {count} other node(s)"), || {
+        named = Client::connect(address).expect("connect").welcome().cluster_urls.clone();
+        named.len() >= count
+    });
+    named
+}
+
+#[test]
+fn a_welcome_names_the_other_nodes_and_a_single_node_names_none() {
+    let cluster = Cluster::start(3, 1);
+    let addresses: Vec<String> = (0..3).map(|index| cluster.node(index).address.to_string()).collect();
+    for (index, own) in addresses.iter().enumerate() {
+        let mut named = welcome_naming(cluster.node(index).address, 2);
+        named.sort();
+        let mut others: Vec<String> = addresses.iter().filter(|address| *address != own).cloned().collect();
+        others.sort();
+        assert_eq!(named, others, "node {}'s Welcome names the others, not itself", index + 1);
+    }
+    let single = common::FlitServer::start(1, &[]);
+    let client = Client::connect(single.address).expect("connect");
+    assert!(client.welcome().cluster_urls.is_empty(), "no cluster: an empty list");
+}
+
+#[test]
+fn a_client_given_one_node_fails_over_to_a_node_its_welcome_named() {
+    let mut cluster = Cluster::start(2, 1);
+    let (first, second) = (cluster.node(0).address.to_string(), cluster.node(1).address.to_string());
+    assert_eq!(welcome_naming(cluster.node(0).address, 1), vec![second.clone()]);
+    let client = ClusterClient::connect(&[&first], options()).expect("connect");
+    assert_eq!(client.servers(), vec![first.clone(), second.clone()], "the given server, then the named one");
+    let subscription = client.subscribe("learned.events").expect("subscribe");
+    client.flush().expect("flush");
+    let publisher = cluster.client(1);
+    until_routed(
+        || publisher.publish("learned.events", b"probe").expect("publish"),
+        || subscription.next_timeout(Duration::from_millis(50)).expect("receive").is_some(),
+    );
+    while subscription.next_timeout(Duration::from_millis(200)).expect("receive").is_some() {}
+
+    drop(cluster.nodes[0].take()); // SIGKILL the only node the client was given
+    let killed = Instant::now();
+    loop {
+        publisher.publish("learned.events", b"after").expect("publish on the survivor");
+        if let Some(message) = subscription.next_timeout(Duration::from_millis(20)).expect("open") {
+            assert_eq!(&message.payload[..], b"after");
+            break;
+        }
+        assert!(killed.elapsed() < FAILOVER_BOUND, "no delivery within {FAILOVER_BOUND:?} of the kill");
+    }
+    assert_eq!(client.connected_server(), Some(second.clone()), "on the node only the Welcome named");
+    assert_eq!(client.reconnects(), 1);
+}
+
+#[test]
+fn ignoring_discovered_servers_keeps_the_given_list() {
+    let cluster = Cluster::start(2, 1);
+    let first = cluster.node(0).address.to_string();
+    welcome_naming(cluster.node(0).address, 1);
+    let options = Options { ignore_discovered_servers: true, ..options() };
+    let client = ClusterClient::connect(&[&first], options).expect("connect");
+    assert_eq!(client.servers(), vec![first]);
 }
 
 #[test]
@@ -94,6 +163,8 @@ struct Stranded {
 }
 
 fn stranded_publisher(options: Options, subject: &str) -> (Stranded, flit_client::Subscription) {
+    // Only the gate: node 2's own address, which node 1's Welcome names, is not tried.
+    let options = Options { ignore_discovered_servers: true, ..options };
     let mut cluster = Cluster::start(2, 1);
     let gate = Gate::closed_to(cluster.node(1).address);
     let publisher =

@@ -20,11 +20,16 @@
 //! one wildcard inbox subscription per client (see [`inbox`]).
 //!
 //! # Failing over between the nodes of a cluster
-//! [`Client`] talks to one server and ends with its connection.
-//! [`ClusterClient`] (`Client::connect_cluster(&[a, b, c], options)`) is the
-//! blocking client for a cluster: it connects to the first server that
-//! answers and, when the connection is lost (EOF, reset, an Error frame) or
-//! the server sends a Draining notice, connects to the next one (round robin;
+//! [`Client`] and [`AsyncClient`] talk to one server and end with its
+//! connection. [`ClusterClient`] (`Client::connect_cluster(&[a, b, c],
+//! options)`) is the blocking client for a cluster, [`AsyncClusterClient`]
+//! (`AsyncClient::connect_cluster(&[a, b, c], options).await`) the tokio one,
+//! with the same behaviour (the decisions are shared, in `failover.rs`): it
+//! connects to the first server that answers and, when the connection is
+//! lost (EOF, reset, an Error frame) or the server sends a Draining notice,
+//! connects to the next one (round robin over the given servers, then the
+//! other nodes the servers named in Welcome's `cluster_urls`, at most
+//! [`KNOWN_SERVERS_MAX`] in all, unless [`Options::ignore_discovered_servers`];
 //! backoff with full jitter between failed attempts, `reconnect_delay_min`
 //! doubling to `reconnect_delay_max`), re-subscribes every open subscription
 //! (same [`ClusterSubscription`], same id; a subscription gets nothing
@@ -36,9 +41,10 @@
 //! [`ClientError::NotConnected`]. Still at most once: a request in flight
 //! when the connection ends fails with that connection's error and is never
 //! resent; publishes that had already returned `Ok` on the dead connection
-//! may be lost; so are deliveries during the gap. Not yet: failover in
-//! [`AsyncClient`], `unsubscribe_after` on a [`ClusterSubscription`], and
-//! learning the other nodes from the server. See `blocking/cluster.rs`.
+//! may be lost; so are deliveries during the gap. Not yet: `unsubscribe_after`
+//! on a cluster subscription, and learning nodes that join after the client
+//! connected (a Welcome is sent once). See `blocking/cluster.rs` and
+//! `asynchronous/cluster.rs`.
 //!
 //! # Layout
 //! - `dispatch`: what whoever reads does with each decoded frame, the routing
@@ -101,6 +107,7 @@ mod connection;
 mod connection_streams;
 mod dispatch;
 pub mod error;
+mod failover;
 mod framing;
 pub mod inbox;
 pub mod message;
@@ -110,10 +117,13 @@ mod statistics;
 pub mod stream;
 pub mod tls;
 
-pub use asynchronous::{AsyncClient, AsyncDurablePublish, AsyncSubscription};
+pub use asynchronous::{
+    AsyncClient, AsyncClusterClient, AsyncClusterSubscription, AsyncDurablePublish, AsyncSubscription,
+};
 pub use blocking::{Client, ClusterClient, ClusterSubscription, DurablePublish, Messages, Subscription};
 pub use dispatch::Statistics;
 pub use error::ClientError;
+pub use failover::KNOWN_SERVERS_MAX;
 pub use flit_wire::Welcome;
 pub use message::Message;
 pub use options::Options;

@@ -28,17 +28,22 @@ pub struct Options {
     pub write_buffer_bytes_max: usize,
     /// Speak TLS to the server (both clients).
     pub tls: Option<crate::tls::TlsOptions>,
-    /// [`ClusterClient`](crate::ClusterClient) only: bytes of publishes held
+    /// Cluster clients ([`ClusterClient`](crate::ClusterClient),
+    /// [`AsyncClusterClient`](crate::AsyncClusterClient)) only: bytes of publishes held
     /// while no server is connected (subject, reply, headers and payload).
     /// A publish that would go past it fails with
     /// [`ClientError::ReconnectBufferFull`](crate::ClientError::ReconnectBufferFull).
     pub reconnect_buffer_bytes_max: usize,
-    /// [`ClusterClient`](crate::ClusterClient) only: the first backoff between
+    /// Cluster clients only: the first backoff between
     /// failed reconnect attempts; it doubles per failure up to `reconnect_delay_max`,
     /// and each wait is drawn uniformly from zero to it (full jitter).
     pub reconnect_delay_min: Duration,
-    /// [`ClusterClient`](crate::ClusterClient) only: the longest backoff.
+    /// Cluster clients only: the longest backoff.
     pub reconnect_delay_max: Duration,
+    /// Cluster clients only: fail over to the servers given only, not to the
+    /// other nodes a server names in its Welcome (`cluster_urls`). Default
+    /// false: the learned ones are tried after the given ones.
+    pub ignore_discovered_servers: bool,
 }
 
 impl Default for Options {
@@ -55,6 +60,7 @@ impl Default for Options {
             reconnect_buffer_bytes_max: 8 * 1024 * 1024,
             reconnect_delay_min: Duration::from_millis(50),
             reconnect_delay_max: Duration::from_secs(2),
+            ignore_discovered_servers: false,
         }
     }
 }

@@ -37,6 +37,7 @@ fn welcome_speaking(version: u16) -> Welcome {
         meta_bytes_max: 4096,
         pending_bytes_max: 1 << 20,
         subscriptions_max: 16,
+        cluster_urls: Vec::new(),
     }
 }
 

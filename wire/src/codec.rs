@@ -96,6 +96,32 @@ pub struct Welcome {
     pub meta_bytes_max: u32,
     pub pending_bytes_max: u64,
     pub subscriptions_max: u32,
+    /// The other nodes of the server's cluster, where they accept flit
+    /// clients (`host:port`), for failover; empty without a cluster (and from
+    /// a server that predates the field). At most [`WELCOME_URLS_MAX`], each
+    /// 1 to [`WELCOME_URL_BYTES_MAX`] bytes without whitespace.
+    pub cluster_urls: Vec<String>,
+}
+
+/// Most URLs in a Welcome's `cluster_urls` (a cluster has at most 64 nodes).
+pub const WELCOME_URLS_MAX: usize = 64;
+/// Longest URL in a Welcome's `cluster_urls` (as a route Hello's URLs).
+pub const WELCOME_URL_BYTES_MAX: usize = crate::route::ROUTE_URL_BYTES_MAX;
+
+/// The rules of [`Welcome::cluster_urls`], checked by the encoder and the decoder.
+pub(crate) fn check_cluster_url_count(count: usize) -> Result<(), WireError> {
+    if count > WELCOME_URLS_MAX {
+        let reason = "more than WELCOME_URLS_MAX (64) URLs";
+        return Err(WireError::InvalidField { table: "Welcome", field: "cluster_urls", reason });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_cluster_url(url: &str) -> Result<(), WireError> {
+    if url.is_empty() {
+        return Err(WireError::InvalidField { table: "Welcome", field: "cluster_urls", reason: "an empty URL" });
+    }
+    crate::route::types::check_text("Welcome", "cluster_urls", url, WELCOME_URL_BYTES_MAX)
 }
 
 /// A message on its way in. Subjects are validated UTF-8 bytes.
@@ -335,6 +361,7 @@ pub fn decode(frame: Bytes, limits: &Limits) -> Result<Frame, WireError> {
                 meta_bytes_max: welcome.meta_bytes_max(),
                 pending_bytes_max: welcome.pending_bytes_max(),
                 subscriptions_max: welcome.subscriptions_max(),
+                cluster_urls: cluster_urls(welcome.cluster_urls())?,
             })
         }
         Op::Publish => {
@@ -431,4 +458,19 @@ pub fn decode_headers(block: &[u8]) -> Result<Vec<(String, String)>, WireError> 
         .entries()
         .map(|entries| entries.iter().map(|entry| (entry.key().to_owned(), entry.value().to_owned())).collect())
         .unwrap_or_default())
+}
+
+/// A Welcome's `cluster_urls`, measured before it is collected (a server
+/// cannot make a client allocate past the limits).
+fn cluster_urls(
+    list: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&str>>>,
+) -> Result<Vec<String>, WireError> {
+    let Some(list) = list else { return Ok(Vec::new()) };
+    check_cluster_url_count(list.len())?;
+    list.iter()
+        .map(|url| {
+            check_cluster_url(url)?;
+            Ok(url.to_owned())
+        })
+        .collect()
 }

@@ -93,8 +93,14 @@ impl Encoder {
     }
 
     pub fn welcome(&mut self, out: &mut BytesMut, welcome: &Welcome) -> Result<(), WireError> {
+        crate::codec::check_cluster_url_count(welcome.cluster_urls.len())?;
+        for url in &welcome.cluster_urls {
+            crate::codec::check_cluster_url(url)?;
+        }
         self.builder.reset();
         let server_name = Some(self.builder.create_string(&welcome.server_name));
+        let cluster_urls: Vec<_> = welcome.cluster_urls.iter().map(|url| self.builder.create_string(url)).collect();
+        let cluster_urls = (!cluster_urls.is_empty()).then(|| self.builder.create_vector(&cluster_urls));
         let root = schema::Welcome::create(
             &mut self.builder,
             &schema::WelcomeArgs {
@@ -106,6 +112,7 @@ impl Encoder {
                 meta_bytes_max: welcome.meta_bytes_max,
                 pending_bytes_max: welcome.pending_bytes_max,
                 subscriptions_max: welcome.subscriptions_max,
+                cluster_urls,
             },
         );
         let meta = self.finish(root);

@@ -40,7 +40,8 @@ pub use flit_wire_schema as schema;
 pub use codec::{
     decode, decode_headers, decode_publish, encode_headers, negotiate_version, Deliver, ErrorFrame, Frame, Hello,
     Limits, Publish, PublishParts, Subscribe, Unsubscribe, Welcome, HEADER_ENTRIES_MAX, META_BYTES_MAX,
-    PAYLOAD_BYTES_MAX_DEFAULT, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, STATUS_NO_RESPONDERS,
+    PAYLOAD_BYTES_MAX_DEFAULT, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, STATUS_NO_RESPONDERS, WELCOME_URLS_MAX,
+    WELCOME_URL_BYTES_MAX,
 };
 pub use encoder::Encoder;
 pub use error::{ErrorCode, WireError};

@@ -63,7 +63,19 @@ fn hello() -> impl Strategy<Value = Frame> {
 }
 
 fn welcome() -> impl Strategy<Value = Frame> {
-    (any::<u16>(), ".{0,32}", any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), any::<u64>(), any::<u32>())
+    // Cluster URLs: no whitespace or control bytes, 1 to 256 bytes each.
+    let cluster_urls = prop::collection::vec("[!-~é]{1,40}", 0..4);
+    (
+        any::<u16>(),
+        ".{0,32}",
+        any::<u16>(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u32>(),
+        cluster_urls,
+    )
         .prop_map(
             |(
                 version,
@@ -74,6 +86,7 @@ fn welcome() -> impl Strategy<Value = Frame> {
                 meta_bytes_max,
                 pending_bytes_max,
                 subscriptions_max,
+                cluster_urls,
             )| {
                 Frame::Welcome(Welcome {
                     version,
@@ -84,6 +97,7 @@ fn welcome() -> impl Strategy<Value = Frame> {
                     meta_bytes_max,
                     pending_bytes_max,
                     subscriptions_max,
+                    cluster_urls,
                 })
             },
         )

@@ -54,6 +54,7 @@ fn seeds() -> Vec<(&'static str, BytesMut)> {
             meta_bytes_max: 65535,
             pending_bytes_max: 64 << 20,
             subscriptions_max: 1024,
+            cluster_urls: Vec::new(),
         };
         encoder.welcome(out, &welcome).expect("encodes");
     });

@@ -8,11 +8,15 @@
 //! itself until its answer arrives, dispatching whatever else it reads; a
 //! reader task reads while no call waits. See `link.rs`.
 //!
+//! [`AsyncClusterClient`] (`cluster.rs`) fails over between the nodes of a
+//! cluster, as the blocking [`ClusterClient`](crate::ClusterClient) does.
+//!
 //! # Shutdown
 //! [`AsyncClient::close`] flushes, then ends the connection for every clone.
 //! Dropping the last clone and the last [`AsyncSubscription`] ends it without
 //! the flush: the writer task closes its half and the reader task is aborted.
 
+mod cluster;
 mod io;
 mod link;
 mod streams;
@@ -34,6 +38,7 @@ use crate::error::ClientError;
 use crate::message::Message;
 use crate::options::Options;
 
+pub use cluster::{AsyncClusterClient, AsyncClusterSubscription};
 pub use streams::AsyncDurablePublish;
 pub use subscription::AsyncSubscription;
 
@@ -93,7 +98,7 @@ impl std::fmt::Debug for AsyncClient {
     }
 }
 
-type Answer<T> = oneshot::Receiver<Result<T, ClientError>>;
+pub(crate) type Answer<T> = oneshot::Receiver<Result<T, ClientError>>;
 type Done = oneshot::Sender<Result<(), ClientError>>;
 
 impl AsyncClient {
@@ -150,9 +155,50 @@ impl AsyncClient {
         headers: &[(&str, &str)],
         payload: &[u8],
     ) -> Result<(), ClientError> {
+        let answer = self.encode_publish(subject, reply, headers, payload)?;
+        self.sent(answer).await
+    }
+
+    /// The part of a publish that does not wait: encodes it (and registers
+    /// its acknowledgement in ack mode). The caller then awaits
+    /// [`AsyncClient::sent`] (backpressure, or the acknowledgement), or only
+    /// wakes the writer (a cluster client sending its buffer).
+    pub(crate) fn encode_publish(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+    ) -> Result<Option<Answer<()>>, ClientError> {
         let (done, answer) = self.acknowledgement();
         self.shared.core.publish(subject, reply, headers, payload, done)?;
-        self.sent(answer).await
+        Ok(answer)
+    }
+
+    /// Subscribes with a queue the caller owns (a cluster client's, which
+    /// outlives this connection), without waiting: returns the id and, in ack
+    /// mode, the answer to await. No guard: the caller releases the id.
+    pub(crate) fn encode_subscribe(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+        sink: mpsc::Sender<Message>,
+    ) -> Result<(u64, Option<Answer<()>>), ClientError> {
+        let (done, answer) = self.acknowledgement();
+        let id = self.shared.core.subscribe(pattern, queue, sink, done)?;
+        self.shared.wake_reader();
+        self.shared.wake_writer.notify_one();
+        Ok((id, answer))
+    }
+
+    /// Wakes the writer task for frames encoded without [`AsyncClient::sent`].
+    pub(crate) fn wake_writer(&self) {
+        self.shared.wake_writer.notify_one();
+    }
+
+    /// `Err` with the error that ended this connection, if one did.
+    pub(crate) fn usable(&self) -> Result<(), ClientError> {
+        self.shared.core.usable()
     }
 
     /// Subscribes to `pattern` (`*` one token, `>` the rest).
@@ -271,7 +317,7 @@ impl AsyncClient {
         (Some(done), Some(answer))
     }
 
-    async fn sent(&self, answer: Option<Answer<()>>) -> Result<(), ClientError> {
+    pub(crate) async fn sent(&self, answer: Option<Answer<()>>) -> Result<(), ClientError> {
         match answer {
             None => self.shared.buffered().await,
             Some(answer) => self.round_trip(answer, deadline_after(self.shared.core.options.flush_timeout)).await,

@@ -3,10 +3,11 @@
 //! A [`ClusterClient`] holds at most one [`Client`] (a connection) at a time,
 //! the subscriptions the user opened (pattern, queue group and the queue the
 //! user reads), and a bounded buffer of publishes made while no connection is
-//! up. A supervisor thread checks the connection every [`HEALTH_CHECK`]; once
+//! up. A supervisor thread checks the connection every `HEALTH_CHECK`; once
 //! it has ended (EOF, reset, an Error frame) or the server announced that it
 //! drains (a Draining frame), the supervisor drops it and connects to the next
-//! server of the list, round robin, waiting between failed attempts with
+//! server of the list (the given servers, then the other nodes the servers
+//! named in their Welcomes), round robin, waiting between failed attempts with
 //! exponential backoff and full jitter (`Options::reconnect_delay_min` doubling
 //! to `reconnect_delay_max`; the first attempt after a loss is immediate). On
 //! the new connection it re-subscribes every open subscription (the user's
@@ -37,34 +38,27 @@
 //!
 //! # Limits
 //! `unsubscribe_after` is not offered: a count cannot be carried over to a
-//! new connection exactly. The tokio client has no failover yet.
+//! new connection exactly. The tokio client's failover
+//! ([`AsyncClusterClient`](crate::AsyncClusterClient)) makes the same
+//! decisions, shared in `failover.rs`.
 //!
 //! # Lock order
 //! `link` before `subscriptions`. Neither is held while waiting for a
 //! reconnect backoff; the flush of a new connection runs with neither held.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-
 use super::io::{message_channel, MessageReceiver, MessageSender};
 use super::{deadline_after, Client};
 use crate::connection::lock;
 use crate::error::ClientError;
-use crate::framing::{check_pattern, check_subject};
+use crate::failover::{given_servers, Attempts, Connected, Health, Link, Resubscribed, Subscriptions, HEALTH_CHECK};
+use crate::framing::check_pattern;
 use crate::message::Message;
 use crate::options::Options;
-
-/// How often the supervisor looks at the connection. Detection of a lost
-/// connection is this late at most (the connection itself notices EOF at once).
-pub(crate) const HEALTH_CHECK: Duration = Duration::from_millis(10);
-
-/// Bytes counted per buffered publish on top of its strings and payload.
-const BUFFERED_OVERHEAD_BYTES: usize = 64;
 
 /// A client for a cluster: see the module header. Clone it to share it.
 #[derive(Clone)]
@@ -74,91 +68,45 @@ pub struct ClusterClient {
 
 impl std::fmt::Debug for ClusterClient {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("ClusterClient").field("servers", &self.shared.servers).finish_non_exhaustive()
+        formatter.debug_struct("ClusterClient").field("servers", &self.servers()).finish_non_exhaustive()
     }
 }
 
 struct ClusterShared {
-    servers: Vec<String>,
     options: Options,
-    link: Mutex<Link>,
+    link: Mutex<Link<Client>>,
     /// Signalled when a connection is installed or the client closes.
     changed: Condvar,
-    subscriptions: Mutex<Subscriptions>,
+    subscriptions: Mutex<Subscriptions<MessageSender>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// The current connection and what waits for the next one.
-struct Link {
-    /// `None` while reconnecting.
-    client: Option<Client>,
-    /// Which of `servers` the client is (or was last) connected to.
-    server_index: usize,
-    /// Bumped per connection; a subscription records the one it is on.
-    generation: u64,
-    /// Successful reconnects so far (the first connection not counted).
-    reconnects: u64,
-    buffer: VecDeque<BufferedPublish>,
-    buffered_bytes: usize,
-    closed: bool,
-}
-
-struct BufferedPublish {
-    subject: String,
-    reply: Option<String>,
-    headers: Vec<(String, String)>,
-    payload: Vec<u8>,
-}
-
-impl BufferedPublish {
-    fn bytes(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
-        BUFFERED_OVERHEAD_BYTES
-            + self.subject.len()
-            + self.reply.as_ref().map_or(0, String::len)
-            + headers
-            + self.payload.len()
+impl Connected for Client {
+    fn usable(&self) -> Result<(), ClientError> {
+        Client::usable(self)
     }
-}
 
-#[derive(Default)]
-struct Subscriptions {
-    next_id: u64,
-    entries: BTreeMap<u64, Entry>,
-}
+    fn draining(&self) -> bool {
+        self.statistics().server_draining_within_ms.is_some()
+    }
 
-struct Entry {
-    pattern: String,
-    queue: Option<String>,
-    sink: MessageSender,
-    /// `(generation, server-side id)` of the connection it is subscribed on.
-    inner: Option<(u64, u64)>,
-}
-
-/// What the supervisor found.
-enum Health {
-    Healthy,
-    Closed,
-    /// The connection ended or is draining; reconnect starting after `from`.
-    Lost {
-        from: usize,
-    },
+    fn welcome(&self) -> &flit_wire::Welcome {
+        Client::welcome(self)
+    }
 }
 
 impl ClusterClient {
     /// Connects to the first of `servers` (`host:port`) that answers, trying
     /// them in order, each within `options.connect_timeout`; `Err` with the
-    /// last error if none does. Later losses are handled in the background.
+    /// last error if none does. Later losses are handled in the background,
+    /// with the other nodes the server names in its Welcome added to the list
+    /// (after these; see [`Options::ignore_discovered_servers`]).
     pub fn connect<A: std::fmt::Display>(servers: &[A], options: Options) -> Result<ClusterClient, ClientError> {
-        let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
-        assert!(options.reconnect_delay_min <= options.reconnect_delay_max);
-        if servers.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no server given").into());
-        }
+        let servers = given_servers(servers, &options)?;
         let mut last_error = ClientError::NotConnected;
         let mut connected = None;
-        for (index, server) in servers.iter().enumerate() {
-            match Client::connect_with(server.as_str(), options.clone()) {
+        for index in 0..servers.len() {
+            match Client::connect_with(servers.get(index), options.clone()) {
                 Ok(client) => {
                     connected = Some((index, client));
                     break;
@@ -166,18 +114,9 @@ impl ClusterClient {
                 Err(error) => last_error = error,
             }
         }
-        let Some((server_index, client)) = connected else { return Err(last_error) };
-        let link = Link {
-            client: Some(client),
-            server_index,
-            generation: 1,
-            reconnects: 0,
-            buffer: VecDeque::new(),
-            buffered_bytes: 0,
-            closed: false,
-        };
+        let Some((index, client)) = connected else { return Err(last_error) };
+        let link = Link::first(client, servers, index);
         let shared = Arc::new(ClusterShared {
-            servers,
             options,
             link: Mutex::new(link),
             changed: Condvar::new(),
@@ -194,9 +133,14 @@ impl ClusterClient {
     /// The server connected now (`None` while reconnecting, or once the
     /// connection ended and before the supervisor replaced it).
     pub fn connected_server(&self) -> Option<String> {
-        let link = lock(&self.shared.link);
-        let client = link.client.as_ref().filter(|client| client.usable().is_ok());
-        client.map(|_| self.shared.servers[link.server_index].clone())
+        lock(&self.shared.link).connected_server()
+    }
+
+    /// The servers this client fails over to, in the order it tries them:
+    /// the given ones, then those the servers named in their Welcomes (at
+    /// most [`KNOWN_SERVERS_MAX`](crate::KNOWN_SERVERS_MAX) in all).
+    pub fn servers(&self) -> Vec<String> {
+        lock(&self.shared.link).servers.to_vec()
     }
 
     /// How many times the client reconnected after a loss.
@@ -206,7 +150,7 @@ impl ClusterClient {
 
     /// Bytes of publishes waiting for a connection.
     pub fn buffered_bytes(&self) -> usize {
-        lock(&self.shared.link).buffered_bytes
+        lock(&self.shared.link).buffer.bytes()
     }
 
     /// Publishes `payload` to `subject`. While reconnecting the publish is
@@ -236,22 +180,7 @@ impl ClusterClient {
                 Err(_) => {}
             }
         }
-        check_subject(subject)?;
-        let publish = BufferedPublish {
-            subject: subject.to_owned(),
-            reply: reply.map(str::to_owned),
-            headers: headers.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect(),
-            payload: payload.to_vec(),
-        };
-        let bytes = publish.bytes();
-        let limit_bytes = self.shared.options.reconnect_buffer_bytes_max;
-        if link.buffered_bytes + bytes > limit_bytes {
-            return Err(ClientError::ReconnectBufferFull { buffered_bytes: link.buffered_bytes, limit_bytes });
-        }
-        link.buffered_bytes += bytes;
-        link.buffer.push_back(publish);
-        debug_assert!(link.buffered_bytes <= limit_bytes);
-        Ok(())
+        link.buffer.push(subject, reply, headers, payload, self.shared.options.reconnect_buffer_bytes_max)
     }
 
     /// Subscribes to `pattern`; the subscription survives failovers.
@@ -271,7 +200,6 @@ impl ClusterClient {
         if link.closed {
             return Err(ClientError::Closed);
         }
-        let mut subscriptions = lock(&self.shared.subscriptions);
         let mut inner = None;
         if let Some(client) = &link.client {
             match client.subscribe_sink(pattern, queue, sink.clone()) {
@@ -281,10 +209,7 @@ impl ClusterClient {
                 Err(_) => {}
             }
         }
-        subscriptions.next_id += 1;
-        let id = subscriptions.next_id;
-        let entry = Entry { pattern: pattern.to_owned(), queue: queue.map(str::to_owned), sink, inner };
-        subscriptions.entries.insert(id, entry);
+        let id = lock(&self.shared.subscriptions).add(pattern, queue, sink, inner);
         Ok(ClusterSubscription { id, receiver, shared: Arc::clone(&self.shared) })
     }
 
@@ -329,11 +254,8 @@ impl ClusterClient {
     pub fn close(&self) -> Result<(), ClientError> {
         let client = {
             let mut link = lock(&self.shared.link);
-            link.closed = true;
-            link.buffer.clear();
-            link.buffered_bytes = 0;
-            lock(&self.shared.subscriptions).entries.clear();
-            link.client.take()
+            lock(&self.shared.subscriptions).clear();
+            link.close()
         };
         self.shared.changed.notify_all();
         let supervisor = lock(&self.shared.supervisor).take();
@@ -360,12 +282,8 @@ impl ClusterShared {
     fn connected_within(&self, deadline: Instant) -> Result<Client, ClientError> {
         let mut link = lock(&self.link);
         loop {
-            if link.closed {
-                return Err(ClientError::Closed);
-            }
-            // A connection that ended is about to be replaced: wait for that.
-            if let Some(client) = link.client.as_ref().filter(|client| client.usable().is_ok()) {
-                return Ok(client.clone());
+            if let Some(client) = link.usable_client()? {
+                return Ok(client);
             }
             let wait = left(deadline);
             if wait.is_zero() {
@@ -377,30 +295,18 @@ impl ClusterShared {
         }
     }
 
-    fn health(&self) -> Health {
-        let mut link = lock(&self.link);
-        if link.closed {
-            return Health::Closed;
-        }
-        let Some(client) = &link.client else { return Health::Lost { from: link.server_index } };
-        let draining = client.statistics().server_draining_within_ms.is_some();
-        if client.usable().is_ok() && !draining {
-            return Health::Healthy;
-        }
-        let client = link.client.take();
-        let from = link.server_index;
-        drop(link);
-        // No flush: a draining server no longer reads (a flush would wait
-        // for its timeout), and one that ended cannot answer.
-        drop(client);
-        Health::Lost { from }
+    /// The connection's health; one that ended or drains is dropped here,
+    /// outside the lock.
+    fn health(&self) -> Health<Client> {
+        lock(&self.link).health()
     }
 
     /// One reconnect attempt to `servers[index]`: connect, re-subscribe,
     /// flush, send the buffer, install. `Err`: try the next server later.
     fn reconnect(&self, index: usize) -> Result<(), ClientError> {
-        let client = Client::connect_with(self.servers[index].as_str(), self.options.clone())?;
-        let generation = lock(&self.link).generation + 1;
+        let server = lock(&self.link).servers.get(index).to_owned();
+        let client = Client::connect_with(server.as_str(), self.options.clone())?;
+        let generation = lock(&self.link).next_generation();
         let subscribed = match self.resubscribe(&client, generation) {
             Ok(subscribed) => subscribed,
             Err(error) => {
@@ -420,114 +326,59 @@ impl ClusterShared {
         }
         // Subscriptions opened or closed since `resubscribe`.
         let late = self.resubscribe(&client, generation);
-        {
-            let subscriptions = lock(&self.subscriptions);
-            for (id, inner_id) in subscribed {
-                if !subscriptions.entries.contains_key(&id) {
-                    client.release_subscription(inner_id);
-                }
-            }
+        for inner_id in lock(&self.subscriptions).closed_since(&subscribed) {
+            client.release_subscription(inner_id);
         }
         if let Err(error) = late.and_then(|_| send_buffer(&mut link, &client)) {
             drop(link);
             let _ = client.close();
             return Err(error);
         }
-        link.client = Some(client);
-        link.server_index = index;
-        link.generation = generation;
-        link.reconnects += 1;
+        link.install(client, &server, index, generation);
         drop(link);
         self.changed.notify_all();
         Ok(())
     }
 
     /// Subscribes every subscription not yet on `generation` on `client`;
-    /// returns `(id, server-side id)` of those it subscribed.
-    fn resubscribe(&self, client: &Client, generation: u64) -> Result<Vec<(u64, u64)>, ClientError> {
-        let mut subscriptions = lock(&self.subscriptions);
-        let mut subscribed = Vec::new();
-        for (id, entry) in &mut subscriptions.entries {
-            if entry.inner.is_some_and(|(on, _)| on == generation) {
-                continue;
-            }
-            match client.subscribe_sink(&entry.pattern, entry.queue.as_deref(), entry.sink.clone()) {
-                Ok(inner_id) => {
-                    entry.inner = Some((generation, inner_id));
-                    subscribed.push((*id, inner_id));
-                }
-                Err(error) if error.is_fatal() => return Err(error),
-                // Refused by this server (permission, in ack mode): the
-                // subscription stays open without interest here, as it would
-                // on a plain client; the next connection tries again.
-                Err(_) => entry.inner = None,
-            }
-        }
-        Ok(subscribed)
+    /// returns `(id, server-side id, ())` of those it subscribed.
+    fn resubscribe(&self, client: &Client, generation: u64) -> Result<Resubscribed<()>, ClientError> {
+        lock(&self.subscriptions).resubscribe(generation, |pattern, queue, sink| {
+            client.subscribe_sink(pattern, queue, sink).map(|inner_id| (inner_id, ()))
+        })
     }
 
     fn unsubscribe(&self, id: u64) {
         let link = lock(&self.link);
-        let entry = lock(&self.subscriptions).entries.remove(&id);
-        let Some(Entry { inner: Some((generation, inner_id)), .. }) = entry else { return };
-        if let Some(client) = &link.client {
-            if generation == link.generation {
-                client.release_subscription(inner_id);
-            }
+        let inner = lock(&self.subscriptions).remove(id);
+        if let Some((client, inner_id)) = link.holding(inner) {
+            client.release_subscription(inner_id);
         }
     }
 }
 
-/// Sends the buffered publishes on `client`, in order. A publish the new
-/// server refuses for itself (too large for its limits) is dropped; a fatal
-/// error leaves the rest buffered.
-fn send_buffer(link: &mut Link, client: &Client) -> Result<(), ClientError> {
-    while let Some(publish) = link.buffer.front() {
-        let headers: Vec<(&str, &str)> =
-            publish.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-        match client.publish_with(&publish.subject, publish.reply.as_deref(), &headers, &publish.payload) {
-            Err(error) if error.is_fatal() => return Err(error),
-            Ok(()) | Err(_) => {}
-        }
-        let bytes = publish.bytes();
-        link.buffer.pop_front();
-        link.buffered_bytes -= bytes;
-    }
-    debug_assert_eq!(link.buffered_bytes, 0);
-    Ok(())
-}
-
-/// The full-jitter backoff after `failures` failed attempts in a row.
-fn backoff(options: &Options, failures: u32) -> Duration {
-    let ceiling = options.reconnect_delay_min.saturating_mul(1 << failures.min(20)).min(options.reconnect_delay_max);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+/// Sends the buffered publishes on `client`, in order (see
+/// [`PublishBuffer::send_all`]).
+fn send_buffer(link: &mut Link<Client>, client: &Client) -> Result<(), ClientError> {
+    link.buffer.send_all(|publish| {
+        client.publish_with(&publish.subject, publish.reply.as_deref(), &publish.headers(), &publish.payload)
+    })
 }
 
 /// The supervisor thread's body: it holds the client only while it works,
 /// so dropping the last handle ends it.
 fn supervise(weak: &Weak<ClusterShared>) {
-    let mut failures = 0u32;
-    let mut next: Option<usize> = None;
+    let mut attempts = Attempts::default();
     loop {
         let Some(shared) = weak.upgrade() else { return };
-        let wait = match (next, shared.health()) {
-            (_, Health::Closed) => return,
-            (None, Health::Healthy) => HEALTH_CHECK,
-            (Some(index), _) | (None, Health::Lost { from: index }) => {
-                let index = if next.is_some() { index } else { (index + 1) % shared.servers.len() };
-                match shared.reconnect(index) {
-                    Ok(()) => {
-                        failures = 0;
-                        next = None;
-                        HEALTH_CHECK
-                    }
-                    Err(_) => {
-                        failures = failures.saturating_add(1);
-                        next = Some((index + 1) % shared.servers.len());
-                        backoff(&shared.options, failures)
-                    }
-                }
+        let wait = match shared.health() {
+            Health::Closed => return,
+            Health::Healthy => HEALTH_CHECK,
+            Health::Lost { from, lost } => {
+                drop(lost);
+                let servers = lock(&shared.link).servers.len();
+                let index = attempts.target(from, servers);
+                attempts.settle(index, servers, shared.reconnect(index).is_ok(), &shared.options)
             }
         };
         let closed = lock(&shared.link).closed;
@@ -584,23 +435,5 @@ impl ClusterSubscription {
 impl Drop for ClusterSubscription {
     fn drop(&mut self) {
         self.shared.unsubscribe(self.id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_jittered_below_a_doubling_ceiling() {
-        let options = Options::default();
-        for failures in 0..40 {
-            let ceiling =
-                options.reconnect_delay_min.saturating_mul(1 << failures.min(20)).min(options.reconnect_delay_max);
-            for _ in 0..20 {
-                assert!(backoff(&options, failures) <= ceiling);
-            }
-        }
-        assert!((0..50).any(|_| backoff(&options, 10) > Duration::from_millis(50)), "the ceiling grows");
     }
 }

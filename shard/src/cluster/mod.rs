@@ -87,13 +87,16 @@ impl NodeDirectory {
 }
 
 /// The client URLs other nodes announced in their Hellos, by node id: NATS
-/// INFO's `connect_urls` (so NATS clients can reconnect to another node).
-/// Nodes stay listed once seen (clients skip the ones that do not answer).
+/// INFO's `connect_urls` (so NATS clients can reconnect to another node) and
+/// Welcome's `cluster_urls` (the same for flit clients). Recorded when a
+/// node's route comes up; nodes stay listed once seen (clients skip the ones
+/// that do not answer).
 #[derive(Debug, Default)]
 pub struct PeerUrls {
     by_node: Mutex<std::collections::BTreeMap<u32, Vec<String>>>,
     /// Grows each time the NATS URLs change (shards push INFO updates).
     generation: std::sync::atomic::AtomicU64,
+    client_by_node: Mutex<std::collections::BTreeMap<u32, Vec<String>>>,
 }
 
 impl PeerUrls {
@@ -113,6 +116,27 @@ impl PeerUrls {
     /// Every other node's NATS URLs, in node id order.
     pub fn nats_urls(&self) -> Vec<String> {
         self.by_node.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().flatten().cloned().collect()
+    }
+
+    pub fn set_client_urls(&self, node_id: u32, urls: Vec<String>) {
+        self.client_by_node.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(node_id, urls);
+    }
+
+    /// Every other node's flit client URLs, in node id order, deduplicated
+    /// and at most `flit_wire::WELCOME_URLS_MAX` (what a Welcome carries).
+    /// The URLs passed the route Hello's checks, which are Welcome's.
+    pub fn client_urls(&self) -> Vec<String> {
+        let by_node = self.client_by_node.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut urls: Vec<String> = Vec::new();
+        for url in by_node.values().flatten() {
+            if urls.len() == flit_wire::WELCOME_URLS_MAX {
+                break;
+            }
+            if !urls.contains(url) {
+                urls.push(url.clone());
+            }
+        }
+        urls
     }
 }
 

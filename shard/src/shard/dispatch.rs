@@ -95,6 +95,8 @@ impl Shard {
             meta_bytes_max: META_BYTES_MAX as u32,
             pending_bytes_max: self.config.pending_bytes_max as u64,
             subscriptions_max: self.config.subscriptions_per_connection_max as u32,
+            // The other nodes, for failover (empty without a cluster).
+            cluster_urls: self.shared.peer_urls.client_urls(),
         };
         let Some(connection) = self.connections.get_mut(key) else { return };
         connection.state = ConnectionState::Open;

@@ -326,6 +326,12 @@ impl Shard {
         if !lane.peer_nats_urls.is_empty() {
             self.shared.peer_urls.set_nats_urls(node_id, lane.peer_nats_urls.clone());
         }
+        // Its flit client URLs, for Welcome's `cluster_urls`: read again from
+        // its Hello (decoded once already; once per lane up).
+        let peer_hello = lane.peer_hello.clone().map(|raw| decode_route(raw, &self.limits));
+        if let Some(Ok(RouteFrame::Hello(hello))) = peer_hello {
+            self.shared.peer_urls.set_client_urls(node_id, hello.client_urls);
+        }
         tracing::info!(shard = self.id, node = node_id, role = ?role, "route up");
         if let Some(address) = announced {
             self.learn_peer_address(address, true);
