@@ -4,9 +4,10 @@
 //! Two ways io_uring is denied in practice, both created here:
 //!
 //! - The `kernel.io_uring_disabled` sysctl (value 2): the test sets it for the
-//!   whole machine and restores the old value when it ends, even on panic. It
-//!   is the only test in this binary that touches the sysctl, and cargo runs
-//!   test binaries one after another, so no other flit process is affected.
+//!   whole machine and restores the old value when it ends, even on panic.
+//!   Cargo runs test binaries one after another, and the tests of this one
+//!   take turns (`MACHINE`), so no other flit process is affected, and the
+//!   seccomp tests never run while the sysctl is set.
 //!   Where the sysctl cannot be written (not root, read-only /proc), that test
 //!   says so on stderr and checks nothing: it cannot create the condition.
 //! - A container's seccomp profile: Docker's default and containerd 2.0's
@@ -18,6 +19,14 @@
 //!   container runtime, so they run everywhere python3 does (CI installs it).
 
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+/// Held by each test for its whole run: the sysctl is machine-wide.
+static MACHINE: Mutex<()> = Mutex::new(());
+
+fn machine() -> MutexGuard<'static, ()> {
+    MACHINE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 const SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
 
@@ -31,6 +40,7 @@ impl Drop for RestoreSysctl {
 
 #[test]
 fn io_uring_denied_is_one_line_and_exit_code_2() {
+    let _machine = machine();
     let Ok(previous) = std::fs::read_to_string(SYSCTL) else {
         eprintln!("{SYSCTL} does not exist: kernel without the switch, nothing to test");
         return;
@@ -90,6 +100,7 @@ os.execv(command[0], command)
 /// Starts `flit serve` under a seccomp filter that refuses io_uring with
 /// `errno`, and checks the one line it prints and its exit code.
 fn io_uring_blocked_by_seccomp(errno: i32, kernel_words: &str) {
+    let _machine = machine();
     let output = Command::new("python3")
         .args(["-c", SECCOMP_WRAPPER, &errno.to_string(), env!("CARGO_BIN_EXE_flit")])
         .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1", "--no-pin"])
