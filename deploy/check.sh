@@ -7,7 +7,16 @@
 #     panels inside the 24-column grid and not overlapping;
 #   - the dashboard's PromQL: parsed by promtool too (its queries, with Grafana
 #     variables filled in, wrapped as recording rules), when promtool is there;
-#   - both files: every metric they name is one the router exports (list below).
+#   - both files: every metric they name is one the router exports (list below);
+#   - deploy/kubernetes/*.yaml: YAML that parses, and with kubernetes-validate
+#     (pip) the Kubernetes schemas (skipped, with a note, when it is not
+#     installed; FLIT_REQUIRE_KUBERNETES_VALIDATE=1 makes that an error, as CI
+#     should); ports, names and numbers consistent between the Services, the
+#     StatefulSet, flit's arguments and deploy/container/Containerfile;
+#   - the pod command's shell: run with fake pod names, addresses and a fake
+#     `getent`, it derives the node id from the ordinal and passes only the
+#     seeds that resolve.
+# (tests/deploy_files.rs checks that every flit flag these files use exists.)
 # Usage, from the repository root: deploy/check.sh
 set -euo pipefail
 
@@ -244,4 +253,188 @@ for p in panels:
 PY
     promtool check rules "$tmp/dashboard_queries.yml"
 fi
+
+echo "== kubernetes manifests and container file"
+if command -v kubernetes-validate >/dev/null 2>&1; then
+    kubernetes-validate --strict --quiet deploy/kubernetes/statefulset.yaml deploy/kubernetes/services.yaml \
+        deploy/kubernetes/secret.example.yaml
+    echo "kubernetes-validate --strict: the manifests match the Kubernetes schemas ($(kubernetes-validate --version))"
+elif [[ "${FLIT_REQUIRE_KUBERNETES_VALIDATE:-0}" == 1 ]]; then
+    echo "error: kubernetes-validate not found and FLIT_REQUIRE_KUBERNETES_VALIDATE=1 (pip install kubernetes-validate)" >&2
+    exit 1
+else
+    echo "kubernetes-validate: SKIPPED, not installed (pip install kubernetes-validate); the checks below still run"
+fi
+python3 - <<'PY'
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    import yaml  # PyYAML: .ci/run installs it with kubernetes-validate
+except ImportError:
+    sys.exit("error: the Kubernetes checks need PyYAML (pip install pyyaml)")
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+k8s = "deploy/kubernetes"
+(statefulset,) = load(f"{k8s}/statefulset.yaml")
+services = {s["metadata"]["name"]: s for s in load(f"{k8s}/services.yaml")}
+(secret,) = load(f"{k8s}/secret.example.yaml")
+(kustomization,) = load(f"{k8s}/kustomization.yaml")
+check(statefulset["kind"] == "StatefulSet", "statefulset.yaml: not a StatefulSet")
+check(set(kustomization["resources"]) == {"services.yaml", "statefulset.yaml"},
+      f"kustomization.yaml: resources {kustomization['resources']}")
+
+spec = statefulset["spec"]
+pod = spec["template"]["spec"]
+(container,) = pod["containers"]
+ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+env = {e["name"]: e.get("value") for e in container["env"]}
+script = container["command"][2]
+check(container["command"][:2] == ["/bin/sh", "-c"], "the container command is not /bin/sh -c SCRIPT")
+check(ports == {"client": 4224, "nats": 4222, "routes": 7422, "metrics": 8222}, f"container ports {ports}")
+
+# The headless Service is the StatefulSet's, and resolves pods before they are ready.
+routes = services.get(spec["serviceName"])
+check(routes is not None, f"serviceName {spec['serviceName']} is not in services.yaml")
+if routes:
+    check(routes["spec"].get("clusterIP") == "None", "the routes Service is not headless")
+    check(routes["spec"].get("publishNotReadyAddresses") is True, "the routes Service lacks publishNotReadyAddresses")
+    check(env.get("FLIT_ROUTES_SERVICE") == spec["serviceName"], "FLIT_ROUTES_SERVICE is not the serviceName")
+labels = spec["template"]["metadata"]["labels"]
+check(spec["selector"]["matchLabels"].items() <= labels.items(), "the selector does not match the pod labels")
+for name, service in services.items():
+    check(service["spec"]["selector"].items() <= labels.items(), f"Service {name} does not select the pods")
+    for p in service["spec"]["ports"]:
+        target = p.get("targetPort", p["port"])
+        number = ports.get(target, target)
+        check(number in ports.values(), f"Service {name} port {p['name']}: target {target} is no container port")
+        check(p["port"] == number, f"Service {name} port {p['name']}: {p['port']} is not the container's {number}")
+check({p["name"] for p in services["flit"]["spec"]["ports"]} == {"client", "nats"}, "client Service ports")
+
+# flit's own addresses in the pod command are the container ports.
+def flag_port(flag):
+    m = re.search(rf"{flag} \S*?(\d+)\"?\)?\"?(?:\s|$)", script)
+    return int(m.group(1)) if m else None
+for flag, port in [("--listen", "client"), ("--metrics", "metrics"), ("--cluster-listen", "routes")]:
+    check(flag_port(flag) == ports[port], f"{flag} port {flag_port(flag)} is not container port {port} {ports[port]}")
+for flag, port in [("--nats-listen", "nats"), ("--cluster-advertise", "routes")]:
+    m = re.search(rf'{flag} "\$\(with_port "\$POD_IP" (\d+)\)"', script)
+    check(m and int(m.group(1)) == ports[port], f"{flag} is not POD_IP with container port {port}")
+check(f'with_port "$address" {ports["routes"]}' in script, "seeds do not use the routes port")
+for probe, path in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")]:
+    get = container[probe]["httpGet"]
+    check(get["path"] == path and get["port"] == "metrics", f"{probe}: {get}")
+annotations = spec["template"]["metadata"].get("annotations", {})
+check(annotations.get("prometheus.io/port") == str(ports["metrics"]), "prometheus.io/port is not the metrics port")
+
+# Replicas, drain timing, secret and data mounts, security.
+check(env.get("FLIT_REPLICAS") == str(spec["replicas"]), "FLIT_REPLICAS is not spec.replicas")
+flush_ms = int(re.search(r"--shutdown-flush-timeout-ms (\d+)", script).group(1))
+prestop = int(env["FLIT_PRESTOP_SECONDS"])
+grace = pod["terminationGracePeriodSeconds"]
+check(grace >= prestop + flush_ms / 1000 + 5,
+      f"terminationGracePeriodSeconds {grace} < preStop {prestop} s + flush {flush_ms} ms + 5 s margin")
+check("FLIT_PRESTOP_SECONDS" in " ".join(container["lifecycle"]["preStop"]["exec"]["command"]), "preStop")
+mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+volumes = {v["name"]: v for v in pod["volumes"]}
+secret_file = re.search(r"--cluster-secret-file (\S+)", script).group(1)
+check(os.path.dirname(secret_file) == mounts.get("cluster-secret"), f"{secret_file} is not in the secret's mount")
+check(volumes["cluster-secret"]["secret"]["secretName"] == secret["metadata"]["name"], "secretName")
+check(os.path.basename(secret_file) in secret["stringData"], "the Secret has no key named like the secret file")
+check(len(secret["stringData"]["secret"]) >= 32, "the example secret is shorter than 32 bytes")
+check(re.search(r"--data-dir (\S+)", script).group(1) == mounts.get("data"), "--data-dir is not the data mount")
+security = container["securityContext"]
+check(security.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem")
+check(security.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation")
+check(security.get("capabilities", {}).get("drop") == ["ALL"], "capabilities: drop ALL")
+check(pod["securityContext"].get("runAsNonRoot") is True, "runAsNonRoot")
+check(pod["securityContext"].get("seccompProfile", {}).get("type") in ("Unconfined", "Localhost"),
+      "seccompProfile must let io_uring through (Unconfined or Localhost)")
+resources = container["resources"]
+check(resources["requests"] == resources["limits"], "requests != limits: not Guaranteed QoS")
+cpus = resources["limits"]["cpu"]
+check(re.fullmatch(r"\d+", str(cpus)) is not None, f"cpu {cpus} is not a whole number of CPUs")
+check(re.search(rf"--shards {cpus}\b", script) is not None, f"--shards is not the CPU count {cpus}")
+
+# The container file: same user, same ports.
+containerfile = open("deploy/container/Containerfile").read()
+user = re.search(r"^USER (\d+):(\d+)$", containerfile, re.M)
+check(user and int(user.group(1)) == pod["securityContext"]["runAsUser"], "Containerfile USER is not runAsUser")
+exposed = {int(p) for line in re.findall(r"^EXPOSE (.*)$", containerfile, re.M) for p in line.split()}
+check(exposed == set(ports.values()), f"Containerfile EXPOSE {sorted(exposed)} != container ports")
+
+# The pod command, run: node id from the ordinal, seeds only the names that resolve.
+tmp = tempfile.mkdtemp()
+with open(f"{tmp}/getent", "w") as f:  # resolves the names listed in FAKE_HOSTS (name=address,...)
+    f.write('#!/bin/sh\n'
+            'for pair in $(echo "$FAKE_HOSTS" | tr , " "); do\n'
+            '  [ "${pair%%=*}" = "$2" ] && { echo "${pair#*=}   $2"; exit 0; }\n'
+            'done\nexit 2\n')
+with open(f"{tmp}/flit", "w") as f:  # prints its arguments one per line
+    f.write('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+for name in ("getent", "flit"):
+    os.chmod(f"{tmp}/{name}", 0o755)
+runnable = script.replace("/usr/local/bin/flit", f"{tmp}/flit")
+check(runnable != script, "the pod command does not exec /usr/local/bin/flit")
+
+
+def run(pod_name, hosts, pod_ip="10.0.0.9", wait="2"):
+    environment = dict(os.environ, PATH=f"{tmp}:{os.environ['PATH']}", POD_NAME=pod_name, POD_IP=pod_ip,
+                       FAKE_HOSTS=",".join(f"{k}={v}" for k, v in hosts.items()),
+                       FLIT_SEED_WAIT_SECONDS=wait, **{k: v for k, v in env.items() if k.startswith("FLIT_")
+                                                       and k != "FLIT_SEED_WAIT_SECONDS"})
+    started = time.monotonic()
+    done = subprocess.run(["/bin/sh", "-c", runnable], env=environment, capture_output=True, text=True, timeout=30)
+    arguments = done.stdout.split("\n")
+    value = lambda flag: arguments[arguments.index(flag) + 1] if flag in arguments else None
+    return done, value, time.monotonic() - started
+
+
+done, value, elapsed = run("flit-0", {})
+check(done.returncode == 0 and value("--node-id") == "1", f"flit-0: node id {value('--node-id')}: {done.stderr}")
+check(value("--cluster-seeds") is None, "flit-0 with no peer resolving: no --cluster-seeds")
+check(elapsed < 1.5, f"flit-0 waited {elapsed:.1f} s for later pods (it must not)")
+check(value("--cluster-advertise") == "10.0.0.9:7422", f"advertise {value('--cluster-advertise')}")
+check(value("--nats-listen") == "10.0.0.9:4222", f"nats-listen {value('--nats-listen')}")
+
+done, value, elapsed = run("flit-2", {"flit-0.flit-routes": "10.0.0.1", "flit-1.flit-routes": "10.0.0.2"})
+check(value("--node-id") == "3", f"flit-2: node id {value('--node-id')}")
+check(value("--cluster-seeds") == "10.0.0.1:7422,10.0.0.2:7422", f"flit-2: seeds {value('--cluster-seeds')}")
+
+done, value, elapsed = run("flit-1", {"flit-2.flit-routes": "10.0.0.3"})
+check(value("--node-id") == "2", f"flit-1: node id {value('--node-id')}")
+check(value("--cluster-seeds") == "10.0.0.3:7422", f"flit-1: seeds {value('--cluster-seeds')} (flit-0 unresolved)")
+check(1.5 <= elapsed < 10, f"flit-1 waited {elapsed:.1f} s for flit-0, expected FLIT_SEED_WAIT_SECONDS (2)")
+check("flit-0.flit-routes does not resolve" in done.stderr, f"flit-1: says which peer is missing: {done.stderr}")
+
+done, value, elapsed = run("flit-12", {"flit-0.flit-routes": "fd00::1"}, pod_ip="fd00::9", wait="0")
+check(value("--node-id") == "13", f"flit-12: node id {value('--node-id')}")
+check(value("--cluster-seeds") == "[fd00::1]:7422", f"IPv6 seed {value('--cluster-seeds')}")
+check(value("--cluster-advertise") == "[fd00::9]:7422", f"IPv6 advertise {value('--cluster-advertise')}")
+
+done, value, elapsed = run("flit", {})
+check(done.returncode == 2 and "cannot derive --node-id" in done.stderr, f"a name without ordinal: {done.stderr}")
+
+if failures:
+    print("\n".join(failures))
+    sys.exit(1)
+print("deploy/kubernetes: parses; ports, names, drain timing and security consistent with flit's arguments and "
+      "deploy/container/Containerfile; the pod command derives node ids 1, 2, 3, 13 and passes only resolvable seeds")
+PY
 echo "== deploy/check.sh: OK"

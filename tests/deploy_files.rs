@@ -3,7 +3,8 @@
 //! served by a live router's /metrics (histograms by their `_bucket`,
 //! `_sum`, `_count` series), and every alert links to a section of
 //! docs/OPERATIONS.md that exists. (promtool's syntax check runs in CI via
-//! deploy/check.sh.)
+//! deploy/check.sh.) The container image and the Kubernetes StatefulSet pass
+//! `flit serve` only flags it has (deploy/check.sh checks the rest of them).
 
 mod common;
 
@@ -134,4 +135,59 @@ fn the_three_node_cluster_example_configs_pass_config_check() {
         assert!(output.status.success(), "node{node}.toml: {}", String::from_utf8_lossy(&output.stderr));
     }
     std::fs::remove_dir_all(&directory).ok();
+}
+
+/// The long flags `flit serve --help` lists.
+fn serve_flags() -> BTreeSet<String> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flit"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run flit serve --help");
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).expect("utf-8");
+    help.lines()
+        .filter_map(|line| line.trim_start().strip_prefix("--"))
+        .map(|rest| rest.split([' ', '=']).next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Every `--flag` word in `text`.
+fn long_flags(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '[' || c == ']')
+        .filter_map(|word| word.strip_prefix("--"))
+        .filter(|flag| !flag.is_empty())
+        .map(|flag| flag.split('=').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn container_and_kubernetes_files_use_only_real_serve_flags() {
+    let known = serve_flags();
+    assert!(known.contains("cluster-advertise") && known.contains("node-id"), "parsed --help: {known:?}");
+    // The StatefulSet: everything but comments (which name kubelet flags).
+    let statefulset: String = read("deploy/kubernetes/statefulset.yaml")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The Containerfile: its CMD, the arguments of `flit` (the ENTRYPOINT).
+    let containerfile = read("deploy/container/Containerfile");
+    let command_start = containerfile.find("\nCMD [\"serve\"").expect("a CMD [\"serve\", ...]");
+    let command_end = containerfile[command_start..].find("]\n").expect("the end of CMD") + command_start;
+    let command = &containerfile[command_start..command_end];
+    for (path, text, required) in [
+        (
+            "deploy/kubernetes/statefulset.yaml",
+            statefulset.as_str(),
+            &["node-id", "cluster-advertise", "cluster-seeds", "cluster-secret-file", "metrics", "shards"][..],
+        ),
+        ("deploy/container/Containerfile (CMD)", command, &["listen", "nats-listen", "metrics"][..]),
+    ] {
+        let used = long_flags(text);
+        let unknown: Vec<&String> = used.difference(&known).collect();
+        assert!(unknown.is_empty(), "{path} passes flags `flit serve` does not have: {unknown:?}");
+        for flag in required {
+            assert!(used.contains(*flag), "{path} does not pass --{flag}: {used:?}");
+        }
+    }
 }

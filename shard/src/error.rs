@@ -16,8 +16,10 @@ pub enum StartError {
     #[error("cannot listen on {address}: {source}; check the address belongs to this host and the port is allowed")]
     Bind { address: SocketAddr, source: io::Error },
     #[error(
-        "io_uring is not available ({source}); enable it with `sysctl kernel.io_uring_disabled=0`, or run outside a \
-         container whose seccomp profile blocks io_uring_setup"
+        "io_uring is not available ({source}): kernel.io_uring_disabled or a container seccomp profile (Docker's and \
+         podman's defaults, some RuntimeDefault profiles) forbids it; set `sysctl kernel.io_uring_disabled=0`, or \
+         allow io_uring_setup, io_uring_enter and io_uring_register (`--security-opt seccomp=unconfined`, Kubernetes \
+         `seccompProfile: Unconfined`, or a custom profile)"
     )]
     IoUringDenied { source: io::Error },
     #[error("io_uring rejected SINGLE_ISSUER|DEFER_TASKRUN ({source}); flit needs Linux 6.1 or newer")]
