@@ -4,7 +4,10 @@
 # starts one cluster, runs every scenario against it, stops it, then does the
 # same with the other (flit first in odd repetitions, NATS first in even
 # ones). All three nodes of a cluster share SERVER_CPU (taskset; flit: one
-# shard per node, --idle park --no-pin); the clients run on LOADGEN_CPU.
+# shard per node, --idle park --spin-before-park-us 0 --no-pin: with three
+# nodes on one core, the default 50 us spin before parking keeps the core
+# from the node that has work; measured on this machine, cross-node reqrep
+# p50 163 us with the spin, 108 us without); the clients run on LOADGEN_CPU.
 # Node A (1) takes the senders (publishers, requesters), node B (2) the
 # receivers (subscribers, responders: flit-loadgen --receiver-target); node 3
 # is a member that carries no client. Medians in summary.md
@@ -13,7 +16,7 @@
 #   bench/cluster.sh [OUT_DIR]          (default bench-results/2026-11-30-cluster)
 # Environment: REPETITIONS (3), DURATION (5s; the nats-py check takes whole
 #   seconds), WARMUP (1s), SERVER_CPU (0), LOADGEN_CPU (1), PAYLOAD (64),
-#   NATS_SERVER (nats-server on PATH), PROBE_INTERVAL_US (50),
+#   NATS_SERVER (nats-server on PATH), PROBE_INTERVAL_US (50), SPIN_BEFORE_PARK_US (0),
 #   SCENARIOS (all: "reqrep-cross pubsub-cross propagation reqrep-same independent").
 #   A quick check: REPETITIONS=1 DURATION=2s bench/cluster.sh /tmp/cluster-smoke
 #
@@ -39,8 +42,9 @@ PAYLOAD=${PAYLOAD:-64}
 PROBE_INTERVAL_US=${PROBE_INTERVAL_US:-50}
 NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || true)}
 [[ -x $NATS_SERVER ]] || { echo "nats-server not found: install it (see bench/compare.sh) or set NATS_SERVER" >&2; exit 1; }
+SPIN_BEFORE_PARK_US=${SPIN_BEFORE_PARK_US:-0}
 SCENARIOS=${SCENARIOS:-reqrep-cross pubsub-cross propagation reqrep-same independent}
-invocation="SCENARIOS='$SCENARIOS' REPETITIONS=$REPS DURATION=$DURATION WARMUP=${WARMUP:-1s} SERVER_CPU=${SERVER_CPU:-0} LOADGEN_CPU=${LOADGEN_CPU:-1} PAYLOAD=$PAYLOAD PROBE_INTERVAL_US=$PROBE_INTERVAL_US bench/cluster.sh${1:+ $1}"
+invocation="SCENARIOS='$SCENARIOS' SPIN_BEFORE_PARK_US=$SPIN_BEFORE_PARK_US REPETITIONS=$REPS DURATION=$DURATION WARMUP=${WARMUP:-1s} SERVER_CPU=${SERVER_CPU:-0} LOADGEN_CPU=${LOADGEN_CPU:-1} PAYLOAD=$PAYLOAD PROBE_INTERVAL_US=$PROBE_INTERVAL_US bench/cluster.sh${1:+ $1}"
 out=${1:-bench-results/2026-11-30-cluster}
 # The settings, the release build, free_port, wait_for_port and machine_header.
 source bench/side_by_side.sh
@@ -59,7 +63,7 @@ started=$(date +%s)
   echo "- clusters: 3 nodes each, all three on CPU $SERVER_CPU (taskset); flit-loadgen and nats-py on CPU $LOADGEN_CPU"
   echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- rustc: $(rustc --version)"
-  echo "- flit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo '+dirty'); per node: flit serve --shards 1 --idle park --no-pin --listen --nats-listen --metrics --cluster-name --cluster-listen --node-id --cluster-secret-file [--cluster-seeds], loopback"
+  echo "- flit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo '+dirty'); per node: flit serve --shards 1 --idle park --spin-before-park-us $SPIN_BEFORE_PARK_US --no-pin --listen --nats-listen --metrics --cluster-name --cluster-listen --node-id --cluster-secret-file [--cluster-seeds], loopback"
   echo "- nats-server --version: $("$NATS_SERVER" --version 2>&1 | head -1) ($NATS_SERVER); per node: -a 127.0.0.1 -p P -m M --cluster nats://127.0.0.1:R --routes (the other two) --cluster_name bench"
   echo "- independent client: nats-py $(python3 -c 'import nats.aio.client as c; print(c.__version__)'), asyncio, bench/nats-independent/cluster_reqrep.py"
 } > "$out/machine.md"
@@ -86,7 +90,7 @@ start_flit() {
     routes+=("127.0.0.1:$(free_port)") metrics+=("127.0.0.1:$(free_port)")
   done
   for i in 0 1 2; do
-    local command=("$flit" serve --shards 1 --idle park --no-pin --listen "${native[$i]}" --nats-listen "${nats[$i]}"
+    local command=("$flit" serve --shards 1 --idle park --spin-before-park-us "$SPIN_BEFORE_PARK_US" --no-pin --listen "${native[$i]}" --nats-listen "${nats[$i]}"
       --metrics "${metrics[$i]}" --cluster-name bench --cluster-listen "${routes[$i]}" --node-id $((i + 1))
       --cluster-secret-file "$scratch/cluster.secret")
     [[ -n $seeds ]] && command+=(--cluster-seeds "$seeds")
