@@ -1,6 +1,6 @@
 //! A TCP proxy that injects network faults, for the cluster failure tests
-//! (std threads only: one accept thread, then one thread per connection to
-//! set it up and one per direction to copy bytes).
+//! (std threads only: one accept thread, then per connection one thread to
+//! set it up, and per direction a reader and a writer).
 //!
 //! Put one in front of every node's route listener (the node advertises the
 //! proxy's address with `--cluster-advertise`, seeds name proxies): every
@@ -155,7 +155,8 @@ impl FaultProxy {
         self.set_fault(Fault::Cut, Some(nodes.to_vec()));
     }
 
-    /// Each chunk waits this long before it is passed on (both ways).
+    /// Each chunk read from now on is passed on this long after it was read
+    /// (both ways): one-way latency.
     pub fn delay(&self, delay: Duration) {
         lock(&self.shared.rules).delay = delay;
         self.shared.changed.notify_all();
@@ -262,15 +263,28 @@ fn read_route_hello(mut inbound: &TcpStream) -> (Option<u32>, Vec<u8>) {
     (node, buffer)
 }
 
-/// Copies `from` to `to` under the rules: held while blackholed, ended by a
-/// cut; an end (EOF, error) ends the whole connection.
+/// Copies `from` to `to` under the rules: what is read is held while
+/// blackholed, dropped by a cut, else passed on `delay` after it was read
+/// (by a writer thread, so a delay is latency, not a throughput limit). An
+/// end (EOF, error) ends the whole connection once what was read is written.
 fn pump(shared: &Shared, id: u64, from_node: Option<u32>, mut from: TcpStream, mut to: TcpStream, first: Vec<u8>) {
-    let mut pending = first.len();
-    let mut buffer = first;
-    buffer.resize(buffer.len().max(64 * 1024), 0);
+    let (sender, chunks) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    let writer = std::thread::spawn(move || {
+        for (due, chunk) in chunks {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if to.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        // The other direction's reader sees the end, and ends the link.
+        let _ = to.shutdown(Shutdown::Both);
+    });
+    let mut chunk = first;
+    let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        if pending == 0 {
-            pending = from.read(&mut buffer).unwrap_or(0);
+        if chunk.is_empty() {
+            let read = from.read(&mut buffer).unwrap_or(0);
+            chunk = buffer[..read].to_vec();
         }
         // Hold what was read (or the end) while blackholed.
         let delay = {
@@ -283,20 +297,14 @@ fn pump(shared: &Shared, id: u64, from_node: Option<u32>, mut from: TcpStream, m
             }
             rules.delay
         };
-        if pending == 0 {
+        if chunk.is_empty() || sender.send((Instant::now() + delay, std::mem::take(&mut chunk))).is_err() {
             break;
         }
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
-        if to.write_all(&buffer[..pending]).is_err() {
-            break;
-        }
-        pending = 0;
     }
+    drop(sender);
+    let _ = writer.join();
     if let Some(link) = lock(&shared.links).remove(&id) {
         link.shut();
     }
     let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
 }
