@@ -8,10 +8,14 @@
 //!   C never notices anything (it gets every message once, in order), and B
 //!   gets each message at most once, in order, and again after the heal;
 //! - a process stopped with SIGSTOP (the kernel keeps its sockets open) is
-//!   shown down the same way, and rejoins when continued.
+//!   shown down the same way, and rejoins when continued;
+//! - a slow link (300 ms each way, through a proxy's delay) is not silent:
+//!   it stays up past the silence limit, delivers in order, and `/cluster`
+//!   shows its round trip.
 //!
-//! Prints `MEASURED silent_peer_detection_ms=`, `silent_peer_heal_ms=` and
-//! `sigstop_detection_ms=` (see bench/cluster_failures.sh).
+//! Prints `MEASURED silent_peer_detection_ms=`, `silent_peer_heal_ms=`,
+//! `sigstop_detection_ms=` and `slow_link_round_trip_ms=` (see
+//! bench/cluster_failures.sh).
 
 mod cluster_support;
 mod common;
@@ -116,13 +120,16 @@ fn a_silent_peer_is_down_within_the_bound_and_nothing_is_delivered_twice() {
     assert_eq!(on_b_numbers.last(), Some(&(published - 1)), "B gets everything again after the heal");
     let missed = published as usize - on_b_numbers.len();
     eprintln!("B missed {missed} of {published} messages (published while its lanes were silent)");
-    // Documented: a message for a node whose route is down is dropped, counted.
+    // A drops (and counts) what it has for B while its lane to B is down,
+    // and forwards nothing once B's interest is withdrawn (its lane to A
+    // closed): which comes first varies, so the count is printed only.
     let dropped = common::metric_sum(
         &common::scrape(cluster.node(0).metrics_address.expect("metrics")),
         "flit_route_messages_dropped_total",
         &[],
     );
-    assert!(missed > 0 && dropped > 0.0, "dropped while B was down: {missed} missed, A counted {dropped}");
+    eprintln!("A counted {dropped} route messages dropped");
+    assert!(missed > 0, "the silence cut B off for a while: {missed}");
 }
 
 #[test]
@@ -141,4 +148,41 @@ fn a_stopped_process_is_down_within_the_bound_and_rejoins_when_continued() {
     cluster.node(1).signal("CONT");
     wait_for_view(cluster.node(0), 2, true, WAIT);
     wait_until_routed(&a, "after.stop", &on_b, WAIT);
+}
+
+/// Node `peer`'s round trip in microseconds as `node`'s `/cluster` shows it.
+fn round_trip_micros(node: &common::FlitServer, peer: u32) -> u64 {
+    let (_, body) = common::http_get(node.metrics_address.expect("metrics"), "/cluster");
+    let line = body.lines().find(|line| line.starts_with(&format!("{peer} "))).expect("listed");
+    line.split_whitespace().nth(3).and_then(|micros| micros.parse().ok()).expect("RTT_US")
+}
+
+#[test]
+fn a_slow_link_under_the_silence_limit_stays_up_and_delivers_in_order() {
+    let cluster = ProxiedCluster::start(3, 1, &[]);
+    wait_for_view(cluster.node(0), 2, true, WAIT);
+    let (a, b) = (cluster.client(0), cluster.client(1));
+    let on_b = b.subscribe("slow").expect("subscribe");
+    wait_until_routed(&a, "slow", &on_b, WAIT);
+    // 300 ms each way on the lanes into B: A's pings to B come back after
+    // 600 ms, under the 1 s silence limit. Slow is not silent.
+    cluster.proxies[1].delay(Duration::from_millis(300));
+    let slowed = Instant::now();
+    for number in 0..200u32 {
+        a.publish("slow", &number.to_le_bytes()).expect("publish");
+    }
+    for number in 0..200u32 {
+        let message = on_b.next_timeout(WAIT).expect("receive").expect("delivered over the slow link");
+        assert_eq!(&message.payload[..], &number.to_le_bytes()[..], "in order, none lost");
+    }
+    assert!(slowed.elapsed() >= Duration::from_millis(300), "the delay applied");
+    // Up throughout, for longer than the silence limit; the round trip shows the latency.
+    let mut slowest = 0;
+    while slowed.elapsed() < Duration::from_secs(3) {
+        assert!(sees_up(cluster.node(0), 2), "a slow lane was taken for a silent one");
+        slowest = slowest.max(round_trip_micros(cluster.node(0), 2));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(slowest >= 600_000, "the round trip includes 2 x 300 ms: {slowest} us");
+    eprintln!("MEASURED slow_link_round_trip_ms={}", slowest / 1000);
 }
