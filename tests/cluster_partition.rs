@@ -31,8 +31,8 @@ enum Fault {
     Cut,
 }
 
-fn partition_then_heal(fault: Fault, measure: &str) {
-    let cluster = ProxiedCluster::start(3, 1, &[]);
+fn partition_then_heal(fault: Fault, shards: usize, measure: &str) {
+    let cluster = ProxiedCluster::start(3, shards, &[]);
     let all_up = |bound: Duration| {
         for (node, peers) in [(0, [2, 3]), (1, [1, 3]), (2, [1, 2])] {
             for peer in peers {
@@ -98,10 +98,18 @@ fn partition_then_heal(fault: Fault, measure: &str) {
 
 #[test]
 fn a_silent_partition_heals_and_interest_is_whole_again() {
-    partition_then_heal(Fault::Blackhole, "heal_remesh_ms");
+    partition_then_heal(Fault::Blackhole, 1, "heal_remesh_ms");
+}
+
+/// Every shard keeps its own lanes: with two shards per node, each node
+/// shows another up while any of its shards has a lane to it, and the
+/// interest every shard announces is whole again after the heal.
+#[test]
+fn a_silent_partition_of_two_shard_nodes_heals_and_interest_is_whole_again() {
+    partition_then_heal(Fault::Blackhole, 2, "heal_remesh_two_shards_ms");
 }
 
 #[test]
 fn a_cut_partition_heals_and_interest_is_whole_again() {
-    partition_then_heal(Fault::Cut, "heal_remesh_after_cut_ms");
+    partition_then_heal(Fault::Cut, 1, "heal_remesh_after_cut_ms");
 }
