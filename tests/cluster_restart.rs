@@ -67,6 +67,36 @@ fn a_node_restarted_with_its_id_rejoins_and_interest_crosses_both_ways() {
 }
 
 /// A node whose host hangs (SIGSTOP: its sockets stay open, silent) is
+/// replaced by a new process with the same node id at the same route
+/// address (its proxy now forwards to the new process), started before the
+/// others have noticed the old one is silent: once the old lanes' silence
+/// closes them, the others redial the address and reach the new process.
+#[test]
+fn a_node_replaced_at_its_address_while_the_old_one_hangs_rejoins() {
+    let mut cluster = ProxiedCluster::start(3, 1, &[]);
+    for (node, peers) in [(0, [2, 3]), (1, [1, 3]), (2, [1, 2])] {
+        for peer in peers {
+            wait_for_view(cluster.node(node), peer, true, WAIT);
+        }
+    }
+    let (a, c) = (cluster.client(0), cluster.client(2));
+    let old = cluster.cluster.nodes[1].take().expect("running");
+    old.signal("STOP"); // hangs; stays stopped (then killed) at the end
+    cluster.start_node(1);
+    let started = Instant::now();
+    let b = cluster.client(1);
+    let on_b = b.subscribe("to.new.b").expect("subscribe");
+    b.flush().expect("flush");
+    wait_until_routed(&a, "to.new.b", &on_b, Duration::from_secs(15));
+    wait_until_routed(&c, "to.new.b", &on_b, Duration::from_secs(15));
+    eprintln!("MEASURED replaced_in_place_reachable_ms={}", started.elapsed().as_millis());
+    for node in [0, 2] {
+        wait_for_view(cluster.node(node), 2, true, WAIT);
+    }
+    drop(old);
+}
+
+/// A node whose host hangs (SIGSTOP: its sockets stay open, silent) is
 /// replaced by a new process with the same node id at a new route address
 /// (a rescheduled pod), started before the others have noticed the old one
 /// is silent (1 s). The others learn the new address from its handshakes
