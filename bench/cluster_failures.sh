@@ -22,7 +22,7 @@ RUNS=${RUNS:-3}
 TESTS=${TESTS:-"cluster_node_death cluster_dead_node_routing cluster_silent_peer cluster_partition cluster_restart"}
 mkdir -p "$out/runs"
 commands=$out/commands.txt
-: > "$commands"
+echo "# $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ)" > "$commands"
 rm -f "$out/failures.txt"
 log() { echo "[cluster_failures] $*" >&2; }
 
