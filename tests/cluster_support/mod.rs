@@ -5,6 +5,8 @@
 //! `client_failover.rs`.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -153,4 +155,126 @@ fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
         let _ = std::io::copy(&mut from, &mut to);
         let _ = to.shutdown(std::net::Shutdown::Both);
     });
+}
+
+// Helpers for the failure tests (`cluster_*.rs`): nodes behind fault proxies,
+// what a node's `/cluster` shows, and bounded waits on it.
+
+/// A cluster whose every route listener is behind a
+/// [`fault_proxy::FaultProxy`]: node `index` advertises `proxies[index]` and
+/// seeds name proxies, so every lane into a node passes its proxy.
+/// `cluster.routes` are the proxies' addresses (what `/cluster` lists).
+pub struct ProxiedCluster {
+    pub cluster: Cluster,
+    pub proxies: Vec<fault_proxy::FaultProxy>,
+    shards: usize,
+    extra: Vec<String>,
+}
+
+impl ProxiedCluster {
+    /// `count` nodes of `shards` shards, node ids 1.., each seeded with the
+    /// proxies of the nodes started before it; `extra` for every node.
+    pub fn start(count: usize, shards: usize, extra: &[&str]) -> ProxiedCluster {
+        let mut proxied = ProxiedCluster {
+            cluster: Cluster::start(0, shards),
+            proxies: Vec::new(),
+            shards,
+            extra: extra.iter().map(|argument| argument.to_string()).collect(),
+        };
+        for index in 0..count {
+            let proxy = fault_proxy::FaultProxy::for_routes();
+            proxied.cluster.routes.push(proxy.address.to_string());
+            proxied.proxies.push(proxy);
+            proxied.cluster.nodes.push(None);
+            proxied.start_node(index);
+        }
+        proxied
+    }
+
+    /// (Re)starts node `index` (node id `index + 1`) behind its proxy, seeded
+    /// with every other node's proxy; the proxy forwards to the new process.
+    pub fn start_node(&mut self, index: usize) {
+        let seeds: Vec<String> = (0..self.proxies.len())
+            .filter(|other| *other != index && self.cluster.nodes[*other].is_some())
+            .map(|other| self.cluster.routes[other].clone())
+            .collect();
+        let advertise = self.cluster.routes[index].clone();
+        let mut extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        extra.extend(["--cluster-advertise", &advertise]);
+        let node = start_node_with(
+            &self.cluster.directory,
+            index as u32 + 1,
+            self.shards,
+            &seeds,
+            SECRET,
+            "127.0.0.1:0",
+            &extra,
+        );
+        self.proxies[index].set_target(node.cluster_address.expect("the ready line names the route listener"));
+        self.cluster.nodes[index] = Some(node);
+    }
+
+    pub fn node(&self, index: usize) -> &FlitServer {
+        self.cluster.node(index)
+    }
+
+    pub fn client(&self, index: usize) -> Client {
+        self.cluster.client(index)
+    }
+
+    /// SIGKILL node `index` (its proxy stays, refusing while nothing listens).
+    pub fn kill(&mut self, index: usize) {
+        drop(self.cluster.nodes[index].take());
+    }
+}
+
+/// What `node`'s `/cluster` (its metrics listener) shows: (node id, route
+/// address, up) per line, this node first.
+pub fn cluster_view(node: &FlitServer) -> Vec<(u32, String, bool)> {
+    let (status, body) = crate::common::http_get(node.metrics_address.expect("--metrics"), "/cluster");
+    assert_eq!(status, 200, "/cluster answered {status}: {body}");
+    body.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields.len(), 4, "NODE_ID ADDR up|down RTT_US: {line:?}");
+            (fields[0].parse().expect("a node id"), fields[1].to_string(), fields[2] == "up")
+        })
+        .collect()
+}
+
+/// Whether `node` shows node `peer` up (false while it is not listed).
+pub fn sees_up(node: &FlitServer, peer: u32) -> bool {
+    cluster_view(node).iter().any(|(id, _, up)| *id == peer && *up)
+}
+
+/// Polls `node`'s `/cluster` (every 10 ms) until node `peer` is `up` (or
+/// down); returns how long that took; panics past `bound`.
+pub fn wait_for_view(node: &FlitServer, peer: u32, up: bool, bound: std::time::Duration) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while sees_up(node, peer) != up {
+        let state = if up { "up" } else { "down" };
+        assert!(started.elapsed() < bound, "node {peer} not {state} within {bound:?}: {:?}", cluster_view(node));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    started.elapsed()
+}
+
+/// Publishes `subject` from `publisher` until `subscription` gets one
+/// (interest crosses a route about one round trip after a flush), then
+/// drains the probes; panics past `bound`.
+pub fn wait_until_routed(
+    publisher: &Client,
+    subject: &str,
+    subscription: &flit_client::Subscription,
+    bound: std::time::Duration,
+) {
+    let started = std::time::Instant::now();
+    loop {
+        publisher.publish(subject, b"probe").expect("publish");
+        if subscription.next_timeout(std::time::Duration::from_millis(50)).expect("receive").is_some() {
+            while subscription.next_timeout(std::time::Duration::from_millis(200)).expect("receive").is_some() {}
+            return;
+        }
+        assert!(started.elapsed() < bound, "interest in {subject} did not reach the publisher's node within {bound:?}");
+    }
 }
