@@ -103,8 +103,6 @@ fn a_node_replaced_at_its_address_while_the_old_one_hangs_rejoins() {
 /// and must end up meshed with it: their view shows it up and their
 /// publishes reach its subscribers.
 #[test]
-#[ignore = "flit bug: a node id's new address proven while the old lane is still up is marked is_self and never \
-            dialed again (shard/src/shard/cluster/mod.rs, on_peer_proof); run with --ignored"]
 fn a_node_replaced_at_a_new_address_while_the_old_one_hangs_rejoins() {
     let cluster = ProxiedCluster::start(3, 1, &[]);
     for (node, peers) in [(0, [2, 3]), (1, [1, 3]), (2, [1, 2])] {

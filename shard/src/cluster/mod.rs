@@ -230,6 +230,9 @@ pub struct LaneSession {
     pub peer_hello: Option<Bytes>,
     /// The peer's node id and its dense index, once its Hello arrived.
     pub peer: Option<(u32, usize)>,
+    /// The peer's generation (grows with each start of it), from its Hello:
+    /// a newer process of the same node replaces a lane to an older one.
+    pub peer_generation: u64,
     /// Dialer: the seed this lane was dialed to.
     pub seed: Option<usize>,
     /// Acceptor: what the peer announced on this lane, with counts, so that
@@ -257,6 +260,7 @@ impl LaneSession {
             captured: HashMap::new(),
             peer_route_address: None,
             peer_nats_urls: Vec::new(),
+            peer_generation: 0,
         }
     }
 }

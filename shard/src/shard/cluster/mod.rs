@@ -288,6 +288,7 @@ impl Shard {
         let Some(connection) = self.connections.get_mut(key) else { return };
         let Some(lane) = connection.route.as_mut() else { return };
         lane.peer = Some((hello.node_id, index));
+        lane.peer_generation = hello.generation;
         lane.peer_hello = Some(raw.clone());
         lane.stage = LaneStage::AwaitingProof;
         lane.peer_route_address = announced_address;
@@ -337,14 +338,29 @@ impl Shard {
             self.learn_peer_address(address, true);
         }
         if role == Role::Dialer {
-            if self.lanes_by_node[index].is_some_and(|lane| lane != key) {
-                // A second address of a node this shard already has a lane to
-                // (a host name and an IP, say): one lane per node, so this
-                // address is not dialed again.
-                if let Some(seed) = seed {
-                    self.route_peers[seed].is_self = true;
+            if let Some(existing) = self.lanes_by_node[index].filter(|lane| *lane != key) {
+                let generation_of = |shard: &Self, lane: ConnectionKey| {
+                    shard.connections.get(lane).and_then(|c| c.route.as_ref()).map_or(0, |lane| lane.peer_generation)
+                };
+                let (new, old) = (generation_of(self, key), generation_of(self, existing));
+                if new > old {
+                    // The node restarted elsewhere (a new address) while its
+                    // old process still holds a lane open (hung, not yet
+                    // silent for long enough): the new process wins, the old
+                    // lane goes, and its address stays dialable.
+                    self.close_lane(existing, "replaced by a newer start of the same node");
+                } else {
+                    // A second address of the process this shard already has
+                    // a lane to (a host name and an IP, say): one lane per
+                    // node, so this address is not dialed again. An older
+                    // process's address is dialed again later.
+                    if let Some(seed) = seed {
+                        if new == old {
+                            self.route_peers[seed].is_self = true;
+                        }
+                    }
+                    return self.finish_close(key);
                 }
-                return self.finish_close(key);
             }
             if let Some(seed) = seed {
                 self.route_peers[seed].backoff = ROUTE_RETRY_FIRST;
