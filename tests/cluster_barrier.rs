@@ -22,26 +22,33 @@ fn plain_client(node: &common::FlitServer) -> Client {
     Client::connect(node.address).expect("connect")
 }
 
-/// Publishes a probe from `publisher` until `subscription` sees one, so the
-/// mesh is whole before the barrier is tested.
-fn wait_until_meshed(publisher: &Client, subscriber: &Client) {
-    let subscription = subscriber.subscribe("mesh.probe").expect("subscribe");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        publisher.publish("mesh.probe", b"probe").expect("publish");
-        if subscription.next_timeout(Duration::from_millis(50)).expect("receive").is_some() {
-            return;
+/// Waits until every shard of every node has its route to every other node
+/// up (the barrier covers the routes that are up when the flush is made;
+/// a route still being dialed gets the whole interest when it comes up),
+/// then until a probe from `publisher` reaches `subscriber`.
+fn wait_until_meshed(cluster: &Cluster, publisher: &Client, subscriber: &Client) {
+    let nodes = cluster.nodes.len();
+    for node in 0..nodes {
+        let server = cluster.node(node);
+        let expected = (server.shards * (nodes - 1)) as f64;
+        let deadline = Instant::now() + WAIT;
+        while common::metric_sum(&common::scrape(server.metrics_address.expect("metrics")), "flit_routes_up", &[])
+            < expected
+        {
+            assert!(Instant::now() < deadline, "node {} never had all {expected} routes up", node + 1);
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(Instant::now() < deadline, "the nodes did not mesh within {WAIT:?}");
     }
+    let subscription = subscriber.subscribe("mesh.probe").expect("subscribe");
+    cluster_support::wait_until_routed(publisher, "mesh.probe", &subscription, WAIT);
 }
 
 #[test]
 fn a_publish_right_after_the_subscribers_flush_is_never_lost() {
     let cluster = Cluster::start(3, 2);
     let (a, b, c) = (plain_client(cluster.node(0)), plain_client(cluster.node(1)), plain_client(cluster.node(2)));
-    wait_until_meshed(&a, &c);
-    wait_until_meshed(&b, &c);
+    wait_until_meshed(&cluster, &a, &c);
+    wait_until_meshed(&cluster, &b, &c);
     let mut lost = Vec::new();
     for round in 0..ROUNDS {
         // A subject nobody on any node had interest in before: the first
@@ -64,7 +71,7 @@ fn a_publish_right_after_the_subscribers_flush_is_never_lost() {
 fn an_ack_mode_subscribe_returns_only_once_every_node_sees_it() {
     let cluster = Cluster::start(3, 2);
     let (a, c) = (cluster.client(0), cluster.client(2));
-    wait_until_meshed(&a, &c);
+    wait_until_meshed(&cluster, &a, &c);
     for round in 0..ROUNDS {
         let subject = format!("acked.{round}");
         let subscription = c.queue_subscribe(&subject, "workers").expect("subscribe");
@@ -78,7 +85,7 @@ fn an_ack_mode_subscribe_returns_only_once_every_node_sees_it() {
 fn after_the_last_responder_leaves_and_flushes_requests_get_no_responders() {
     let cluster = Cluster::start(3, 2);
     let (a, c) = (plain_client(cluster.node(0)), plain_client(cluster.node(2)));
-    wait_until_meshed(&a, &c);
+    wait_until_meshed(&cluster, &a, &c);
     for round in 0..50 {
         let subject = format!("service.{round}");
         let service = c.subscribe(&subject).expect("subscribe");
@@ -109,7 +116,7 @@ fn a_burst_of_subscriptions_crosses_the_cluster_without_closing_a_route() {
     let cluster = Cluster::start(2, 2);
     let a = plain_client(cluster.node(0));
     let subscribers: Vec<Client> = (0..2).map(|_| plain_client(cluster.node(1))).collect();
-    wait_until_meshed(&a, &subscribers[0]);
+    wait_until_meshed(&cluster, &a, &subscribers[0]);
     let routes_up = |node: usize| {
         let scrape = common::scrape(cluster.node(node).metrics_address.expect("metrics"));
         common::metric_sum(&scrape, "flit_routes_up", &[])
@@ -127,9 +134,20 @@ fn a_burst_of_subscriptions_crosses_the_cluster_without_closing_a_route() {
     for client in &subscribers {
         client.flush_timeout(Duration::from_secs(60)).expect("flush after the burst");
     }
+    let after_flush = (routes_up(0), routes_up(1));
     a.publish("burst.1.39999", b"last").expect("publish");
     a.flush().expect("flush");
     let message = subscriptions[1][39_999].next_timeout(WAIT).expect("receive");
-    assert!(message.is_some(), "the last subscription of the burst was visible when the flush returned");
+    let mesh_full = |node: usize| {
+        let scrape = common::scrape(cluster.node(node).metrics_address.expect("metrics"));
+        common::metric_sum(&scrape, "flit_shard_mesh_queue_full_total", &[])
+    };
+    assert!(
+        message.is_some(),
+        "the last subscription of the burst was visible when the flush returned; routes up before {before:?}, \
+         after the flush {after_flush:?}, now {:?}; mesh queue full events {:?}",
+        (routes_up(0), routes_up(1)),
+        (mesh_full(0), mesh_full(1))
+    );
     assert_eq!((routes_up(0), routes_up(1)), before, "no route closed");
 }

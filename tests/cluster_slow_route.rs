@@ -30,15 +30,7 @@ fn a_stalled_peer_costs_its_own_messages_only() {
     local.flush().expect("flush");
     remote.flush().expect("flush");
     // The mesh is whole: a probe crosses.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        publisher.publish("bulk.probe", b"probe").expect("publish");
-        if on_b.next_timeout(Duration::from_millis(50)).expect("receive").is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the nodes did not mesh");
-    }
-    while on_b.next_timeout(Duration::from_millis(200)).expect("receive").is_some() {}
+    cluster_support::wait_until_routed(&publisher, "bulk.probe", &on_b, WAIT);
     while on_a.next_timeout(Duration::from_millis(200)).expect("receive").is_some() {}
 
     cluster.node(1).signal("STOP");

@@ -107,6 +107,9 @@ pub struct Shard {
     /// Set by `request_remote_store` for the publish being routed: the node
     /// and id its RouteMessage carries (taken by `forward_to_nodes`).
     outgoing_store: Option<(usize, u64)>,
+    /// The last sweep at which this shard's reads were held up by its mesh
+    /// outboxes: lanes' silence is counted from no earlier than this.
+    lane_silence_floor_nanos: u64,
     /// The `PeerUrls` generation this shard's NATS clients were last told.
     nats_urls_generation_seen: u64,
     node_cursors: HashMap<GroupKey, u32>,
@@ -234,6 +237,7 @@ impl Shard {
             next_store_request: 0,
             outgoing_store: None,
             nats_urls_generation_seen: 0,
+            lane_silence_floor_nanos: 0,
             node_cursors: HashMap::new(),
             accept_retry_at: None,
             wake_pipe: parts.wake_pipe,

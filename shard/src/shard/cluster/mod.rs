@@ -436,14 +436,27 @@ impl Shard {
 
     /// The sweep's part for lanes: dialers ping theirs; a lane silent past
     /// `ROUTE_SILENCE_MAX`, or not up within the handshake timeout, closes.
+    ///
+    /// Silence counts only time this shard was reading: while its mesh
+    /// outboxes are backed up it reads no socket (io.rs), so a lane's peer
+    /// may have answered long ago; and a lane whose input is paused (its
+    /// unread bytes at the cap) is behind on our side, not silent on theirs.
     pub(super) fn sweep_lanes(&mut self, now_nanos: u64) {
         let silence_max = ROUTE_SILENCE_MAX.as_nanos() as u64;
         let handshake_max = self.config.handshake_timeout.as_nanos() as u64;
+        if self.outboxes.iter().any(|outbox| !outbox.is_empty()) {
+            self.lane_silence_floor_nanos = now_nanos;
+        }
+        let floor = self.lane_silence_floor_nanos;
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
         for connection in self.connections.iter() {
             let Some(lane) = connection.route.as_ref() else { continue };
-            let silent = now_nanos.saturating_sub(connection.last_read_nanos);
+            let silent = if connection.receive_paused {
+                0
+            } else {
+                now_nanos.saturating_sub(connection.last_read_nanos.max(floor))
+            };
             let age = now_nanos.saturating_sub(connection.opened_at_nanos);
             if lane.stage != LaneStage::Up && age > handshake_max {
                 to_close.push((connection.key, "handshake not finished in time"));
