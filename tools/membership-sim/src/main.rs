@@ -50,7 +50,7 @@ struct Args {
 }
 
 const SECOND: Nanos = 1000 * MS;
-const PROFILES: [Profile; 3] = [Profile::Proposed, Profile::Simple, Profile::Lan];
+const PROFILES: [Profile; 4] = [Profile::Proposed, Profile::Tuned, Profile::Simple, Profile::Lan];
 const LATENCIES: [Latency; 2] = [Latency::Loopback, Latency::Lan];
 
 fn par_map<T: Send>(count: u64, threads: usize, f: impl Fn(u64) -> T + Sync) -> Vec<T> {

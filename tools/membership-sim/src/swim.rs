@@ -8,13 +8,17 @@
 //! hung host or a full partition, no EOF). A restarted node is a fresh
 //! `Foca` with the same `id` and `generation + 1`.
 //!
-//! The embedding (what flit would write around foca): a node that is not
-//! connected (at start, after `Idle`, `Defunct` or `Rejoin`) announces to a
-//! random seed (nodes 0, 1, 2, not itself) every 500 ms until foca says
-//! `Active`. Without it a node that was declared down and renewed its
-//! identity can stay disconnected for good: `change_identity` stops foca's
-//! timers until a message for the new identity arrives, and the one gossip
-//! it sends may be lost.
+//! The embedding (what flit would write around foca, like NATS dialing its
+//! explicit routes forever): every 500 ms a node announces to each of its
+//! seeds (nodes 0, 1, 2 except itself; a joining node in scenario (c): node
+//! 0 only) that is not an active member of its view, and to all of them
+//! while foca is not `Active` (at start, after `Idle`, `Defunct`,
+//! `Rejoin`). Both halves were needed: announcing to one seed until
+//! `Active` let bootstrap form disjoint clusters that never merged (foca's
+//! `periodic_announce` only goes to members it already knows), and a node
+//! declared down renews its identity, which stops foca's timers until a
+//! message for the new identity arrives (the one gossip it sends may be
+//! lost or go to the dead node).
 
 use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
 use std::time::Duration;
@@ -75,6 +79,11 @@ pub const UDP_IP_HEADER_BYTES: u64 = 28;
 pub enum Profile {
     /// /work/cluster-design.md section 1.
     Proposed,
+    /// Proposed with `max_transmissions` 10 and gossip to 3 members: the
+    /// straggler fix suggested by the first run (an update sent only 4 times
+    /// per node sometimes misses a member, which then finds out by its own
+    /// probe round, seconds later).
+    Tuned,
     /// `Config::simple()`.
     Simple,
     /// `Config::new_lan(n)`.
@@ -85,6 +94,7 @@ impl Profile {
     pub fn name(self) -> &'static str {
         match self {
             Profile::Proposed => "foca proposed",
+            Profile::Tuned => "foca proposed, max_tx 10, gossip 3",
             Profile::Simple => "foca simple()",
             Profile::Lan => "foca new_lan(n)",
         }
@@ -104,6 +114,11 @@ impl Profile {
                 periodic_announce: Some(periodic(30_000, 1)),
                 periodic_announce_to_down_members: Some(periodic(1000, 1)),
                 periodic_gossip: Some(periodic(200, 2)),
+            },
+            Profile::Tuned => Config {
+                max_transmissions: NonZeroU8::new(10).expect("nonzero"),
+                periodic_gossip: Some(periodic(200, 3)),
+                ..Profile::Proposed.config(n)
             },
             Profile::Simple => Config::simple(),
             Profile::Lan => Config::new_lan(NonZeroU32::new(n as u32).expect("n > 0")),
@@ -143,12 +158,16 @@ struct SimNode {
     epoch: u32,
     /// foca said `Active` last (not `Idle`, `Defunct` or `Rejoin`).
     connected: bool,
-    /// An `Ev::Announce` for this epoch is queued.
-    announcing: bool,
+    /// Who this node announces to.
+    seeds: Vec<u32>,
 }
 
-/// Nodes that announces go to.
-const SEEDS: usize = 3;
+/// Nodes 0..SEEDS are everyone's seeds.
+const SEEDS: u32 = 3;
+
+fn default_seeds(node: usize) -> Vec<u32> {
+    (0..SEEDS).filter(|&seed| seed as usize != node).collect()
+}
 
 /// What a node was told by its foca: `MemberUp`, `MemberDown`, or `Rename`
 /// (to the identity given).
@@ -210,7 +229,7 @@ impl Cluster {
         };
         for id in 0..n {
             let agent = cluster.agent(NodeId::new(id as u32, 1), 0);
-            cluster.nodes.push(SimNode { agent, alive: true, epoch: 0, connected: false, announcing: true });
+            cluster.nodes.push(SimNode { agent, alive: true, epoch: 0, connected: false, seeds: default_seeds(id) });
             let at = cluster.net_rng.random_range(0..100 * MS);
             cluster.queue.push(at, Ev::Announce { node: id, epoch: 0 });
         }
@@ -257,16 +276,17 @@ impl Cluster {
         let epoch = self.nodes[node].epoch + 1;
         let identity = NodeId::new(previous.id, previous.generation + 1);
         let agent = self.agent(identity.clone(), epoch);
-        self.nodes[node] = SimNode { agent, alive: true, epoch, connected: false, announcing: true };
+        self.nodes[node] = SimNode { agent, alive: true, epoch, connected: false, seeds: default_seeds(node) };
         self.queue.push(self.now(), Ev::Announce { node, epoch });
         identity
     }
 
-    /// A new node (id = the current count) that starts announcing now.
+    /// A new node (id = the current count) that starts announcing to node 0
+    /// (its only seed) now.
     pub fn join(&mut self) -> usize {
         let node = self.nodes.len();
         let agent = self.agent(NodeId::new(node as u32, 1), 0);
-        self.nodes.push(SimNode { agent, alive: true, epoch: 0, connected: false, announcing: true });
+        self.nodes.push(SimNode { agent, alive: true, epoch: 0, connected: false, seeds: vec![0] });
         self.sent_packets.push(0);
         self.sent_bytes.push(0);
         self.queue.push(self.now(), Ev::Announce { node, epoch: 0 });
@@ -297,23 +317,19 @@ impl Cluster {
                 (node, self.nodes[node].agent.handle_timer(timer, &mut self.runtime))
             }
             Ev::Announce { node, epoch } => {
-                let n = self.nodes.len();
+                let n = self.nodes.len() as u32;
                 let state = &mut self.nodes[node];
                 if !state.alive || state.epoch != epoch {
                     return;
                 }
-                if state.connected {
-                    state.announcing = false;
-                    return;
-                }
-                let seeds = SEEDS.min(n);
-                let mut seed = self.net_rng.random_range(0..seeds);
-                if seed == node {
-                    seed = (seed + 1) % seeds;
-                }
-                let state = &mut self.nodes[node];
-                let result = state.agent.announce(NodeId::new(seed as u32, 0), &mut self.runtime);
                 self.queue.push(self.queue.now() + ANNOUNCE_RETRY, Ev::Announce { node, epoch });
+                let active: Vec<u32> = state.agent.iter_members().map(|member| member.id().id).collect();
+                let mut result = Ok(());
+                for &seed in state.seeds.iter().filter(|&&seed| seed < n) {
+                    if !state.connected || !active.contains(&seed) {
+                        result = result.and(state.agent.announce(NodeId::new(seed, 0), &mut self.runtime));
+                    }
+                }
                 (node, result)
             }
         };
@@ -351,10 +367,6 @@ impl Cluster {
                 OwnedNotification::Idle | OwnedNotification::Defunct | OwnedNotification::Rejoin(_) => {
                     self.nodes[node].connected = false;
                     self.rejoins += u64::from(matches!(notification, OwnedNotification::Rejoin(_)));
-                    if !self.nodes[node].announcing {
-                        self.nodes[node].announcing = true;
-                        self.queue.push(now + ANNOUNCE_RETRY, Ev::Announce { node, epoch });
-                    }
                     continue;
                 }
                 OwnedNotification::MemberUp(subject) => (Seen::Up, subject),
