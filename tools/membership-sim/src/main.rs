@@ -140,6 +140,33 @@ fn first_seen(
         .collect()
 }
 
+/// Like [`first_seen`] for node `id` at `generation` or a later one (a
+/// node declared down by mistake comes back with the next generation).
+fn first_seen_id(
+    cluster: &Cluster,
+    observers: &[usize],
+    subject: &NodeId,
+    kinds: &[Seen],
+    since: Nanos,
+) -> Vec<Option<Nanos>> {
+    observers
+        .iter()
+        .map(|&observer| {
+            cluster
+                .observations
+                .iter()
+                .find(|o| {
+                    o.observer == observer
+                        && o.at >= since
+                        && kinds.contains(&o.kind)
+                        && o.subject.id == subject.id
+                        && o.subject.generation >= subject.generation
+                })
+                .map(|o| o.at - since)
+        })
+        .collect()
+}
+
 /// Down notifications about a node that is alive (any generation) at the
 /// time: (notifications, distinct identities declared down).
 fn false_downs(cluster: &Cluster, since: Nanos, exclude: Option<u32>) -> (usize, usize) {
@@ -341,9 +368,11 @@ fn scenario_c(args: &Args, out: &mut String) {
                         let olds: Vec<usize> = (0..n - 1).collect();
                         let old_ids: Vec<NodeId> = olds.iter().map(|&i| cluster.identity(i)).collect();
                         let view = |c: &Cluster| -> (Option<Nanos>, Option<Nanos>) {
-                            let know_it = first_seen(c, &olds, &joiner_id, &[Seen::Up], t0);
-                            let knows: Vec<Option<Nanos>> =
-                                old_ids.iter().map(|id| first_seen(c, &[joiner], id, &[Seen::Up], t0)[0]).collect();
+                            let know_it = first_seen_id(c, &olds, &joiner_id, &[Seen::Up, Seen::Rename], t0);
+                            let knows: Vec<Option<Nanos>> = old_ids
+                                .iter()
+                                .map(|id| first_seen_id(c, &[joiner], id, &[Seen::Up, Seen::Rename], t0)[0])
+                                .collect();
                             let all = |v: &[Option<Nanos>]| {
                                 v.iter().all(Option::is_some).then(|| v.iter().flatten().copied().max().unwrap_or(0))
                             };
@@ -399,7 +428,7 @@ fn scenario_d(args: &Args, out: &mut String) {
                             let t0 = cluster.now();
                             let others: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
                             let up = |c: &Cluster| {
-                                let seen = first_seen(c, &others, &new_id, &[Seen::Up, Seen::Rename], t0);
+                                let seen = first_seen_id(c, &others, &new_id, &[Seen::Up, Seen::Rename], t0);
                                 seen.iter()
                                     .all(Option::is_some)
                                     .then(|| seen.iter().flatten().copied().max().unwrap_or(0))
