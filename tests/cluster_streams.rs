@@ -5,10 +5,13 @@
 //! captures are stored too, whichever node they were published on. When the
 //! stream's node is gone, a durable publish is refused (never acknowledged
 //! without being stored), and once the node is back with its data, storing
-//! resumes where the sequence left off.
+//! resumes where the sequence left off. A NATS client's publish with a reply
+//! subject on a node without the stream is answered on that subject once the
+//! stream's node stored it.
 
 mod cluster_support;
 mod common;
+mod nats_support;
 mod stream_support;
 
 use std::path::Path;
@@ -148,4 +151,41 @@ fn without_the_streams_node_a_durable_publish_is_refused_and_resumes_when_it_ret
     assert_eq!(sequence, last + 1, "the stream kept what it acknowledged, and nothing refused was stored");
     let info = restarted.ack_client().stream_info("orders").expect("info");
     assert_eq!(info.last_sequence, sequence);
+}
+
+#[test]
+fn a_nats_publish_with_a_reply_on_another_node_is_answered_once_stored() {
+    let root = TempDir::new("cluster-streams-nats");
+    let nats = ["--nats-listen", "127.0.0.1:0"];
+    let mut routes: Vec<String> = Vec::new();
+    let mut nodes = Vec::new();
+    for node_id in 1..=2u32 {
+        let data = root.path.join(format!("node-{node_id}"));
+        std::fs::create_dir_all(&data).expect("data directory");
+        let data = data.to_str().expect("utf-8").to_string();
+        let node = start_node_with(
+            &root.path,
+            node_id,
+            1,
+            &routes,
+            SECRET,
+            "127.0.0.1:0",
+            &[&nats[..], &["--data-dir", &data]].concat(),
+        );
+        routes.push(node.cluster_address.expect("route listener").to_string());
+        nodes.push(node);
+    }
+    let owner = nodes[1].ack_client();
+    add_stream(&owner, "orders", &["orders.>"]);
+    // The stream's capture has reached node 1 once a native durable publish there is stored.
+    let first = wait_until_captured(&nodes[0].ack_client(), "orders.probe");
+    let mut publisher =
+        nats_support::RawNats::connect_with(nodes[0].nats_address.expect("NATS"), r#"{"verbose":false}"#);
+    publisher.send(b"SUB _INBOX.acks 1\r\nPUB orders.nats _INBOX.acks 5\r\nhello\r\n");
+    let (line, payload) = publisher.delivery();
+    assert!(line.starts_with("MSG _INBOX.acks 1 "), "{line}");
+    let ack: serde_json::Value = serde_json::from_slice(&payload).expect("a JSON acknowledgement");
+    assert_eq!(ack["stream"], "orders", "{ack}");
+    assert_eq!(ack["seq"], first + 1, "stored on node 2 right after the probe: {ack}");
+    assert_eq!(owner.stream_info("orders").expect("info").last_sequence, first + 1);
 }

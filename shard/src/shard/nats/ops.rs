@@ -54,10 +54,15 @@ impl Shard {
                 }
             },
         };
-        // With a reply subject, a publish a stream captures is answered on
-        // that subject once stored (deliver.rs, `nats_stream_ack`).
+        // With a reply subject, a publish a stream captures (on this node or
+        // another: cluster/store.rs) is answered on that subject once stored
+        // (deliver.rs, `nats_stream_ack`).
+        let captured = |shard: &mut Self| {
+            (!shard.stream_capture.is_empty() && shard.stream_capture.capture(&subject).is_some())
+                || shard.capturing_nodes(&subject) != 0
+        };
         let tag = match &reply {
-            Some(reply) if !self.stream_capture.is_empty() && self.stream_capture.capture(&subject).is_some() => {
+            Some(reply) if captured(self) => {
                 let Some(session) = self.connections.get_mut(key).and_then(|connection| connection.nats.as_mut())
                 else {
                     return;
