@@ -1,4 +1,4 @@
-//! Several nodes act as one router (issue 13, first slice): three `flit`
+//! Several nodes act as one router (issue 13): three `flit`
 //! processes on loopback meshed by routes (each started with the earlier
 //! ones as seeds; the earlier ones learn the later ones from their
 //! handshakes). Messages, requests and replies cross nodes exactly once,

@@ -1,11 +1,12 @@
-//! # Clustering: several flit nodes act as one router (issue 13, first slice)
+//! # Clustering: several flit nodes act as one router (issue 13)
 //!
 //! Every shard keeps one route connection, a *lane*, to every other node:
 //! it dials the other nodes' `--cluster-listen` addresses (`--cluster-seeds`)
 //! and sends over its own lane what its own publishes need there, so a
 //! message crosses at most one route and is never forwarded by the node that
 //! receives it (loop-free in a full mesh). Lanes carry data one way, dialer
-//! to acceptor; the acceptor answers only Pongs. The shard that reads a
+//! to acceptor; the acceptor writes only answers (Pongs, barrier and store
+//! acknowledgements). The shard that reads a
 //! publish decides its remote nodes as it decides its local shards, from a
 //! second interest table ([`remote_interest`]) filled by what the other
 //! nodes announce.
@@ -30,6 +31,11 @@
 //!
 //! Barrier: a client's Pong waits for every node the shard announced an
 //! interest change to ([`barrier`]), so a flush covers the cluster.
+//! Streams: a durable publish is forwarded to the node whose stream captures
+//! it (`shard/src/shard/cluster/store.rs`). Liveness is the routes' own
+//! (pings, silence, EOF; a newer start of a node replaces its older lanes):
+//! membership by a library was measured and not adopted (docs/DESIGN.md
+//! section 7).
 //!
 //! Shutdown: lanes are closed with the other connections; peers see the
 //! socket end and withdraw this node's interest.
