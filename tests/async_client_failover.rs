@@ -21,13 +21,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const FAILOVER_BOUND: Duration = Duration::from_secs(3);
 
 fn options() -> Options {
-    Options {
-        reconnect_delay_min: Duration::from_millis(20),
-        reconnect_delay_max: Duration::from_millis(100),
-        connect_timeout: Duration::from_secs(1),
-        flush_timeout: Duration::from_secs(2),
-        ..Options::default()
-    }
+    cluster_support::failover_options()
 }
 
 fn run<F: Future>(test: F) -> F::Output {

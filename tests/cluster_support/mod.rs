@@ -278,3 +278,15 @@ pub fn wait_until_routed(
         assert!(started.elapsed() < bound, "interest in {subject} did not reach the publisher's node within {bound:?}");
     }
 }
+
+/// Client options for the failover tests: quick reconnects (20 to 100 ms),
+/// a 1 s connect timeout and a 2 s flush timeout.
+pub fn failover_options() -> flit_client::Options {
+    flit_client::Options {
+        reconnect_delay_min: std::time::Duration::from_millis(20),
+        reconnect_delay_max: std::time::Duration::from_millis(100),
+        connect_timeout: std::time::Duration::from_secs(1),
+        flush_timeout: std::time::Duration::from_secs(2),
+        ..flit_client::Options::default()
+    }
+}
