@@ -9,6 +9,12 @@
 //! reads, it may find Deliver frames already handed to the kernel and an
 //! Error frame with code 300 (SlowConsumer), and then the connection must be
 //! closed. The counters printed at shutdown must show the eviction.
+//!
+//! Both tests run twice: with payloads copied into the write buffer (the
+//! default for 1 KiB) and with every payload queued by reference and sent in
+//! vectored sends (`--splice-payload-bytes-min 1`), where a frame's head and
+//! its payload are separate pieces that a short send or an eviction may cut
+//! between.
 
 mod common;
 
@@ -30,6 +36,12 @@ const _: () = assert!(MESSAGES as usize * PAYLOAD_BYTES > 8 * PENDING_BYTES_MAX)
 const SLOW_READ_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// How long the slow subscriber may stay open once it starts reading.
 const SLOW_CLOSE_WITHIN: Duration = Duration::from_secs(10);
+/// The server's arguments, with each way of queueing a payload.
+fn server_arguments() -> [(&'static str, Vec<&'static str>); 2] {
+    let base = vec!["--max-payload", "65536", "--pending-bytes-max", "1048576"];
+    let spliced = [base.clone(), vec!["--splice-payload-bytes-min", "1"]].concat();
+    [("copied", base), ("spliced", spliced)]
+}
 
 fn payload(index: u64) -> Vec<u8> {
     let mut payload = vec![b'x'; PAYLOAD_BYTES];
@@ -220,11 +232,12 @@ fn extra_message_failure(subscription: &flit_client::Subscription) -> Option<Str
 
 #[test]
 fn slow_consumer_is_disconnected_others_unaffected() {
-    let arguments = ["--max-payload", "65536", "--pending-bytes-max", "1048576"];
     // Reported together at the end, so every property is checked with both
     // shard counts and one failure does not hide another.
     let mut failures: Vec<String> = Vec::new();
-    for shards in SHARD_COUNTS {
+    for ((path, arguments), shards) in server_arguments().into_iter().flat_map(|a| SHARD_COUNTS.map(|s| (a.clone(), s)))
+    {
+        let shards_label = format!("{path}, {shards}");
         let server = FlitServer::start(shards, &arguments);
         let slow_shard = shards - 1;
         let mut slow = RawConnection::connect_on_shard(server.address, slow_shard);
@@ -259,13 +272,13 @@ fn slow_consumer_is_disconnected_others_unaffected() {
         let slow_stream = parse_slow_stream(&slow_bytes, shards);
         assert!(
             slow_stream.delivered < MESSAGES,
-            "shards={shards}: the slow subscriber received all {MESSAGES} messages, so it was never evicted"
+            "{shards_label}: the slow subscriber received all {MESSAGES} messages, so it was never evicted"
         );
         if let Some(code) = slow_stream.error_code {
-            assert_eq!(code, ErrorCode::SlowConsumer.as_u16(), "shards={shards}: the slow subscriber's Error code");
+            assert_eq!(code, ErrorCode::SlowConsumer.as_u16(), "{shards_label}: the slow subscriber's Error code");
         }
         eprintln!(
-            "shards={shards}: slow subscriber read {} bytes: {} Deliver frames, error {:?}, {} bytes of an \
+            "{shards_label}: slow subscriber read {} bytes: {} Deliver frames, error {:?}, {} bytes of an \
              unfinished frame at the end",
             slow_bytes.len(),
             slow_stream.delivered,
@@ -276,17 +289,17 @@ fn slow_consumer_is_disconnected_others_unaffected() {
 
         for (shard, (subscription, failure)) in good_subscriptions.iter().zip(good_failures).enumerate() {
             if let Some(failure) = failure.or_else(|| extra_message_failure(subscription)) {
-                failures.push(format!("shards={shards}: good subscriber on shard {shard} {failure}"));
+                failures.push(format!("{shards_label}: good subscriber on shard {shard} {failure}"));
             }
         }
         for client in &good_clients {
-            assert_eq!(client.statistics().slow_consumer_drops, 0, "shards={shards}: the good client dropped nothing");
+            assert_eq!(client.statistics().slow_consumer_drops, 0, "{shards_label}: the good client dropped nothing");
         }
 
         let (code, stderr) = server.stop();
-        assert_eq!(code, Some(0), "shards={shards}: exit code; stderr: {stderr}");
+        assert_eq!(code, Some(0), "{shards_label}: exit code; stderr: {stderr}");
         let evictions = slow_consumer_evictions(&stderr, shards);
-        assert!(evictions >= 1, "shards={shards}: slow_consumer_evictions summed to {evictions}; stderr: {stderr}");
+        assert!(evictions >= 1, "{shards_label}: slow_consumer_evictions summed to {evictions}; stderr: {stderr}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -331,8 +344,9 @@ const MESSAGES_QUICK: u64 = 8_000;
 
 #[test]
 fn slow_consumer_that_resumes_reading_at_once_sees_whole_frames_then_close() {
-    let arguments = ["--max-payload", "65536", "--pending-bytes-max", "1048576"];
-    for shards in SHARD_COUNTS {
+    for ((path, arguments), shards) in server_arguments().into_iter().flat_map(|a| SHARD_COUNTS.map(|s| (a.clone(), s)))
+    {
+        let shards_label = format!("{path}, {shards}");
         let server = FlitServer::start(shards, &arguments);
         let mut slow = RawConnection::connect_on_shard(server.address, shards - 1);
         slow.subscribe_and_flush("load.>", 1);
@@ -347,22 +361,22 @@ fn slow_consumer_that_resumes_reading_at_once_sees_whole_frames_then_close() {
         let slow_bytes = read_until_closed(&mut slow);
         let slow_stream = parse_slow_stream(&slow_bytes, shards);
         eprintln!(
-            "shards={shards}: published in {published_in:?}; slow subscriber read {} bytes: {} Deliver frames, \
+            "{shards_label}: published in {published_in:?}; slow subscriber read {} bytes: {} Deliver frames, \
              error {:?}, {} bytes of an unfinished frame at the end",
             slow_bytes.len(),
             slow_stream.delivered,
             slow_stream.error_code,
             slow_stream.truncated_tail_bytes
         );
-        assert!(slow_stream.delivered < MESSAGES_QUICK, "shards={shards}: the slow subscriber was never evicted");
+        assert!(slow_stream.delivered < MESSAGES_QUICK, "{shards_label}: the slow subscriber was never evicted");
         if let Some(report) = corruption_report(&slow_stream, slow_bytes.len(), shards) {
             panic!("{report}");
         }
-        assert_eq!(slow_stream.error_code, Some(ErrorCode::SlowConsumer.as_u16()), "shards={shards}: error code");
-        assert_eq!(slow_stream.truncated_tail_bytes, 0, "shards={shards}: the stream ends on a frame boundary");
+        assert_eq!(slow_stream.error_code, Some(ErrorCode::SlowConsumer.as_u16()), "{shards_label}: error code");
+        assert_eq!(slow_stream.truncated_tail_bytes, 0, "{shards_label}: the stream ends on a frame boundary");
         let (code, stderr) = server.stop();
-        assert_eq!(code, Some(0), "shards={shards}: exit code; stderr: {stderr}");
-        assert!(slow_consumer_evictions(&stderr, shards) >= 1, "shards={shards}: stderr: {stderr}");
+        assert_eq!(code, Some(0), "{shards_label}: exit code; stderr: {stderr}");
+        assert!(slow_consumer_evictions(&stderr, shards) >= 1, "{shards_label}: stderr: {stderr}");
     }
 }
 

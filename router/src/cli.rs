@@ -75,6 +75,9 @@ pub struct ServeArguments {
     /// Park mode: microseconds an idle shard spins before it parks; 0 parks at once, submitting a pass's sends in the same system call (fewest system calls, a wake-up per message). [default: 50]
     #[arg(long = "spin-before-park-us")]
     pub spin_before_park_us: Option<u64>,
+    /// A delivered payload of at least this many bytes is sent by reference in a vectored send instead of copied into the subscriber's write buffer (plain connections on the ring). [default: 32768]
+    #[arg(long = "splice-payload-bytes-min")]
+    pub splice_payload_bytes_min: Option<usize>,
     /// Directory where durable streams keep their logs (created with the first stream). [default: ./flit-data]
     #[arg(long = "data-dir")]
     pub data_dir: Option<std::path::PathBuf>,
@@ -191,6 +194,7 @@ impl ServeArguments {
         layer.server.receive = self.receive;
         layer.server.data_dir = self.data_dir.clone();
         layer.server.spin_before_park_us = self.spin_before_park_us;
+        layer.server.splice_payload_bytes_min = self.splice_payload_bytes_min;
         layer.server.pin_cores = self.no_pin.then_some(false);
         layer.server.shutdown_flush_timeout_ms = self.shutdown_flush_timeout_ms;
         layer.limits.payload_bytes_max = self.payload_bytes_max;

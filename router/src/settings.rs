@@ -152,6 +152,8 @@ pub struct ServerSection {
     pub data_dir: Option<std::path::PathBuf>,
     /// Park mode: microseconds an idle shard spins before parking.
     pub spin_before_park_us: Option<u64>,
+    /// Payloads at least this long are sent by reference, not copied.
+    pub splice_payload_bytes_min: Option<usize>,
 }
 
 /// `[limits]`
@@ -316,6 +318,7 @@ impl FileSettings {
                 shutdown_flush_timeout_ms: Some(config.shutdown_flush_timeout.as_millis() as u64),
                 data_dir: Some(config.data_directory.clone()),
                 spin_before_park_us: Some(config.spin_before_park.as_micros() as u64),
+                splice_payload_bytes_min: Some(config.splice_payload_bytes_min),
             },
             limits: LimitsSection {
                 payload_bytes_max: Some(config.payload_bytes_max),
@@ -361,6 +364,10 @@ impl FileSettings {
                 ),
                 data_dir: pick(base.server.data_dir, over.server.data_dir),
                 spin_before_park_us: pick(base.server.spin_before_park_us, over.server.spin_before_park_us),
+                splice_payload_bytes_min: pick(
+                    base.server.splice_payload_bytes_min,
+                    over.server.splice_payload_bytes_min,
+                ),
             },
             limits: LimitsSection {
                 payload_bytes_max: pick(base.limits.payload_bytes_max, over.limits.payload_bytes_max),
@@ -494,6 +501,7 @@ impl Settings {
             Duration::from_millis(server_section.shutdown_flush_timeout_ms.expect("defaulted"));
         server.data_directory = server_section.data_dir.expect("defaulted");
         server.spin_before_park = Duration::from_micros(server_section.spin_before_park_us.expect("defaulted"));
+        server.splice_payload_bytes_min = server_section.splice_payload_bytes_min.expect("defaulted");
         server.streams =
             merged.streams.iter().map(crate::stream_settings::StreamTable::definition).collect::<Result<_, _>>()?;
         server.payload_bytes_max = limits.payload_bytes_max.expect("defaulted");

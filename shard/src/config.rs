@@ -12,11 +12,14 @@ use flit_wire::{FRAME_HEADER_BYTES, META_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT};
 use crate::error::StartError;
 use crate::interest::SHARDS_MAX;
 
-/// Default outbound bytes queued for one connection before it is evicted as a slow consumer.
 /// Park mode's spin before parking, unless `--spin-before-park-us` says otherwise.
 pub const SPIN_BEFORE_PARK_DEFAULT: Duration = Duration::from_micros(50);
+/// Payloads at least this long are sent by reference, not copied (measured:
+/// docs/DESIGN.md, "Sends"), unless `--splice-payload-bytes-min` says otherwise.
+pub const SPLICE_PAYLOAD_BYTES_MIN_DEFAULT: usize = 32 * 1024;
 /// Where stream logs live unless `--data-dir` says otherwise.
 pub const DATA_DIRECTORY_DEFAULT: &str = "./flit-data";
+/// Default outbound bytes queued for one connection before it is evicted as a slow consumer.
 pub const PENDING_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 /// Default subscriptions one connection may hold.
 pub const SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT: usize = 65_536;
@@ -113,6 +116,11 @@ pub struct ServerConfig {
     /// system call; zero parks at once, in the same `io_uring_enter` that
     /// submits the pass's sends.
     pub spin_before_park: Duration,
+    /// A delivered payload at least this long is sent by reference (one
+    /// vectored send with the frames around it) rather than copied into the
+    /// subscriber's write buffer; `usize::MAX` copies all. Connections that
+    /// send through the ring only (not TLS, not readiness).
+    pub splice_payload_bytes_min: usize,
     /// Where streams keep their logs (`<data_directory>/streams/<name>/`).
     pub data_directory: std::path::PathBuf,
     /// Streams the configuration file defines (created or updated at start).
@@ -187,6 +195,7 @@ impl ServerConfig {
             connection_rate_limits: crate::rate_limit::RateLimits::unlimited(),
             identities: std::sync::Arc::new(crate::auth::Identities::open()),
             spin_before_park: SPIN_BEFORE_PARK_DEFAULT,
+            splice_payload_bytes_min: SPLICE_PAYLOAD_BYTES_MIN_DEFAULT,
             data_directory: std::path::PathBuf::from(DATA_DIRECTORY_DEFAULT),
             streams: Vec::new(),
             cluster: None,

@@ -14,8 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, IoSlice, Write};
 
+use crate::outgoing::Outgoing;
 use bytes::{Buf, Bytes, BytesMut};
 use flit_wire::FRAME_HEADER_BYTES;
 
@@ -61,6 +62,12 @@ pub enum DeferredReply {
     /// sent once every shard of this node applied the interest before it.
     RouteBarrierAck(u64),
 }
+
+/// Pieces a connection may queue ahead of its write buffer (large payloads
+/// by reference and the buffer pieces between them, see outgoing.rs); past
+/// this, payloads are copied into the write buffer like small ones, so a
+/// send's iovecs stay bounded (`ring::SEND_SEGMENTS_MAX`).
+pub const SPLICED_PIECES_MAX: usize = 64;
 
 /// An empty buffer larger than this is released rather than kept.
 pub const IDLE_BUFFER_BYTES_MAX: usize = 64 * 1024;
@@ -145,11 +152,15 @@ pub struct Connection {
     /// front of those finish a frame already partly sent, and whether an
     /// eviction came while a send was in flight (so what that send leaves is
     /// cut after its partly sent frame).
+    /// `spliced`: output queued ahead of `write_buffer` in pieces, large
+    /// payloads among them, held by reference rather than copied (see
+    /// outgoing.rs); sent with the write buffer as one vectored send.
     pub sends_on_ring: bool,
     /// The protocol version agreed in Welcome (stream ops need 2).
     pub protocol_version: u16,
     pub send_in_flight_bytes: usize,
-    pub unsent: Option<Bytes>,
+    pub unsent: Option<Outgoing>,
+    pub spliced: Vec<Bytes>,
     pub send_partial_frame_bytes: usize,
     pub discarding_unsent: bool,
     /// The NATS client protocol's state, for a connection accepted on the
@@ -229,6 +240,7 @@ impl Connection {
             protocol_version: flit_wire::PROTOCOL_VERSION_MIN,
             send_in_flight_bytes: 0,
             unsent: None,
+            spliced: Vec::new(),
             send_partial_frame_bytes: 0,
             discarding_unsent: false,
             nats: None,
@@ -248,14 +260,47 @@ impl Connection {
         if self.tls.is_some() {
             return crate::tls::write_out(self);
         }
+        if !self.spliced.is_empty() {
+            return self.write_out_pieces();
+        }
         let mut written_total = 0;
         while !self.write_buffer.is_empty() {
             match self.stream.write(&self.write_buffer) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(written) => {
-                    self.partial_frame_bytes =
-                        self.frame_rest_after_write(&self.write_buffer, self.partial_frame_bytes, written);
+                    self.partial_frame_bytes = self.frame_rest_after_write(
+                        std::slice::from_ref(&self.write_buffer),
+                        self.partial_frame_bytes,
+                        written,
+                    );
                     self.write_buffer.advance(written);
+                    written_total += written;
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(written_total)
+    }
+
+    /// `write_out` when pieces are queued ahead of the write buffer (a ring
+    /// connection over its pending limit, or shutting down): one `writev`
+    /// per round, the buffer joining the pieces so the order holds.
+    fn write_out_pieces(&mut self) -> std::io::Result<usize> {
+        if !self.write_buffer.is_empty() {
+            self.spliced.push(self.write_buffer.split().freeze());
+        }
+        let mut written_total = 0;
+        while !self.spliced.is_empty() {
+            let slices: Vec<IoSlice> = self.spliced.iter().map(|piece| IoSlice::new(piece)).collect();
+            match self.stream.write_vectored(&slices) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.partial_frame_bytes =
+                        self.frame_rest_after_write(&self.spliced, self.partial_frame_bytes, written);
+                    self.spliced =
+                        Outgoing::Segments(std::mem::take(&mut self.spliced)).advance(written).into_segments();
                     written_total += written;
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => break,
@@ -293,13 +338,17 @@ impl Connection {
     /// Bytes queued and not yet handed to the kernel: what the
     /// `pending_bytes_max` limit and the pending-bytes gauge count.
     pub fn queued_output_bytes(&self) -> usize {
-        self.write_buffer.len() + self.unsent.as_ref().map_or(0, Bytes::len)
+        self.write_buffer.len()
+            + self.spliced.iter().map(Bytes::len).sum::<usize>()
+            + self.unsent.as_ref().map_or(0, Outgoing::len)
     }
 
     /// Drops everything queued that the socket has not started on, keeping the
     /// rest of a frame already partly written (so the stream stays parseable).
     pub fn discard_unsent_frames(&mut self) {
-        self.write_buffer.truncate(self.partial_frame_bytes);
+        // The partial frame's rest leads the queued output: spliced pieces
+        // first, then the write buffer.
+        crate::outgoing::truncate_queued(&mut self.spliced, &mut self.write_buffer, self.partial_frame_bytes);
         // The rest of a ring send: only its first, partly sent frame stays
         // (and, for a send still in flight, shard/send.rs cuts it likewise).
         if let Some(unsent) = self.unsent.as_mut() {
@@ -319,11 +368,16 @@ impl Connection {
     /// went out (see [`partial_frame_after_write`]). NATS output is text with
     /// no length prefix to walk: it is not tracked (0), and an evicted NATS
     /// client is reset rather than sent a last error (shard/io.rs).
-    pub fn frame_rest_after_write(&self, buffer: &[u8], partial: usize, written: usize) -> usize {
+    pub fn frame_rest_after_write<Piece: AsRef<[u8]>>(
+        &self,
+        pieces: &[Piece],
+        partial: usize,
+        written: usize,
+    ) -> usize {
         if self.nats.is_some() {
             return 0;
         }
-        partial_frame_after_write(buffer, partial, written)
+        partial_frame_after_write(pieces, partial, written)
     }
 
     /// The read buffer holds no whole frame (or op): if it holds part of
@@ -352,13 +406,29 @@ impl Connection {
 /// Where the next frame boundary is after `written` bytes of `buffer` went
 /// out, given that the buffer's first `partial` bytes end a frame. Walks the
 /// headers of the frames written (4 bytes read per frame).
-pub(crate) fn partial_frame_after_write(buffer: &[u8], partial: usize, written: usize) -> usize {
+/// The buffer may be in pieces (a send's segments, shard/send.rs): a frame's
+/// length prefix is read across them.
+pub(crate) fn partial_frame_after_write<Piece: AsRef<[u8]>>(pieces: &[Piece], partial: usize, written: usize) -> usize {
     let mut boundary = partial;
+    // The piece holding `boundary`, and where that piece starts.
+    let mut piece_index = 0;
+    let mut piece_start = 0;
     while boundary < written {
-        let header = [buffer[boundary], buffer[boundary + 1], buffer[boundary + 2], buffer[boundary + 3]];
+        let mut header = [0u8; 4];
+        for (offset, byte) in header.iter_mut().enumerate() {
+            let position = boundary + offset;
+            while position >= piece_start + pieces[piece_index].as_ref().len() {
+                piece_start += pieces[piece_index].as_ref().len();
+                piece_index += 1;
+            }
+            *byte = pieces[piece_index].as_ref()[position - piece_start];
+        }
         boundary += FRAME_HEADER_BYTES + u32::from_le_bytes(header) as usize;
     }
-    debug_assert!(boundary <= buffer.len(), "frames in the write buffer are whole");
+    debug_assert!(
+        boundary <= pieces.iter().map(|piece| piece.as_ref().len()).sum::<usize>(),
+        "frames in the write buffer are whole"
+    );
     boundary - written
 }
 
@@ -456,11 +526,26 @@ mod tests {
             buffer.extend_from_slice(&header);
             buffer.extend(std::iter::repeat_n(0u8, body as usize));
         }
-        assert_eq!(partial_frame_after_write(&buffer, 0, 20), 0, "exactly one frame");
-        assert_eq!(partial_frame_after_write(&buffer, 0, 5), 15, "inside the first frame");
-        assert_eq!(partial_frame_after_write(&buffer, 0, 30), 6, "inside the second frame");
-        assert_eq!(partial_frame_after_write(&buffer, 0, buffer.len()), 0);
-        assert_eq!(partial_frame_after_write(&buffer[5..], 15, 10), 5, "still inside the first frame");
+        let whole = [&buffer[..]];
+        assert_eq!(partial_frame_after_write(&whole, 0, 20), 0, "exactly one frame");
+        assert_eq!(partial_frame_after_write(&whole, 0, 5), 15, "inside the first frame");
+        assert_eq!(partial_frame_after_write(&whole, 0, 30), 6, "inside the second frame");
+        assert_eq!(partial_frame_after_write(&whole, 0, buffer.len()), 0);
+        assert_eq!(partial_frame_after_write(&[&buffer[5..]], 15, 10), 5, "still inside the first frame");
+        // The same bytes in pieces (a vectored send's segments), split at
+        // every pair of positions, headers included: the same answers.
+        for first_cut in 1..buffer.len() {
+            for second_cut in first_cut + 1..buffer.len() {
+                let pieces = [&buffer[..first_cut], &buffer[first_cut..second_cut], &buffer[second_cut..]];
+                for written in 0..=buffer.len() {
+                    assert_eq!(
+                        partial_frame_after_write(&pieces, 0, written),
+                        partial_frame_after_write(&whole, 0, written),
+                        "cuts at {first_cut} and {second_cut}, {written} written"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! rings and `ReceiveMode::Readiness` use readiness through the ring and
 //! `recv`. Plain connections also send through the ring: at the end of a
 //! pass each dirty connection's queued frames go out as one `SEND` the ring
-//! owns until it completes (`shard::send`), and all of a pass's sends reach
+//! owns until it completes (`shard::send`); payloads of 32 KiB and more are
+//! not copied but queued by reference, and then the frames go out as one
+//! vectored `SENDMSG` ([`outgoing`]); all of a pass's sends reach
 //! the kernel in one `io_uring_enter` (in park mode, the one the shard parks
 //! in); the others write with one `send` call per pass. Shards share no memory on
 //! the message path; they talk over bounded single-producer single-consumer
@@ -39,7 +41,8 @@
 //!   permitted subscription must still not receive (checked by the
 //!   publishing shard's interest table and again at delivery).
 //! - [`trie`]: the subject matcher; [`subscriptions`]: local subscriptions.
-//! - [`connection`]: per-connection state; [`config`], [`error`].
+//! - [`connection`]: per-connection state; [`outgoing`]: a send's bytes in
+//!   one piece or several; [`config`], [`error`].
 //! - [`metrics`]: live per-shard counters (single-writer atomics) read by the
 //!   metrics endpoint; [`stats`]: the same counters as plain numbers;
 //!   [`monitoring`]: per-connection snapshots for `/connz`, taken on request.
@@ -62,6 +65,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod monitoring;
 pub mod nats_session;
+pub mod outgoing;
 pub mod rate_limit;
 pub mod ring;
 pub mod server;

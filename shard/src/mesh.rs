@@ -143,6 +143,12 @@ impl RoutedMessage {
     pub fn payload(&self) -> &[u8] {
         &self.buffer[widen(&self.payload)]
     }
+
+    /// The payload as a reference to the message's buffer (no copy): what a
+    /// vectored send queues for a large payload (shard/routing.rs).
+    pub fn payload_bytes(&self) -> Bytes {
+        self.buffer.slice(widen(&self.payload))
+    }
 }
 
 /// What shards tell each other.

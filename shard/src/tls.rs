@@ -137,7 +137,7 @@ pub fn write_out(connection: &mut Connection) -> std::io::Result<usize> {
                     0
                 } else {
                     crate::connection::partial_frame_after_write(
-                        &connection.write_buffer,
+                        std::slice::from_ref(&connection.write_buffer),
                         connection.partial_frame_bytes,
                         taken,
                     )

@@ -41,6 +41,23 @@ impl std::fmt::Debug for Encoder {
 /// would refuse about the tag and the meta's size, so no frame written here
 /// is malformed.
 pub(crate) fn put_frame(out: &mut BytesMut, op: Op, tag: u64, meta: &[u8], payload: &[u8]) -> Result<(), WireError> {
+    put_frame_head(out, op, tag, meta, payload.len(), payload.len())?;
+    out.put_slice(payload);
+    Ok(())
+}
+
+/// Appends a frame's header and meta for a payload of `payload_bytes` that
+/// the caller sends right after (by reference, not through `out`);
+/// `reserve_payload_bytes` is the room reserved for it in `out` (0 when it
+/// does not go there).
+fn put_frame_head(
+    out: &mut BytesMut,
+    op: Op,
+    tag: u64,
+    meta: &[u8],
+    payload_bytes: usize,
+    reserve_payload_bytes: usize,
+) -> Result<(), WireError> {
     if meta.len() > META_BYTES_MAX {
         return Err(WireError::MalformedFrame("meta part above META_BYTES_MAX"));
     }
@@ -51,13 +68,12 @@ pub(crate) fn put_frame(out: &mut BytesMut, op: Op, tag: u64, meta: &[u8], paylo
         }
         _ => {}
     }
-    let body_len = u32::try_from(meta.len() + payload.len())
+    let body_len = u32::try_from(meta.len() + payload_bytes)
         .map_err(|_| WireError::MalformedFrame("body above u32::MAX bytes"))?;
     let header = FrameHeader { body_len, op, meta_len: meta.len() as u16, tag };
-    out.reserve(FRAME_HEADER_BYTES + body_len as usize);
+    out.reserve(FRAME_HEADER_BYTES + meta.len() + reserve_payload_bytes);
     out.put_slice(&header.to_bytes());
     out.put_slice(meta);
-    out.put_slice(payload);
     Ok(())
 }
 
@@ -232,6 +248,18 @@ impl Encoder {
         put_frame(out, Op::Deliver, subscription_id, meta, payload)
     }
 
+    /// A Deliver frame's header and meta only: the caller sends its payload
+    /// of `payload_bytes` right after them, by reference (a vectored send),
+    /// and nothing else in between. The payload is the frame's last part.
+    pub fn deliver_head(
+        out: &mut BytesMut,
+        subscription_id: u64,
+        meta: &[u8],
+        payload_bytes: usize,
+    ) -> Result<(), WireError> {
+        put_frame_head(out, Op::Deliver, subscription_id, meta, payload_bytes, 0)
+    }
+
     pub fn error(&mut self, out: &mut BytesMut, code: ErrorCode, message: &str) -> Result<(), WireError> {
         self.error_with_raw_code(out, code.as_u16(), message)
     }
@@ -314,5 +342,24 @@ impl Encoder {
     pub fn bare(out: &mut BytesMut, op: Op) {
         debug_assert!(!op.has_meta());
         out.put_slice(&FrameHeader { body_len: 0, op, meta_len: 0, tag: 0 }.to_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deliver_head_followed_by_its_payload_is_the_whole_deliver_frame() {
+        let mut encoder = Encoder::default();
+        let meta = encoder.deliver_meta(b"a.b", Some(b"_INBOX.x"), None, 0).expect("meta").to_vec();
+        let payload = vec![7u8; 5000];
+        let mut whole = BytesMut::new();
+        Encoder::deliver(&mut whole, 42, &meta, &payload).expect("deliver");
+        let mut pieced = BytesMut::new();
+        Encoder::deliver_head(&mut pieced, 42, &meta, payload.len()).expect("head");
+        assert_eq!(pieced.len(), whole.len() - payload.len(), "the head reserves no payload bytes");
+        pieced.extend_from_slice(&payload);
+        assert_eq!(pieced, whole);
     }
 }

@@ -8,7 +8,9 @@
 //!   back to readiness where the kernel lacks buffer rings, or by setting);
 //! - `SEND` for plain connections: the bytes queued for a connection are
 //!   frozen into one `Bytes` that the ring owns until the send's completion
-//!   ([`Ring::send`], [`Ring::finish_send`]); at most one send per
+//!   ([`Ring::send`], [`Ring::finish_send`]), or, when large payloads are
+//!   queued by reference (`crate::outgoing`), `SENDMSG` over their segments,
+//!   whose iovecs and message header the ring owns likewise; at most one send per
 //!   connection is in flight, which keeps its bytes in order. Sends carry
 //!   `MSG_DONTWAIT`, so each completes while it is submitted: all of it, a
 //!   short count, or `-EAGAIN` when the socket's buffer is full (measured on
@@ -28,9 +30,10 @@
 //! Safety: a submission points at user memory only through the buffer ring,
 //! whose memory lives (or is leaked) until the kernel can no longer select
 //! from it (see `provided_buffers` for who owns each buffer when), or through
-//! a send, whose `Bytes` the ring holds in `sends_in_flight` until that
-//! send's completion has been taken; if the ring is dropped with sends in
-//! flight their buffers are leaked, never freed under the kernel.
+//! a send, whose `Bytes` (and, for `SENDMSG`, iovecs and header) the ring
+//! holds in `sends_in_flight` until that send's completion has been taken; if
+//! the ring is dropped with sends in flight their buffers are leaked, never
+//! freed under the kernel.
 //!
 //! The ring is created with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`:
 //! completions are only posted when this thread asks (no inter-processor
@@ -48,12 +51,16 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use crate::outgoing::Outgoing;
 use bytes::Bytes;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use rustc_hash::FxHashMap;
 
 pub mod provided_buffers;
+mod vectored;
 pub use provided_buffers::ProvidedBuffers;
+pub use vectored::SEND_SEGMENTS_MAX;
+use vectored::{SendInFlight, VectoredSend};
 
 /// The buffer group id of the shard's provided buffers (one group per ring).
 const RECEIVE_BUFFER_GROUP: u16 = 0;
@@ -143,7 +150,7 @@ pub struct Ring {
     /// The bytes of every send the kernel may still read, by connection key:
     /// inserted when the SQE is pushed, removed by `finish_send` after its
     /// completion was drained.
-    sends_in_flight: FxHashMap<u64, Bytes>,
+    sends_in_flight: FxHashMap<u64, SendInFlight>,
     /// Sends pushed since the last `io_uring_enter`: each posts exactly one
     /// completion while it is submitted (`MSG_DONTWAIT`).
     sends_unsubmitted: u32,
@@ -209,18 +216,29 @@ impl Ring {
     /// Sends `data` on `fd`: the ring keeps `data` alive until the send's
     /// completion (token `Sent(key)`) has been drained and `finish_send`
     /// called. The caller keeps at most one send per key in flight, and
-    /// submits before it closes `fd` (see `sends_unsubmitted`).
-    pub fn send(&mut self, fd: RawFd, key: u64, data: Bytes) -> io::Result<()> {
-        let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    /// submits before it closes `fd` (see `sends_unsubmitted`). Segments go
+    /// out as one `SENDMSG` (at most `SEND_SEGMENTS_MAX` of them; the caller
+    /// bounds that).
+    pub fn send(&mut self, fd: RawFd, key: u64, data: Outgoing) -> io::Result<()> {
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        let entry = opcode::Send::new(types::Fd(fd), data.as_ptr(), length)
-            .flags(flags)
-            .build()
-            .user_data(Token::Sent(key).encode());
+        let (entry, in_flight) = match data {
+            Outgoing::Contiguous(bytes) => {
+                let length = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                let entry = opcode::Send::new(types::Fd(fd), bytes.as_ptr(), length).flags(flags).build();
+                (entry, SendInFlight { data: Outgoing::Contiguous(bytes), vectored: None })
+            }
+            Outgoing::Segments(segments) => {
+                debug_assert!(segments.len() <= SEND_SEGMENTS_MAX, "the caller bounds a send's segments");
+                let vectored = VectoredSend::new(&segments);
+                let entry = opcode::SendMsg::new(types::Fd(fd), vectored.header_pointer()).flags(flags as u32).build();
+                (entry, SendInFlight { data: Outgoing::Segments(segments), vectored: Some(vectored) })
+            }
+        };
+        let entry = entry.user_data(Token::Sent(key).encode());
         // Owned by the ring before the SQE exists, so no path (an error from
-        // `push`, a later drop of the caller's state) can free the bytes the
-        // SQE points at.
-        if let Some(earlier) = self.sends_in_flight.insert(key, data) {
+        // `push`, a later drop of the caller's state) can free the bytes, the
+        // iovecs or the header the SQE points at.
+        if let Some(earlier) = self.sends_in_flight.insert(key, in_flight) {
             // The caller broke "one send in flight per key" (or a key was
             // reused before an old completion was drained): the earlier bytes
             // may still be read by the kernel, so they are leaked, not freed.
@@ -234,8 +252,8 @@ impl Ring {
 
     /// After a `Sent(key)` completion: hands back the bytes that send
     /// carried (the caller resumes a short send from them).
-    pub fn finish_send(&mut self, key: u64) -> Option<Bytes> {
-        self.sends_in_flight.remove(&key)
+    pub fn finish_send(&mut self, key: u64) -> Option<Outgoing> {
+        self.sends_in_flight.remove(&key).map(|in_flight| in_flight.data)
     }
 
     /// Writes `data` at `offset` of the file `fd` (a stream's segment); when
@@ -304,14 +322,16 @@ impl Ring {
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
             // SAFETY: every entry built in this module is a POLL_ADD,
-            // ASYNC_CANCEL, a RECV with buffer selection, a SEND, a WRITE or an
-            // FSYNC. A RECV points at user memory only through the
-            // provided-buffer ring, whose memory outlives the kernel's use of
-            // it (provided_buffers.rs). A SEND or WRITE points into a `Bytes`
-            // that `sends_in_flight` or `disk_writes_in_flight` owns until its
-            // completion has been drained (`finish_send`,
+            // ASYNC_CANCEL, a RECV with buffer selection, a SEND, a SENDMSG,
+            // a WRITE or an FSYNC. A RECV points at user memory only through
+            // the provided-buffer ring, whose memory outlives the kernel's use
+            // of it (provided_buffers.rs). A SEND or WRITE points into a
+            // `Bytes` that `sends_in_flight` or `disk_writes_in_flight` owns
+            // until its completion has been drained (`finish_send`,
             // `finish_disk_write`), or forever if the ring is dropped first
-            // (Drop).
+            // (Drop). A SENDMSG points at a boxed header and iovecs that
+            // `sends_in_flight` owns with the `Bytes` they point into, under
+            // the same rule (vectored.rs).
             // The file descriptors they name are owned by the caller, who
             // cancels before closing and submits pending sends first.
             let pushed = unsafe { self.ring.submission().push(&entry) };
@@ -428,7 +448,10 @@ impl Drop for Ring {
         // A send whose completion was never drained may, as far as this code
         // can prove, still be read by the kernel while the ring winds down:
         // its bytes are leaked rather than freed (shutdown only; normally none).
-        for (_, data) in self.sends_in_flight.drain().chain(self.disk_writes_in_flight.drain()) {
+        for (_, in_flight) in self.sends_in_flight.drain() {
+            std::mem::forget(in_flight);
+        }
+        for (_, data) in self.disk_writes_in_flight.drain() {
             std::mem::forget(data);
         }
     }
@@ -501,7 +524,7 @@ mod tests {
         let mut completions = Vec::new();
         let mut results = Vec::new();
         for _ in 0..8 {
-            ring.send(writer.as_raw_fd(), 3, data.clone()).expect("send");
+            ring.send(writer.as_raw_fd(), 3, Outgoing::Contiguous(data.clone())).expect("send");
             assert_eq!(ring.sends_unsubmitted(), 1);
             ring.submit().expect("submit");
             assert_eq!(ring.sends_unsubmitted(), 0);
@@ -519,6 +542,44 @@ mod tests {
     }
 
     #[test]
+    fn a_vectored_send_puts_its_segments_out_in_order_and_a_short_one_leaves_the_rest() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let mut ring = Ring::new().expect("io_uring");
+        let (writer, mut reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        // Segments of different sizes and contents, more than fit the socket
+        // at once: the first send is short, the rest goes on from its end.
+        let segments: Vec<Bytes> =
+            (0..40u8).map(|index| Bytes::from(vec![index; 1000 + 997 * index as usize])).collect();
+        let expected: Vec<u8> = segments.iter().flat_map(|segment| segment.iter().copied()).collect();
+        let mut outgoing = Outgoing::from_parts(segments, Bytes::new());
+        let mut received = Vec::new();
+        let mut completions = Vec::new();
+        let mut short_sends = 0;
+        while !outgoing.is_empty() {
+            ring.send(writer.as_raw_fd(), 9, outgoing).expect("send");
+            ring.submit().expect("submit");
+            ring.drain_completions(&mut completions);
+            assert_eq!(completions.len(), 1, "{completions:?}");
+            let sent = ring.finish_send(9).expect("the ring kept the segments");
+            let result = completions[0].result;
+            assert!(result > 0 || result == -libc::EAGAIN, "{result}");
+            let written = result.max(0) as usize;
+            short_sends += usize::from(written < sent.len());
+            outgoing = sent.advance(written);
+            // Read what arrived, so the next send has room.
+            let mut chunk = vec![0u8; 1 << 20];
+            while received.len() < expected.len() - outgoing.len() {
+                let read = reader.read(&mut chunk).expect("read");
+                received.extend_from_slice(&chunk[..read]);
+            }
+        }
+        assert!(short_sends > 0, "the socket never filled: the test did not resume a short vectored send");
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected, "the bytes arrived out of order or changed");
+    }
+
+    #[test]
     fn a_wait_with_sends_waits_for_something_beyond_their_completions() {
         use std::io::Write;
         use std::os::fd::AsRawFd;
@@ -528,7 +589,7 @@ mod tests {
         ring.poll_readable(watched.as_raw_fd(), Token::Readable(9)).expect("poll");
         ring.submit().expect("submit the poll");
         for key in 0..3 {
-            ring.send(sender.as_raw_fd(), key, Bytes::from_static(b"frame")).expect("send");
+            ring.send(sender.as_raw_fd(), key, Outgoing::Contiguous(Bytes::from_static(b"frame"))).expect("send");
         }
         // Nothing else happens: the wait submits the three sends, takes their
         // completions, and still waits out its timeout.
@@ -541,7 +602,7 @@ mod tests {
         // With sends queued again, an event 50 ms later ends the wait then.
         for key in 0..3 {
             ring.finish_send(key);
-            ring.send(sender.as_raw_fd(), key, Bytes::from_static(b"frame")).expect("send");
+            ring.send(sender.as_raw_fd(), key, Outgoing::Contiguous(Bytes::from_static(b"frame"))).expect("send");
         }
         let poke = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));

@@ -513,6 +513,7 @@ impl Shard {
                 // the next reap (nats-server closes a slow consumer too).
                 connection.discard_unsent_frames();
                 connection.write_buffer.clear();
+                connection.spliced.clear();
                 connection.unsent = None;
                 connection.close_deadline = Some(Instant::now());
                 let _ = socket2::SockRef::from(&connection.stream).set_linger(Some(Duration::ZERO));
@@ -761,7 +762,7 @@ fn log_close(limits: &mut ShardLogLimits, shard: usize, key: ConnectionKey, code
 /// After a write: feeds the latency histogram once the buffer is empty, and
 /// brings the shard's pending-bytes total up to date for this connection.
 fn account_write(connection: &mut Connection, metrics: &ShardMetrics, pending_bytes_total: &mut usize, now_nanos: u64) {
-    if connection.write_buffer.is_empty() && connection.deliveries_pending > 0 {
+    if connection.write_buffer.is_empty() && connection.spliced.is_empty() && connection.deliveries_pending > 0 {
         let waited = now_nanos.saturating_sub(connection.oldest_delivery_received_at_nanos);
         metrics.in_router_latency.record(waited, u64::from(connection.deliveries_pending));
         connection.deliveries_pending = 0;

@@ -190,7 +190,22 @@ impl Shard {
                 self.delivery_meta_current = true;
             }
             let meta = self.delivery_meta.meta();
-            let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, meta, message.payload());
+            let payload = message.payload();
+            if payload.len() >= self.config.splice_payload_bytes_min
+                && connection.sends_on_ring
+                && connection.tls.is_none()
+                && connection.spliced.len() + 2 <= crate::connection::SPLICED_PIECES_MAX
+            {
+                // Large: queued by reference, not copied (outgoing.rs); the
+                // frame's head ends the write buffer's piece, the payload
+                // (the frame's last part) is the next piece.
+                if Encoder::deliver_head(&mut connection.write_buffer, subscription_id, meta, payload.len()).is_ok() {
+                    connection.spliced.push(connection.write_buffer.split().freeze());
+                    connection.spliced.push(message.payload_bytes());
+                }
+            } else {
+                let _ = Encoder::deliver(&mut connection.write_buffer, subscription_id, meta, payload);
+            }
         }
         if connection.deliveries_pending == 0 {
             connection.oldest_delivery_received_at_nanos = message.received_at_nanos;

@@ -1,8 +1,11 @@
 //! Sending through the ring, for plain connections that receive through it.
 //!
 //! At the end of a pass each dirty connection's write buffer is frozen into
-//! one `Bytes` and handed to the ring as one `SEND` (`start_send`); all of a
-//! pass's sends reach the kernel in one `io_uring_enter`: the next pass's, or,
+//! one `Bytes` and handed to the ring as one `SEND` (`start_send`); when large
+//! payloads were queued by reference ahead of it (`Connection::spliced`,
+//! shard/routing.rs), those pieces and the write buffer go as one vectored
+//! `SENDMSG` instead. All of a pass's sends reach the kernel in one
+//! `io_uring_enter`: the next pass's, or,
 //! when the shard is about to park, the one it parks in (`Ring::wait`). The
 //! ring owns the bytes until the completion (`on_sent`), so nothing the
 //! kernel may read is ever freed under it.
@@ -23,7 +26,9 @@
 //!
 //! Invariants: a connection with `send_in_flight_bytes > 0` has exactly one
 //! `Sent` SQE the ring owns bytes for; `unsent` and a send in flight never
-//! coexist; the write buffer starts on a frame boundary while either exists.
+//! coexist; the queued output (spliced pieces, then the write buffer) starts
+//! on a frame boundary while either exists, and a send always ends on one
+//! (it takes all that is queued), so a frame's rest is only ever at the front.
 //! Closing: `finish_close` submits the ring before the socket is closed if a
 //! send for it may still be unsubmitted, so no SQE names a closed (or reused)
 //! descriptor; a completion for a connection already gone just frees its bytes.
@@ -32,6 +37,7 @@ use std::os::fd::AsRawFd;
 
 use super::Shard;
 use crate::connection::ConnectionKey;
+use crate::outgoing::Outgoing;
 use crate::ring::{Completion, Token};
 
 impl Shard {
@@ -46,12 +52,13 @@ impl Shard {
         }
         let data = match connection.unsent.take() {
             Some(unsent) => unsent,
-            None if connection.write_buffer.is_empty() => return Ok(false),
+            None if connection.write_buffer.is_empty() && connection.spliced.is_empty() => return Ok(false),
             None => {
                 // The buffer may begin with the rest of a frame a `send` call
                 // (the pending-limit path) left; that rest now leads the send.
                 connection.send_partial_frame_bytes = std::mem::take(&mut connection.partial_frame_bytes);
-                let data = connection.write_buffer.split().freeze();
+                let tail = connection.write_buffer.split().freeze();
+                let data = Outgoing::from_parts(std::mem::take(&mut connection.spliced), tail);
                 // Counted when first handed to the kernel, not at completion:
                 // a parked shard drains completions only when it wakes, and
                 // the counter should not lag behind the traffic meanwhile.
@@ -82,8 +89,8 @@ impl Shard {
             written if written > 0 => {
                 let written = written as usize;
                 connection.send_partial_frame_bytes =
-                    connection.frame_rest_after_write(&data, connection.send_partial_frame_bytes, written);
-                data.slice(written..)
+                    connection.frame_rest_after_write(data.segments(), connection.send_partial_frame_bytes, written);
+                data.advance(written)
             }
             result if result == -libc::EAGAIN => data,
             // 0 bytes for a non-empty send, a reset, a broken pipe: the
