@@ -368,6 +368,11 @@ impl Connection {
     /// went out (see [`partial_frame_after_write`]). NATS output is text with
     /// no length prefix to walk: it is not tracked (0), and an evicted NATS
     /// client is reset rather than sent a last error (shard/io.rs).
+    ///
+    /// Output is queued in whole frames, so when all of `pieces` went out
+    /// the boundary is their end and nothing is walked (the common case:
+    /// walking every frame's header after every send cost ~5% of a fan-out's
+    /// CPU, `perf record`). Debug builds check that claim.
     pub fn frame_rest_after_write<Piece: AsRef<[u8]>>(
         &self,
         pieces: &[Piece],
@@ -375,6 +380,11 @@ impl Connection {
         written: usize,
     ) -> usize {
         if self.nats.is_some() {
+            return 0;
+        }
+        let total: usize = pieces.iter().map(|piece| piece.as_ref().len()).sum();
+        if written == total {
+            debug_assert_eq!(partial_frame_after_write(pieces, partial, written), 0, "output ends on a frame boundary");
             return 0;
         }
         partial_frame_after_write(pieces, partial, written)

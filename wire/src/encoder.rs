@@ -41,23 +41,18 @@ impl std::fmt::Debug for Encoder {
 /// would refuse about the tag and the meta's size, so no frame written here
 /// is malformed.
 pub(crate) fn put_frame(out: &mut BytesMut, op: Op, tag: u64, meta: &[u8], payload: &[u8]) -> Result<(), WireError> {
-    put_frame_head(out, op, tag, meta, payload.len(), payload.len())?;
+    let header = frame_header(op, tag, meta, payload.len())?;
+    out.reserve(FRAME_HEADER_BYTES + header.body_len as usize);
+    out.put_slice(&header.to_bytes());
+    out.put_slice(meta);
     out.put_slice(payload);
     Ok(())
 }
 
-/// Appends a frame's header and meta for a payload of `payload_bytes` that
-/// the caller sends right after (by reference, not through `out`);
-/// `reserve_payload_bytes` is the room reserved for it in `out` (0 when it
-/// does not go there).
-fn put_frame_head(
-    out: &mut BytesMut,
-    op: Op,
-    tag: u64,
-    meta: &[u8],
-    payload_bytes: usize,
-    reserve_payload_bytes: usize,
-) -> Result<(), WireError> {
+/// The header of a frame with this meta and a payload of `payload_bytes`,
+/// after the checks `put_frame` promises.
+#[inline]
+fn frame_header(op: Op, tag: u64, meta: &[u8], payload_bytes: usize) -> Result<FrameHeader, WireError> {
     if meta.len() > META_BYTES_MAX {
         return Err(WireError::MalformedFrame("meta part above META_BYTES_MAX"));
     }
@@ -70,11 +65,7 @@ fn put_frame_head(
     }
     let body_len = u32::try_from(meta.len() + payload_bytes)
         .map_err(|_| WireError::MalformedFrame("body above u32::MAX bytes"))?;
-    let header = FrameHeader { body_len, op, meta_len: meta.len() as u16, tag };
-    out.reserve(FRAME_HEADER_BYTES + meta.len() + reserve_payload_bytes);
-    out.put_slice(&header.to_bytes());
-    out.put_slice(meta);
-    Ok(())
+    Ok(FrameHeader { body_len, op, meta_len: meta.len() as u16, tag })
 }
 
 impl Encoder {
@@ -257,7 +248,11 @@ impl Encoder {
         meta: &[u8],
         payload_bytes: usize,
     ) -> Result<(), WireError> {
-        put_frame_head(out, Op::Deliver, subscription_id, meta, payload_bytes, 0)
+        let header = frame_header(Op::Deliver, subscription_id, meta, payload_bytes)?;
+        out.reserve(FRAME_HEADER_BYTES + meta.len());
+        out.put_slice(&header.to_bytes());
+        out.put_slice(meta);
+        Ok(())
     }
 
     pub fn error(&mut self, out: &mut BytesMut, code: ErrorCode, message: &str) -> Result<(), WireError> {
