@@ -57,6 +57,8 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use rustc_hash::FxHashMap;
 
 pub mod provided_buffers;
+#[cfg(test)]
+mod send_zero_copy_measurement;
 mod vectored;
 pub use provided_buffers::ProvidedBuffers;
 pub use vectored::SEND_SEGMENTS_MAX;
