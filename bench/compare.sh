@@ -73,7 +73,9 @@ server_address=""
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
-# start_server KIND MODE [SHARDS]: KIND flit|nats|echo, MODE park|spin.
+# start_server KIND MODE [SHARDS]: KIND flit|flit-nospin|nats|echo, MODE park|spin.
+# flit-nospin: park mode with --spin-before-park-us 0 (parks at once: one
+# system call per hop, a wake-up per message).
 start_server() {
   local kind=$1 mode=$2 shards=${3:-1} port
   port=$(free_port)
@@ -81,6 +83,8 @@ start_server() {
   case $kind in
     flit) taskset -c "$SERVER_CPU" "$flit" serve --listen "$server_address" --shards "$shards" --idle "$mode" --no-pin \
             > "$out/server.log" 2>&1 & ;;
+    flit-nospin) taskset -c "$SERVER_CPU" "$flit" serve --listen "$server_address" --shards "$shards" --idle "$mode" \
+            --spin-before-park-us 0 --no-pin > "$out/server.log" 2>&1 & ;;
     nats) taskset -c "$SERVER_CPU" nats-server -a 127.0.0.1 -p "$port" > "$out/server.log" 2>&1 & ;;
     echo) "$loadgen" echo-server --listen "$server_address" --idle "$mode" --cpu "$SERVER_CPU" > "$out/server.log" 2>&1 & ;;
   esac
@@ -108,10 +112,32 @@ measure() {
     --duration "$DURATION" --warmup "$WARMUP" --server-pid "$server_pid" --quiet
     --json "$out/runs/$name.json" --hgrm "$out/runs/$name.hgrm" "$@")
   echo "$label (rep $rep, server: $kind $mode shards=$shards): ${command[*]}" >> "$commands"
+  local counter=""
+  if [[ $kind == flit* ]] && perf_works; then
+    # The server's system calls over the measured window (issue 10): from
+    # just after the warm-up to just before the end; summarize.py divides by
+    # the messages of that window (runs/NAME.syscalls).
+    (sleep "$(seconds "$WARMUP" 0.3)"
+     perf stat -x, -e raw_syscalls:sys_enter -p "$server_pid" -o "$out/runs/$name.syscalls" \
+       -- sleep "$(seconds "$DURATION" -0.6)" 2>/dev/null
+     echo "window_s,$(seconds "$DURATION" -0.6)" >> "$out/runs/$name.syscalls") &
+    counter=$!
+  fi
   if ! "${command[@]}" > "$out/runs/$name.txt" 2>&1; then
     log "FAILED: $label rep $rep (see $out/runs/$name.txt)"
   fi
+  if [[ -n $counter ]]; then wait "$counter" 2>/dev/null || true; fi
   stop_server
+}
+
+# seconds DURATION OFFSET: "5s" or "500ms" plus OFFSET seconds, as a number.
+seconds() {
+  python3 -c "import sys; d=sys.argv[1]; v=float(d[:-2])/1000 if d.endswith('ms') else float(d.rstrip('s')); print(round(max(v+float(sys.argv[2]),0.1),3))" "$1" "$2"
+}
+
+# Whether `perf stat` can count the syscall tracepoint here (SYSCALLS=0 turns it off).
+perf_works() {
+  [[ ${SYSCALLS:-1} == 1 ]] && perf stat -x, -e raw_syscalls:sys_enter -- true >/dev/null 2>&1
 }
 
 # measure_independent GROUP REP -- arguments...: NATS measured by the
@@ -144,6 +170,7 @@ for rep in $(seq 1 "$REPETITIONS"); do
   fi
   if wants reqrep-park; then
     measure reqrep-park.flit flit park 1 flit park "$rep" -- --scenario reqrep
+    measure reqrep-park.flit-nospin flit-nospin park 1 flit park "$rep" -- --scenario reqrep
     measure reqrep-park.nats nats park 1 nats park "$rep" -- --scenario reqrep
     measure_independent reqrep-park "$rep" -- --scenario reqrep
     measure reqrep-park.echo echo park 1 echo park "$rep" -- --scenario reqrep
