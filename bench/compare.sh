@@ -113,10 +113,13 @@ measure() {
     --json "$out/runs/$name.json" --hgrm "$out/runs/$name.hgrm" "$@")
   echo "$label (rep $rep, server: $kind $mode shards=$shards): ${command[*]}" >> "$commands"
   local counter=""
-  if [[ $kind == flit* ]] && perf_works; then
+  if [[ ${COUNT_SYSCALLS:-0} == 1 ]] && perf_works; then
     # The server's system calls over the measured window (issue 10): from
     # just after the warm-up to just before the end; summarize.py divides by
-    # the messages of that window (runs/NAME.syscalls).
+    # the messages of that window (runs/NAME.syscalls). Only in the
+    # `syscalls` group: attaching perf stalls the server for milliseconds,
+    # which the other groups' tails would show (measured: open-loop p99 40 us
+    # without, 200-500 us with).
     (sleep "$(seconds "$WARMUP" 0.3)"
      perf stat -x, -e raw_syscalls:sys_enter -p "$server_pid" -o "$out/runs/$name.syscalls" \
        -- sleep "$(seconds "$DURATION" -0.6)" 2>/dev/null
@@ -157,7 +160,7 @@ measure_independent() {
   stop_server
 }
 
-all="reqrep-spin reqrep-park pubsub-throughput fanout-10 fanout-100 openloop-100k openloop-500k conns shard-scaling"
+all="reqrep-spin reqrep-park pubsub-throughput fanout-10 fanout-100 openloop-100k openloop-500k conns shard-scaling syscalls"
 SCENARIOS=${SCENARIOS:-$all}
 wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
@@ -195,6 +198,13 @@ for rep in $(seq 1 "$REPETITIONS"); do
       measure "openloop-$rate.nats" nats park 1 nats spin "$rep" -- --scenario pubsub --rate "$numeric"
     fi
   done
+  if wants syscalls; then
+    # The server's system calls per message, in runs of their own (see measure).
+    COUNT_SYSCALLS=1 measure syscalls.reqrep-park flit park 1 flit park "$rep" -- --scenario reqrep
+    COUNT_SYSCALLS=1 measure syscalls.reqrep-park-nospin flit-nospin park 1 flit park "$rep" -- --scenario reqrep
+    COUNT_SYSCALLS=1 measure syscalls.reqrep-spin flit spin 1 flit spin "$rep" -- --scenario reqrep
+    COUNT_SYSCALLS=1 measure syscalls.pubsub flit park 1 flit spin "$rep" -- --scenario pubsub --window 4096
+  fi
   if wants conns; then
     measure conns-0.flit flit park 1 flit park "$rep" -- --scenario conns --connections 0 --rate 2000
     measure conns-10000.flit flit park 1 flit park "$rep" -- --scenario conns --connections 10000 --rate 2000

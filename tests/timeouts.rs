@@ -39,6 +39,31 @@ fn a_client_that_never_says_hello_is_closed_after_the_handshake_timeout() {
     }
 }
 
+/// A sweep checks 256 connection slots a step (shard/timeouts.rs): with
+/// more connections than that on a shard, every one must still be reached
+/// within a sweep interval (250 ms) of its timeout.
+#[test]
+fn a_timeout_reaches_every_connection_when_a_sweep_takes_several_steps() {
+    const SILENT_CONNECTIONS: usize = 700;
+    let server = FlitServer::start(1, &["--handshake-timeout-ms", "300"]);
+    let started = Instant::now();
+    let mut connections: Vec<_> =
+        (0..SILENT_CONNECTIONS).map(|_| RawConnection::connect_without_hello(server.address)).collect();
+    let opened_in = started.elapsed();
+    for (index, connection) in connections.iter_mut().enumerate() {
+        let (frames, code, at) = read_until_error(connection);
+        assert!(frames.is_empty(), "connection {index}: {frames:?}");
+        assert_eq!(code, Some(ErrorCode::HandshakeTimeout.as_u16()), "connection {index}");
+        // Opened by `opened_in`, timed out 300 ms later, found within one
+        // sweep (250 ms) of that; the rest is slack for a loaded machine.
+        let waited = at - started;
+        assert!(
+            waited < opened_in + Duration::from_millis(300 + 250 + 1500),
+            "connection {index} closed {waited:?} after the first opened ({opened_in:?} to open all)"
+        );
+    }
+}
+
 #[test]
 fn a_frame_that_stops_halfway_is_closed_after_the_frame_timeout() {
     for shards in SHARD_COUNTS {

@@ -510,6 +510,17 @@ impl Connections {
         self.slots.iter().flatten()
     }
 
+    /// Slots, live or free: what `iter_slots` ranges over.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The live connections in a range of slots (clamped to the slots there are).
+    pub fn iter_slots(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &Connection> {
+        let end = range.end.min(self.slots.len());
+        self.slots[range.start.min(end)..end].iter().flatten()
+    }
+
     /// Keys of every live connection.
     pub fn keys(&self) -> Vec<ConnectionKey> {
         self.slots.iter().flatten().map(|connection| connection.key).collect()

@@ -167,6 +167,8 @@ pub struct Shard {
     log_limits: ShardLogLimits,
     /// When the next timeout sweep is due, and its scratch list.
     next_timeout_sweep: Instant,
+    /// The connection slot the next sweep step starts at (0: a sweep starts).
+    timeout_sweep_cursor: usize,
     timeout_verdicts: Vec<(ConnectionKey, timeouts::Verdict)>,
     /// Idle passes since the clock was last read while spinning.
     idle_spins: u32,
@@ -274,6 +276,7 @@ impl Shard {
             pending_bytes_total: 0,
             log_limits: ShardLogLimits::default(),
             next_timeout_sweep: Instant::now() + timeouts::TIMEOUT_SWEEP_INTERVAL,
+            timeout_sweep_cursor: 0,
             timeout_verdicts: Vec::new(),
             idle_spins: 0,
             identities: parts.config.identities.clone(),

@@ -9,6 +9,14 @@
 //! read path stores (from the clock read it makes once per pass anyway).
 //! A timeout therefore fires up to one interval late. No sweep runs while
 //! draining: every connection is closing then anyway.
+//!
+//! A sweep is cut into steps of `TIMEOUT_SWEEP_SLOTS_PER_STEP` connection
+//! slots, spread evenly over the interval, so no pass pays for every
+//! connection: checking 10,000 idle connections in one pass held the shard
+//! 0.2-1.6 ms every 250 ms (`perf record`, parked and spinning; issue 10).
+//! The step timer then wakes a parked shard more often (every 6 ms at
+//! 10,000 connections), for the same total work. What runs once per sweep
+//! (route lanes, NATS INFO, the monitor snapshot) runs when a sweep starts.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +27,8 @@ use crate::connection::{ConnectionKey, ConnectionState};
 
 /// How often the shard checks its connections' timeouts.
 pub const TIMEOUT_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Connection slots one sweep step checks (about 40 us of a pass at most).
+pub const TIMEOUT_SWEEP_SLOTS_PER_STEP: usize = 256;
 
 /// What a sweep decided for one connection.
 pub(super) enum Verdict {
@@ -27,15 +37,23 @@ pub(super) enum Verdict {
 }
 
 impl Shard {
-    /// Runs a sweep when one is due at `now`.
+    /// Runs a sweep step when one is due at `now`.
     pub(super) fn sweep_timeouts_if_due(&mut self, now: Instant) {
         if now < self.next_timeout_sweep || self.draining_since.is_some() {
             return;
         }
-        self.next_timeout_sweep = now + TIMEOUT_SWEEP_INTERVAL;
+        let slots = self.connections.slot_count();
+        let steps = slots.div_ceil(TIMEOUT_SWEEP_SLOTS_PER_STEP).max(1) as u32;
+        self.next_timeout_sweep = now + TIMEOUT_SWEEP_INTERVAL / steps;
         let now_nanos = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        if self.timeout_sweep_cursor == 0 {
+            self.sweep_once_per_interval(now_nanos);
+        }
+        let first = self.timeout_sweep_cursor.min(slots);
+        let end = (first + TIMEOUT_SWEEP_SLOTS_PER_STEP).min(slots);
+        self.timeout_sweep_cursor = if end >= slots { 0 } else { end };
         let mut verdicts = std::mem::take(&mut self.timeout_verdicts);
-        for connection in self.connections.iter().filter(|connection| connection.route.is_none()) {
+        for connection in self.connections.iter_slots(first..end).filter(|connection| connection.route.is_none()) {
             if let Some(verdict) = self.judge(connection, now_nanos) {
                 verdicts.push((connection.key, verdict));
             }
@@ -47,6 +65,10 @@ impl Shard {
             }
         }
         self.timeout_verdicts = verdicts;
+    }
+
+    /// The sweep's work that is not per connection.
+    fn sweep_once_per_interval(&mut self, now_nanos: u64) {
         if self.config.cluster.is_some() {
             self.sweep_lanes(now_nanos);
             self.push_nats_info_if_nodes_changed();
