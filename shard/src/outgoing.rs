@@ -25,7 +25,7 @@ impl Outgoing {
     /// Joins queued segments and the frozen write buffer. One piece stays a
     /// contiguous send (the common case: no spliced payload, no allocation).
     pub fn from_parts(mut segments: Vec<Bytes>, tail: Bytes) -> Outgoing {
-        if segments.is_empty() {
+        if segments.is_empty() && !tail.is_empty() {
             // Every send of a connection with nothing spliced: no Vec.
             return Outgoing::Contiguous(tail);
         }
