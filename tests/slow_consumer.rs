@@ -36,11 +36,18 @@ const _: () = assert!(MESSAGES as usize * PAYLOAD_BYTES > 8 * PENDING_BYTES_MAX)
 const SLOW_READ_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// How long the slow subscriber may stay open once it starts reading.
 const SLOW_CLOSE_WITHIN: Duration = Duration::from_secs(10);
-/// The server's arguments, with each way of queueing a payload.
-fn server_arguments() -> [(&'static str, Vec<&'static str>); 2] {
+/// Every case to run: (a label, the server's arguments, shards), for each
+/// way of queueing a payload and each shard count.
+fn cases() -> Vec<(String, Vec<&'static str>, usize)> {
     let base = vec!["--max-payload", "65536", "--pending-bytes-max", "1048576"];
     let spliced = [base.clone(), vec!["--splice-payload-bytes-min", "1"]].concat();
-    [("copied", base), ("spliced", spliced)]
+    let mut cases = Vec::new();
+    for (path, arguments) in [("copied", base), ("spliced", spliced)] {
+        for shards in SHARD_COUNTS {
+            cases.push((format!("{path}, {shards}"), arguments.clone(), shards));
+        }
+    }
+    cases
 }
 
 fn payload(index: u64) -> Vec<u8> {
@@ -235,9 +242,7 @@ fn slow_consumer_is_disconnected_others_unaffected() {
     // Reported together at the end, so every property is checked with both
     // shard counts and one failure does not hide another.
     let mut failures: Vec<String> = Vec::new();
-    for ((path, arguments), shards) in server_arguments().into_iter().flat_map(|a| SHARD_COUNTS.map(|s| (a.clone(), s)))
-    {
-        let shards_label = format!("{path}, {shards}");
+    for (shards_label, arguments, shards) in cases() {
         let server = FlitServer::start(shards, &arguments);
         let slow_shard = shards - 1;
         let mut slow = RawConnection::connect_on_shard(server.address, slow_shard);
@@ -344,9 +349,7 @@ const MESSAGES_QUICK: u64 = 8_000;
 
 #[test]
 fn slow_consumer_that_resumes_reading_at_once_sees_whole_frames_then_close() {
-    for ((path, arguments), shards) in server_arguments().into_iter().flat_map(|a| SHARD_COUNTS.map(|s| (a.clone(), s)))
-    {
-        let shards_label = format!("{path}, {shards}");
+    for (shards_label, arguments, shards) in cases() {
         let server = FlitServer::start(shards, &arguments);
         let mut slow = RawConnection::connect_on_shard(server.address, shards - 1);
         slow.subscribe_and_flush("load.>", 1);

@@ -7,10 +7,11 @@
 //! an iovec array), but a payload of at least `splice_payload_bytes_min` is
 //! queued by reference between two pieces of the write buffer, and the whole
 //! lot goes out in one `SENDMSG` (shard/send.rs, ring module). The threshold
-//! and its measurement are in docs/DESIGN.md ("Sends").
+//! and its measurement are in docs/DESIGN.md ("Large payloads by reference").
 //!
-//! Invariants: segments are never empty; the logical byte stream is the
-//! segments in order, and what the socket takes is always a prefix of it.
+//! Invariants: a `Segments` value holds no empty segment (an empty
+//! `Outgoing` is an empty buffer or no segments); the logical byte stream is
+//! the segments in order, and what the socket takes is always a prefix of it.
 
 use bytes::Bytes;
 
@@ -82,32 +83,34 @@ impl Outgoing {
     }
 
     /// Keeps only the first `length` bytes.
-    pub fn truncate(&mut self, mut length: usize) {
+    pub fn truncate(&mut self, length: usize) {
         match self {
             Outgoing::Contiguous(data) => data.truncate(length),
             Outgoing::Segments(segments) => {
-                segments.retain_mut(|segment| {
-                    let kept = length.min(segment.len());
-                    segment.truncate(kept);
-                    length -= kept;
-                    kept > 0
-                });
+                truncate_segments(segments, length);
             }
         }
     }
 }
 
-/// Keeps only the first `length` bytes of `segments` followed by `tail`
-/// (the queued output of a connection: spliced segments, then its write
-/// buffer).
-pub fn truncate_queued(segments: &mut Vec<Bytes>, tail: &mut bytes::BytesMut, mut length: usize) {
+/// Keeps only the first `length` bytes of `segments` (dropping emptied
+/// ones); returns how many of those bytes the segments were short of.
+fn truncate_segments(segments: &mut Vec<Bytes>, mut length: usize) -> usize {
     segments.retain_mut(|segment| {
         let kept = length.min(segment.len());
         segment.truncate(kept);
         length -= kept;
         kept > 0
     });
-    tail.truncate(length);
+    length
+}
+
+/// Keeps only the first `length` bytes of `segments` followed by `tail`
+/// (the queued output of a connection: spliced segments, then its write
+/// buffer).
+pub fn truncate_queued(segments: &mut Vec<Bytes>, tail: &mut bytes::BytesMut, length: usize) {
+    let rest = truncate_segments(segments, length);
+    tail.truncate(rest);
 }
 
 #[cfg(test)]
